@@ -1,0 +1,5 @@
+import sys
+
+from hpcbridge.cli import main
+
+sys.exit(main())

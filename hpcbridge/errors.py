@@ -1,0 +1,83 @@
+"""The exception tree of hpcbridge.
+
+    HpcBridgeError
+    ├── ProfileError              a site profile is invalid (carries every problem found)
+    ├── RequestError              a user's request is refused (over a limit, outside a grammar)
+    │   └── LimitExceeded         a value is over a limit; says which limit
+    ├── TransportError            running a command somewhere failed
+    │   ├── HostKeyError          the SSH host key is unknown or does not match the pinned one
+    │   ├── PermissionDenied      authentication or authorization failed
+    │   └── Unreachable           host or scheduler cannot be reached, or timed out
+    ├── SchedulerError            the scheduler answered with an error
+    │   ├── SchedulerUnavailable  the scheduler is down or slow: job states are *unknown*, not gone
+    │   ├── JobNotFound           the scheduler says this job does not exist
+    │   └── SubmitRefused         the scheduler refused a submission (limits, account, partition)
+    └── TestbedError              the containerized testbed cannot be brought up or used
+
+Each error has a message for the person who must act on it; errors that a JupyterHub
+user sees carry ``user_message`` separately from what goes into the hub log.
+"""
+
+from __future__ import annotations
+
+
+class HpcBridgeError(Exception):
+    """Base of every error raised by hpcbridge."""
+
+    def __init__(self, message: str, *, user_message: str | None = None) -> None:
+        super().__init__(message)
+        self.user_message = user_message or message
+
+
+class ProfileError(HpcBridgeError):
+    """A site profile failed to load or validate. ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems) or "invalid site profile")
+
+
+class RequestError(HpcBridgeError):
+    """A request (spawn options, render request, scale request) is refused."""
+
+
+class LimitExceeded(RequestError):
+    """A requested value is over a limit; the message names the limit."""
+
+
+class TransportError(HpcBridgeError):
+    """Running a command through a transport failed."""
+
+
+class HostKeyError(TransportError):
+    """The remote host key is not pinned, or differs from the pinned one."""
+
+
+class PermissionDenied(TransportError):
+    """Authentication or authorization failed (SSH auth, sudo policy)."""
+
+
+class Unreachable(TransportError):
+    """The host cannot be reached, or a command timed out."""
+
+
+class SchedulerError(HpcBridgeError):
+    """The scheduler answered with an error."""
+
+
+class SchedulerUnavailable(SchedulerError):
+    """The scheduler cannot be reached or is too slow: states are unknown, never 'gone'."""
+
+
+class JobNotFound(SchedulerError):
+    """The scheduler says the job does not exist."""
+
+
+class SubmitRefused(SchedulerError):
+    """The scheduler refused a submission."""
+
+
+class TestbedError(HpcBridgeError):
+    """The containerized SLURM testbed could not be started, reached or stopped."""
+
+    __test__ = False  # not a pytest test class despite the name

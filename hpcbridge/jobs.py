@@ -1,0 +1,79 @@
+"""Neutral job vocabulary shared by dialects, the poller, the spawner and Dask code.
+
+Scheduler spellings (``PD``, ``R``, ``Q``, ``H`` ...) never leave a dialect: every
+dialect translates its output into :class:`JobState` and :class:`JobInfo`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+class JobState(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    REQUEUED = "requeued"
+    COMPLETING = "completing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    NODE_FAIL = "node_fail"
+    PREEMPTED = "preempted"
+    OUT_OF_MEMORY = "out_of_memory"
+    #: the scheduler could not be asked (outage, timeout); never means "gone"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        """The job will never run (again) under this id."""
+        return self in _TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        """The job exists and may still run or is running."""
+        return self in _ACTIVE
+
+
+_TERMINAL = frozenset(
+    {
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.TIMEOUT,
+        JobState.NODE_FAIL,
+        JobState.PREEMPTED,
+        JobState.OUT_OF_MEMORY,
+    }
+)
+_ACTIVE = frozenset(
+    {
+        JobState.PENDING,
+        JobState.RUNNING,
+        JobState.SUSPENDED,
+        JobState.REQUEUED,
+        JobState.COMPLETING,
+    }
+)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What the scheduler says about one job at one moment."""
+
+    job_id: str
+    state: JobState
+    #: pending reason or end reason in the scheduler's words, e.g. "QOSMaxJobsPerUserLimit"
+    reason: str | None = None
+    user: str | None = None
+    name: str | None = None
+    partition: str | None = None
+    nodes: tuple[str, ...] = ()
+    #: estimated start for pending jobs, actual start for running ones
+    start_time: datetime | None = None
+    time_left: timedelta | None = None
+    exit_code: int | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
