@@ -1,0 +1,158 @@
+"""A scheduler client: one dialect plus one transport.
+
+This is the one place where failures become hpcbridge errors for callers:
+
+* a dialect's reading of a failed command (``classify_error``) is raised here;
+* a transport's :class:`~hpcbridge.errors.Unreachable` (host down, timeout) becomes
+  :class:`~hpcbridge.errors.SchedulerUnavailable`, because to a caller both mean
+  "the scheduler cannot be asked now: states are unknown";
+* :class:`~hpcbridge.errors.HostKeyError` and :class:`~hpcbridge.errors.PermissionDenied`
+  pass through unchanged: someone must fix configuration.
+
+Status never turns an outage into "gone": a job is reported terminal only when the
+scheduler answered and says so (or answered and no longer knows the job at all).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from hpcbridge.errors import (
+    JobNotFound,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitRefused,
+    Unreachable,
+)
+from hpcbridge.jobs import JobInfo, JobState
+from hpcbridge.schedulers.base import (
+    Association,
+    Budget,
+    Command,
+    Operation,
+    PartitionInfo,
+    QosLimits,
+    SchedulerDialect,
+)
+from hpcbridge.transport.base import Result, Transport
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerClient:
+    """Submit, cancel and query jobs of one cluster; read its partitions and limits."""
+
+    def __init__(self, dialect: SchedulerDialect, transport: Transport, *,
+                 timeout: float | None = None) -> None:
+        self.dialect = dialect
+        self.transport = transport
+        self.timeout = timeout
+
+    async def _run(self, command: Command, user: str | None, operation: Operation,
+                   *, tolerate: type[SchedulerError] | None = None) -> Result:
+        try:
+            result = await self.transport.run(command.argv, user=user, stdin=command.stdin,
+                                              timeout=self.timeout)
+        except Unreachable as exc:
+            raise SchedulerUnavailable(
+                str(exc),
+                user_message="The scheduler is not answering right now; job states are unknown.",
+            ) from exc
+        if result.returncode == 0:
+            return result
+        error = self.dialect.classify_error(operation, result.returncode, result.stderr)
+        if error is None or (tolerate is not None and isinstance(error, tolerate)):
+            return result
+        raise error
+
+    async def submit(self, user: str, script: str) -> str:
+        """Submit ``script`` as ``user``; the new job id. Raises SubmitRefused with the
+        scheduler's own words when limits, account or partition forbid it."""
+        path = None
+        if self.dialect.needs_script_file:
+            path = await self.transport.write_private_file(user, script.encode())
+        try:
+            command = self.dialect.submit_command(script, path)
+            result = await self._run(command, user, Operation.SUBMIT)
+            try:
+                return self.dialect.parse_submit(result.stdout)
+            except ValueError as exc:
+                raise SubmitRefused(str(exc)) from exc
+        finally:
+            if path is not None:
+                await self.transport.remove_file(user, path)
+
+    async def cancel(self, user: str, job_ids: Sequence[str]) -> None:
+        """Cancel jobs as ``user``; cancelling a job that already ended is not an error."""
+        ids = list(dict.fromkeys(job_ids))
+        bad = [j for j in ids if not self.dialect.is_job_id(j)]
+        if bad:
+            raise JobNotFound(f"not {self.dialect.name} job ids: {', '.join(map(repr, bad))}")
+        if ids:
+            await self._run(self.dialect.cancel_command(ids), user, Operation.CANCEL)
+
+    async def status(self, job_ids: Sequence[str], *, as_user: str | None = None
+                     ) -> dict[str, JobInfo]:
+        """One query for every id (plus one history query for ids that just left the
+        queue). Raises SchedulerUnavailable when the scheduler cannot be asked."""
+        ids = list(dict.fromkeys(job_ids))
+        infos = {j: self.dialect.absent_info(j) for j in ids if not self.dialect.is_job_id(j)}
+        asked = [j for j in ids if j not in infos]
+        if not asked:
+            return infos
+        result = await self._run(self.dialect.status_command(asked), as_user,
+                                 Operation.STATUS, tolerate=JobNotFound)
+        infos.update(self.dialect.parse_status(result.stdout, asked))
+        missing = [j for j in asked if j not in infos]
+        if missing:
+            infos.update(await self._history(missing, as_user))
+        return {j: infos[j] for j in ids}
+
+    async def _history(self, job_ids: list[str], user: str | None) -> dict[str, JobInfo]:
+        command = self.dialect.history_command(job_ids)
+        found: dict[str, JobInfo] = {}
+        if command is not None:
+            try:
+                result = await self._run(command, user, Operation.HISTORY, tolerate=JobNotFound)
+                found = self.dialect.parse_history(result.stdout, job_ids)
+            except SchedulerUnavailable as exc:
+                # the queue answered but its history cannot be read: how these ended is unknown
+                log.warning("job history unavailable: %s", exc)
+                return {j: JobInfo(j, JobState.UNKNOWN, reason="left the queue; history "
+                                   "unavailable") for j in job_ids}
+            except SchedulerError as exc:
+                log.warning("job history failed: %s", exc)
+        for job_id in job_ids:
+            found.setdefault(job_id, self.dialect.absent_info(job_id))
+        return found
+
+    async def _query_all(self, commands: Sequence[Command], user: str | None) -> list[str]:
+        return [(await self._run(c, user, Operation.QUERY)).stdout for c in commands]
+
+    async def partitions(self, *, as_user: str | None = None) -> list[PartitionInfo]:
+        outputs = await self._query_all(self.dialect.partitions_commands(), as_user)
+        return self.dialect.parse_partitions(outputs)
+
+    async def associations(self, user: str) -> list[Association]:
+        """The accounts (and limits) ``user`` may charge; [] where the scheduler has none."""
+        command = self.dialect.associations_command(user)
+        if command is None:
+            return []
+        return self.dialect.parse_associations((await self._run(command, user,
+                                                                 Operation.QUERY)).stdout)
+
+    async def qos(self, names: Sequence[str] = (), *, as_user: str | None = None
+                  ) -> list[QosLimits]:
+        command = self.dialect.qos_command(names)
+        if command is None:
+            return []
+        return self.dialect.parse_qos((await self._run(command, as_user,
+                                                        Operation.QUERY)).stdout)
+
+    async def budget(self, account: str, *, as_user: str | None = None) -> Budget | None:
+        """The account's TRES-minute allocation and usage; None where none is kept."""
+        commands = self.dialect.budget_commands(account)
+        if not commands:
+            return None
+        return self.dialect.parse_budget(account, await self._query_all(commands, as_user))

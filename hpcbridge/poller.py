@@ -1,0 +1,231 @@
+"""One batched status poller per cluster.
+
+Spawners and Dask clusters never ask the scheduler about their own jobs. They
+``track`` job ids here and subscribe to :class:`StateChange` events. Every interval the
+poller asks about *all* tracked ids in one query -- as one privileged-enough identity
+(``query_as``; Slurm shows every user's jobs to e.g. an operator), or, where the site
+hides other users' jobs, one query per user (``per_user=True``).
+
+While the scheduler cannot be asked, every tracked job becomes UNKNOWN and the poller
+backs off exponentially (with jitter); nothing is ever reported finished because a
+query failed. ``track(..., wake=True)`` and ``wake()`` ask for a query now (coalesced:
+many wake-ups while a query runs cause one more query, at most one per ``min_gap``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, Self
+
+from hpcbridge.jobs import JobInfo, JobState
+
+log = logging.getLogger(__name__)
+
+
+class StatusSource(Protocol):
+    """What the poller needs: :class:`hpcbridge.client.SchedulerClient` is one."""
+
+    async def status(self, job_ids: Sequence[str], *, as_user: str | None = None
+                     ) -> dict[str, JobInfo]: ...
+
+
+@dataclass(frozen=True)
+class StateChange:
+    job_id: str
+    user: str | None
+    previous: JobInfo | None
+    current: JobInfo
+
+
+Subscriber = Callable[[StateChange], Awaitable[None] | None]
+
+
+def _same(a: JobInfo | None, b: JobInfo) -> bool:
+    if a is None:
+        return False
+    if a.state is JobState.UNKNOWN and b.state is JobState.UNKNOWN:
+        return True  # the outage goes on; its error text may vary
+    return (a.state, a.reason, a.nodes) == (b.state, b.reason, b.nodes)
+
+
+class StatusPoller:
+    """Track job ids of one cluster; one status query per interval for all of them."""
+
+    def __init__(self, source: StatusSource, *, interval: float = 30.0, jitter: float = 0.1,
+                 min_gap: float = 1.0, backoff_initial: float | None = None,
+                 backoff_max: float = 600.0, query_as: str | None = None,
+                 per_user: bool = False, forget_terminal: bool = True,
+                 rng: random.Random | None = None) -> None:
+        self.source = source
+        self.interval = interval
+        self.jitter = jitter
+        self.min_gap = min_gap
+        self.backoff_initial = interval if backoff_initial is None else backoff_initial
+        self.backoff_max = backoff_max
+        self.query_as = query_as
+        self.per_user = per_user
+        self.forget_terminal = forget_terminal
+        self._rng = rng or random.Random()
+        self._tracked: dict[str, str | None] = {}
+        self._infos: dict[str, JobInfo] = {}
+        self._last_known: dict[str, JobInfo] = {}
+        self._subscribers: list[Subscriber] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_poll = float("-inf")
+        #: consecutive rounds in which a query failed
+        self.failures = 0
+        #: status queries issued so far (one per round, or one per user per round)
+        self.queries = 0
+
+    # -- tracking --------------------------------------------------------------------
+
+    def track(self, job_id: str, user: str | None = None, *, wake: bool = True) -> None:
+        self._tracked[job_id] = user
+        if wake:
+            self.wake()
+
+    def untrack(self, job_id: str) -> None:
+        self._tracked.pop(job_id, None)
+        self._infos.pop(job_id, None)
+        self._last_known.pop(job_id, None)
+
+    @property
+    def tracked(self) -> dict[str, str | None]:
+        return dict(self._tracked)
+
+    def info(self, job_id: str) -> JobInfo | None:
+        """The latest word on a job (UNKNOWN during an outage)."""
+        return self._infos.get(job_id)
+
+    def last_known(self, job_id: str) -> JobInfo | None:
+        """The latest state the scheduler actually reported (never UNKNOWN)."""
+        return self._last_known.get(job_id)
+
+    def wake(self) -> None:
+        """Ask for a query as soon as ``min_gap`` allows; wake-ups coalesce."""
+        self._wake.set()
+
+    # -- subscribers -----------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(change)`` (sync or async) on every change; returns unsubscribe."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers \
+            else None
+
+    async def changes(self) -> AsyncIterator[StateChange]:
+        """Every change from now on, as an async iterator."""
+        queue: asyncio.Queue[StateChange] = asyncio.Queue()
+        unsubscribe = self.subscribe(queue.put_nowait)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            unsubscribe()
+
+    # -- polling ---------------------------------------------------------------------
+
+    def next_delay(self) -> float:
+        """Seconds until the next round: the interval, or the backoff during an outage."""
+        base = self.interval
+        if self.failures:
+            base = min(self.backoff_initial * 2 ** (self.failures - 1), self.backoff_max)
+        return max(0.0, base * (1 + self._rng.uniform(-self.jitter, self.jitter)))
+
+    def _groups(self) -> dict[str | None, list[str]]:
+        if not self.per_user:
+            return {self.query_as: list(self._tracked)} if self._tracked else {}
+        groups: dict[str | None, list[str]] = {}
+        for job_id, user in self._tracked.items():
+            groups.setdefault(user, []).append(job_id)
+        return groups
+
+    async def poll_once(self) -> None:
+        """One round: query every tracked id, publish what changed."""
+        self._last_poll = time.monotonic()
+        failed = False
+        for identity, ids in self._groups().items():
+            self.queries += 1
+            try:
+                infos = await self.source.status(ids, as_user=identity)
+            except Exception as exc:  # noqa: BLE001 -- any failure means "cannot know", never "gone"
+                log.warning("status query for %d jobs failed: %s", len(ids), exc)
+                failed = True
+                infos = {j: JobInfo(j, JobState.UNKNOWN, reason=str(exc)) for j in ids}
+            for job_id in ids:
+                info = infos.get(job_id) or JobInfo(job_id, JobState.UNKNOWN,
+                                                    reason="missing from the answer")
+                await self._publish(job_id, self._checked(job_id, info))
+        self.failures = self.failures + 1 if failed else 0
+
+    def _checked(self, job_id: str, info: JobInfo) -> JobInfo:
+        owner = self._tracked.get(job_id)
+        if owner and info.user and info.user != owner:
+            # output naming another owner is not about our job (forged or mismatched)
+            return JobInfo(job_id, JobState.UNKNOWN,
+                           reason=f"scheduler reports owner {info.user}, expected {owner}")
+        return info
+
+    async def _publish(self, job_id: str, info: JobInfo) -> None:
+        if job_id not in self._tracked:
+            return  # untracked while the query ran
+        previous = self._infos.get(job_id)
+        self._infos[job_id] = info
+        if info.state is not JobState.UNKNOWN:
+            self._last_known[job_id] = info
+        if not _same(previous, info):
+            change = StateChange(job_id, self._tracked[job_id], previous, info)
+            for callback in list(self._subscribers):
+                await _deliver(callback, change)
+        if info.state.is_terminal and self.forget_terminal:
+            self.untrack(job_id)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.next_delay())
+            except TimeoutError:
+                pass
+            gap = self._last_poll + self.min_gap - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            self._wake.clear()
+            await self.poll_once()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def _deliver(callback: Subscriber, change: StateChange) -> None:
+    try:
+        result = callback(change)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("subscriber %r failed on %s", callback, change.job_id)

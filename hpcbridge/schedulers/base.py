@@ -1,0 +1,191 @@
+"""The scheduler dialect protocol: one scheduler's commands and output formats.
+
+A dialect is pure. It turns requests into :class:`Command` values (an argv list and
+optional stdin bytes) and turns the text a command printed back into neutral data
+(:class:`~hpcbridge.jobs.JobInfo`, :class:`PartitionInfo`, :class:`Association`,
+:class:`QosLimits`, :class:`Budget`). It never runs anything and knows nothing of
+transports; :class:`hpcbridge.client.SchedulerClient` combines a dialect with a
+transport and is the one place where failures become hpcbridge errors.
+
+Status is asked in two steps so that one query covers every tracked job:
+
+1. ``status_command(ids)`` asks the live queue about all ids at once;
+   ``parse_status`` returns what the queue knows.
+2. ids the queue no longer knows are asked once more from the scheduler's history
+   (``history_command``, e.g. ``sacct``); what history does not know either gets
+   ``absent_info`` -- the job left the queue and left no record.
+
+Step 2 runs only for ids that just disappeared, so a steady state costs one query.
+A failed query is never turned into "job gone": ``classify_error`` tells an outage
+(:class:`~hpcbridge.errors.SchedulerUnavailable`) apart from an unknown id
+(:class:`~hpcbridge.errors.JobNotFound`), a refusal or a permission problem.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
+
+from hpcbridge.errors import PermissionDenied, SchedulerError
+from hpcbridge.jobs import JobInfo
+
+
+@dataclass(frozen=True)
+class Command:
+    """An argv to run (never through a shell) and the bytes to feed on stdin."""
+
+    argv: tuple[str, ...]
+    stdin: bytes | None = None
+
+
+class Operation(enum.Enum):
+    """What a failed command was doing; ``classify_error`` reads errors in context."""
+
+    SUBMIT = "submit"
+    CANCEL = "cancel"
+    STATUS = "status"
+    HISTORY = "history"
+    QUERY = "query"
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """A partition (Slurm) or queue (PBS) and the limits a job must fit into."""
+
+    name: str
+    available: bool = True
+    default: bool = False
+    max_walltime: timedelta | None = None
+    default_walltime: timedelta | None = None
+    max_nodes: int | None = None
+    total_nodes: int | None = None
+    total_cpus: int | None = None
+    #: smallest node of the partition: a one-node job of this size fits anywhere
+    cores_per_node: int | None = None
+    memory_per_node_mb: int | None = None
+    gpus_per_node: int | None = None
+    max_memory_per_node_mb: int | None = None
+    default_memory_per_cpu_mb: int | None = None
+    allow_accounts: tuple[str, ...] | None = None
+    allow_qos: tuple[str, ...] | None = None
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Association:
+    """What a user may charge: one (account, partition) association and its limits."""
+
+    account: str
+    user: str
+    cluster: str | None = None
+    partition: str | None = None
+    qos: tuple[str, ...] = ()
+    default_qos: str | None = None
+    max_jobs: int | None = None
+    max_submit_jobs: int | None = None
+    max_walltime: timedelta | None = None
+    #: TRES name -> value, e.g. {"cpu": 16, "mem": 32768, "gres/gpu": 2}
+    max_tres_per_job: dict[str, int] = field(default_factory=dict)
+    grp_tres: dict[str, int] = field(default_factory=dict)
+    grp_tres_minutes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QosLimits:
+    """One QOS and the limits it imposes (per user and per job)."""
+
+    name: str
+    priority: int | None = None
+    max_walltime: timedelta | None = None
+    max_jobs_per_user: int | None = None
+    max_submit_jobs_per_user: int | None = None
+    max_tres_per_user: dict[str, int] = field(default_factory=dict)
+    max_tres_per_job: dict[str, int] = field(default_factory=dict)
+    grp_tres_minutes: dict[str, int] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An account's TRES-minute allocation and what is used of it.
+
+    ``limit_minutes`` and ``used_minutes`` are keyed by TRES name ("cpu", "billing").
+    ``remaining`` is None for a TRES without a limit.
+    """
+
+    account: str
+    limit_minutes: dict[str, int] = field(default_factory=dict)
+    used_minutes: dict[str, int] = field(default_factory=dict)
+
+    def remaining(self, tres: str = "cpu") -> int | None:
+        if tres not in self.limit_minutes:
+            return None
+        return max(0, self.limit_minutes[tres] - self.used_minutes.get(tres, 0))
+
+
+@runtime_checkable
+class SchedulerDialect(Protocol):
+    """One scheduler's commands and output formats. Pure: no I/O."""
+
+    #: "slurm", "pbs"
+    name: str
+    #: True when submission needs the script as a file on the submit host (qsub);
+    #: False when it reads the script from stdin (sbatch).
+    needs_script_file: bool
+
+    def is_job_id(self, job_id: str) -> bool:
+        """Whether ``job_id`` is spelled like one of this scheduler's ids (safe for argv)."""
+        ...
+
+    def submit_command(self, script: str, script_path: str | None = None) -> Command:
+        """The command submitting ``script``; ``script_path`` when ``needs_script_file``."""
+        ...
+
+    def parse_submit(self, stdout: str) -> str:
+        """The job id printed by a successful submission."""
+        ...
+
+    def cancel_command(self, job_ids: Sequence[str]) -> Command: ...
+
+    def status_command(self, job_ids: Sequence[str]) -> Command:
+        """ONE query covering every id."""
+        ...
+
+    def parse_status(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        """What the live queue says, keyed by the ids asked for; unknown ids are left out."""
+        ...
+
+    def history_command(self, job_ids: Sequence[str]) -> Command | None:
+        """A query of finished jobs, or None where the scheduler keeps no history."""
+        ...
+
+    def parse_history(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]: ...
+
+    def absent_info(self, job_id: str) -> JobInfo:
+        """The job is in neither queue nor history while the scheduler answered."""
+        ...
+
+    def classify_error(
+        self, operation: Operation, returncode: int, stderr: str
+    ) -> SchedulerError | PermissionDenied | None:
+        """The error a failed command means, or None when the failure is harmless."""
+        ...
+
+    def partitions_commands(self) -> list[Command]: ...
+
+    def parse_partitions(self, outputs: Sequence[str]) -> list[PartitionInfo]: ...
+
+    def associations_command(self, user: str) -> Command | None: ...
+
+    def parse_associations(self, stdout: str) -> list[Association]: ...
+
+    def qos_command(self, names: Sequence[str] = ()) -> Command | None: ...
+
+    def parse_qos(self, stdout: str) -> list[QosLimits]: ...
+
+    def budget_commands(self, account: str) -> list[Command]: ...
+
+    def parse_budget(self, account: str, outputs: Sequence[str]) -> Budget | None: ...

@@ -1,0 +1,280 @@
+"""PBS dialect: ``qsub FILE``, ``qstat -f ID...``, ``qdel``; PBS Pro and Slurm's torque wrappers.
+
+One parser reads ``qstat -f`` from both: PBS Pro indents attributes with four spaces
+and wraps long values onto lines starting with a tab; Slurm's ``qstat`` wrapper
+indents attributes with a tab and never wraps. The first attribute line of a block
+fixes its indentation, so a tab line in a PBS Pro block is a continuation.
+
+Facts this dialect is built on (DESIGN.md #11): the torque wrappers' ``qsub`` needs
+a script file (no stdin), their ``qstat`` has no ``-x`` (so no history: pass
+``history=False``), and a ``qstat -f`` naming no existing job exits 153 silently.
+A ``Job_Name`` is printed as-is and could fake a ``Job Id:`` line; an id that appears
+twice is reported UNKNOWN rather than trusted. Where Slurm is the scheduler, prefer
+:class:`~hpcbridge.schedulers.slurm.SlurmDialect` for status.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+from hpcbridge.errors import (
+    JobNotFound,
+    PermissionDenied,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitRefused,
+)
+from hpcbridge.jobs import JobInfo, JobState
+from hpcbridge.schedulers.base import (
+    Association,
+    Budget,
+    Command,
+    Operation,
+    PartitionInfo,
+    QosLimits,
+)
+from hpcbridge.schedulers.textparse import (
+    is_none,
+    parse_ctime,
+    parse_duration,
+    parse_int,
+)
+
+_JOB_ID = re.compile(r"^\d+(?:\[\d*\])?(?:\.[A-Za-z0-9_.\-]+)?$")
+_ATTR = re.compile(r"^([ \t]+)([A-Za-z_][\w.\-]*) = ?(.*)$")
+
+_ACTIVE = {
+    "Q": (JobState.PENDING, None),
+    "H": (JobState.PENDING, "held"),
+    "W": (JobState.PENDING, "waiting for its execution time"),
+    "T": (JobState.PENDING, "being moved"),
+    "R": (JobState.RUNNING, None),
+    "B": (JobState.RUNNING, "array begun"),
+    "S": (JobState.SUSPENDED, None),
+    "U": (JobState.SUSPENDED, "suspended: workstation busy"),
+    "E": (JobState.COMPLETING, None),
+}
+_FINISHED = frozenset({"F", "X", "C"})
+
+#: PBS Pro exit statuses of jobs the server killed (JOB_EXEC_KILL_*)
+_KILLED_BY_LIMIT = {-29: JobState.TIMEOUT, -24: JobState.OUT_OF_MEMORY,
+                    -25: JobState.OUT_OF_MEMORY}
+
+_UNAVAILABLE = ("cannot connect to server", "connection refused", "communication failure",
+                "pbs_connect", "timed out", "server is not running", "problem loading jobs",
+                "unable to contact slurm controller", "socket timed out")
+_NOT_FOUND = ("unknown job id", "job has finished", "invalid job id")
+_HARMLESS_CANCEL = ("job has finished", "already completing or completed")
+_PERMISSION = ("unauthorized request", "permission denied")
+
+
+def parse_blocks(text: str, header: str) -> list[tuple[str, dict[str, str]]]:
+    """``Job Id: X`` / ``Queue: X`` blocks of ``qstat -f`` as (name, attributes)."""
+    blocks: list[tuple[str, dict[str, str]]] = []
+    attrs: dict[str, str] = {}
+    indent: str | None = None
+    last: str | None = None
+    for line in text.splitlines():
+        if line.startswith(header + ":"):
+            attrs, indent, last = {}, None, None
+            blocks.append((line[len(header) + 1:].strip(), attrs))
+            continue
+        if not blocks or not line.strip():
+            continue
+        m = _ATTR.match(line)
+        if m and indent in (None, m.group(1)):
+            indent = m.group(1)
+            last = m.group(2)
+            attrs[last] = m.group(3).rstrip()
+        elif last is not None:
+            # PBS Pro continuation: a tab, then the rest of the value
+            attrs[last] += line[1:] if line.startswith("\t") else line.strip()
+    return blocks
+
+
+def _seq(job_id: str) -> str:
+    """``1234.pbs01.example.org`` and ``1234.pbs01`` both name sequence ``1234``."""
+    return job_id.split(".", 1)[0]
+
+
+def _finished_state(attrs: dict[str, str]) -> tuple[JobState, str | None]:
+    code = parse_int(attrs.get("Exit_status", attrs.get("exit_status")))
+    if code is None or code == 0:
+        return JobState.COMPLETED, None
+    if code in _KILLED_BY_LIMIT:
+        return _KILLED_BY_LIMIT[code], f"Exit_status={code}"
+    if code > 256:
+        return JobState.CANCELLED, f"killed by signal {code - 256}"
+    return JobState.FAILED, f"Exit_status={code}"
+
+
+def _time_left(attrs: dict[str, str]) -> timedelta | None:
+    limit = parse_duration(attrs.get("Resource_List.walltime"))
+    used = parse_duration(attrs.get("resources_used.walltime"))
+    if limit is None or used is None:
+        return None
+    return max(timedelta(0), limit - used)
+
+
+def job_info(job_id: str, attrs: dict[str, str]) -> JobInfo:
+    code = attrs.get("job_state", "").strip()
+    if code in _FINISHED:
+        state, reason = _finished_state(attrs)
+    else:
+        state, reason = _ACTIVE.get(code, (JobState.UNKNOWN, f"job_state={code}"))
+    comment = attrs.get("comment")
+    if comment and state in (JobState.PENDING, JobState.UNKNOWN):
+        reason = comment
+    hosts = tuple(dict.fromkeys(
+        h.split("/", 1)[0] for h in attrs.get("exec_host", "").split("+") if h))
+    wrapper = "mtime" in attrs and "stime" not in attrs and "estimated.start_time" not in attrs
+    start = attrs.get("estimated.start_time") or attrs.get("stime")
+    if wrapper:
+        start = attrs.get("mtime")  # Slurm's wrapper prints the start time as mtime
+    running = state in (JobState.RUNNING, JobState.SUSPENDED, JobState.COMPLETING)
+    return JobInfo(
+        job_id=job_id,
+        state=state,
+        reason=reason,
+        user=attrs.get("Job_Owner", "").split("@", 1)[0] or None,
+        partition=attrs.get("queue") or None,
+        nodes=hosts,
+        start_time=parse_ctime(start),
+        time_left=_time_left(attrs) if running else None,
+        exit_code=parse_int(attrs.get("Exit_status", attrs.get("exit_status"))),
+        extra={"pbs_state": code},
+    )
+
+
+def parse_qstat_full(stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+    wanted = {_seq(j): j for j in job_ids}
+    seen: dict[str, JobInfo] = {}
+    for shown, attrs in parse_blocks(stdout, "Job Id"):
+        job_id = wanted.get(_seq(shown))
+        if job_id is None:
+            continue
+        if job_id in seen:
+            seen[job_id] = JobInfo(job_id, JobState.UNKNOWN,
+                                   reason="ambiguous qstat output: job listed twice")
+            continue
+        seen[job_id] = job_info(job_id, attrs)
+    return seen
+
+
+def classify(operation: Operation, returncode: int, stderr: str
+             ) -> SchedulerError | PermissionDenied | None:
+    text = stderr.strip() or f"exit status {returncode}"
+    low = text.lower()
+    if operation is Operation.CANCEL and any(p in low for p in _HARMLESS_CANCEL):
+        return None
+    if any(p in low for p in _UNAVAILABLE):
+        return SchedulerUnavailable(
+            f"PBS server is unreachable or slow: {text}",
+            user_message="The scheduler is not answering right now; job states are unknown.",
+        )
+    if any(p in low for p in _NOT_FOUND) or (returncode == 153 and not stderr.strip()):
+        # 153 = PBSE_UNKJOBID & 0xff; Slurm's wrapper exits 153 silently when nothing matched
+        return JobNotFound(text)
+    if operation is Operation.SUBMIT:
+        words = re.sub(r"^qsub:\s*", "", text.splitlines()[0])
+        return SubmitRefused(f"qsub refused the job: {words}", user_message=words)
+    if any(p in low for p in _PERMISSION):
+        return PermissionDenied(f"PBS refused the request: {text}")
+    return SchedulerError(f"PBS command failed: {text}")
+
+
+class PbsDialect:
+    """PBS Pro / OpenPBS / Torque, and Slurm's torque wrappers (``history=False``)."""
+
+    name = "pbs"
+    needs_script_file = True
+
+    def __init__(self, *, history: bool = False) -> None:
+        #: PBS Pro with job_history_enable: finished jobs answer ``qstat -x -f``
+        self.history = history
+
+    def is_job_id(self, job_id: str) -> bool:
+        return bool(_JOB_ID.match(job_id))
+
+    def _check(self, job_ids: Sequence[str]) -> list[str]:
+        bad = [j for j in job_ids if not self.is_job_id(j)]
+        if bad or not job_ids:
+            raise ValueError(f"not PBS job ids: {bad!r}" if bad else "no job ids given")
+        return list(job_ids)
+
+    def submit_command(self, script: str, script_path: str | None = None) -> Command:
+        if not script_path:
+            raise ValueError("qsub needs the script as a file on the submit host")
+        return Command(("qsub", script_path))
+
+    def parse_submit(self, stdout: str) -> str:
+        lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+        job_id = lines[-1] if lines else ""
+        if not self.is_job_id(job_id):
+            raise ValueError(f"qsub printed no job id: {stdout!r}")
+        return job_id
+
+    def cancel_command(self, job_ids: Sequence[str]) -> Command:
+        return Command(("qdel", *self._check(job_ids)))
+
+    def status_command(self, job_ids: Sequence[str]) -> Command:
+        return Command(("qstat", "-f", *self._check(job_ids)))
+
+    def parse_status(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        return parse_qstat_full(stdout, job_ids)
+
+    def history_command(self, job_ids: Sequence[str]) -> Command | None:
+        if not self.history:
+            return None
+        return Command(("qstat", "-x", "-f", *self._check(job_ids)))
+
+    def parse_history(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        return parse_qstat_full(stdout, job_ids)
+
+    def absent_info(self, job_id: str) -> JobInfo:
+        return JobInfo(job_id, JobState.COMPLETED,
+                       reason="left the queue; no record of how it ended",
+                       extra={"absent": "true"})
+
+    def classify_error(self, operation: Operation, returncode: int, stderr: str
+                       ) -> SchedulerError | PermissionDenied | None:
+        return classify(operation, returncode, stderr)
+
+    def partitions_commands(self) -> list[Command]:
+        return [Command(("qstat", "-Q", "-f"))]
+
+    def parse_partitions(self, outputs: Sequence[str]) -> list[PartitionInfo]:
+        out = []
+        for name, attrs in parse_blocks(outputs[0] if outputs else "", "Queue"):
+            on = {"true", "yes"}
+            out.append(PartitionInfo(
+                name=name,
+                available=attrs.get("enabled", "").lower() in on
+                and attrs.get("started", "").lower() in on,
+                max_walltime=parse_duration(attrs.get("resources_max.walltime")),
+                default_walltime=parse_duration(attrs.get("resources_default.walltime")),
+                max_nodes=None if is_none(attrs.get("resources_max.nodect"))
+                else parse_int(attrs.get("resources_max.nodect")),
+            ))
+        return out
+
+    # PBS keeps no associations, QOS or budgets in a form qstat shows.
+    def associations_command(self, user: str) -> Command | None:
+        return None
+
+    def parse_associations(self, stdout: str) -> list[Association]:
+        return []
+
+    def qos_command(self, names: Sequence[str] = ()) -> Command | None:
+        return None
+
+    def parse_qos(self, stdout: str) -> list[QosLimits]:
+        return []
+
+    def budget_commands(self, account: str) -> list[Command]:
+        return []
+
+    def parse_budget(self, account: str, outputs: Sequence[str]) -> Budget | None:
+        return None

@@ -1,0 +1,306 @@
+"""SLURM dialect: sbatch / scancel / squeue + sacct, and the read-only queries.
+
+Status output is read with an explicit ``|``-delimited format that leaves out every
+field a user controls (job name, comment, work dir): a job name may contain ``|`` or
+a newline, and a name like ``x\\n456|COMPLETED|...`` must not be able to forge the
+state of someone else's job. Only ids, enums, user/account/partition names (chosen
+by admins) and times are printed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+
+from hpcbridge.errors import (
+    JobNotFound,
+    PermissionDenied,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitRefused,
+)
+from hpcbridge.jobs import JobInfo, JobState
+from hpcbridge.schedulers import slurm_queries
+from hpcbridge.schedulers.base import (
+    Association,
+    Budget,
+    Command,
+    Operation,
+    PartitionInfo,
+    QosLimits,
+)
+from hpcbridge.schedulers.textparse import (
+    expand_hostlist,
+    is_none,
+    parse_duration,
+    parse_iso,
+)
+
+STATES: dict[str, JobState] = {
+    "PENDING": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,  # nodes allocated and booting; the script has not started
+    "RESV_DEL_HOLD": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SUSPENDED": JobState.SUSPENDED,
+    "STOPPED": JobState.SUSPENDED,
+    "REQUEUED": JobState.REQUEUED,
+    "REQUEUE_HOLD": JobState.REQUEUED,
+    "REQUEUE_FED": JobState.REQUEUED,
+    "SPECIAL_EXIT": JobState.REQUEUED,  # requeued and held after a special exit code
+    "COMPLETING": JobState.COMPLETING,
+    "STAGE_OUT": JobState.COMPLETING,
+    "COMPLETED": JobState.COMPLETED,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,  # a federation sibling started elsewhere
+    "FAILED": JobState.FAILED,
+    "BOOT_FAIL": JobState.NODE_FAIL,
+    "NODE_FAIL": JobState.NODE_FAIL,
+    "TIMEOUT": JobState.TIMEOUT,
+    "DEADLINE": JobState.TIMEOUT,
+    "PREEMPTED": JobState.PREEMPTED,
+    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
+}
+
+#: squeue fields, in order: display id, raw id, array base id, array task id, state,
+#: reason, user, account, partition, node list, start (estimated when pending), time left
+SQUEUE_FORMAT = "%i|%A|%F|%K|%T|%r|%u|%a|%P|%N|%S|%L"
+SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,User,Account,Partition,NodeList,Start,End"
+
+_JOB_ID = re.compile(r"^\d+(?:_(?:\d+|\[[\d,\-%]+\]))?(?:\+\d+)?$")
+_SUBMIT_FAILED = re.compile(r"submission failed:\s*(.+)", re.IGNORECASE)
+
+_UNAVAILABLE = (
+    "unable to contact slurm controller",
+    "socket timed out on send/recv",
+    "backup controller in standby mode",
+    "zero bytes were transmitted or received",
+    "communication connection failure",
+    "connection refused",
+    "connection timed out",
+    "transport endpoint is not connected",
+    "problem talking to the database",
+    "slurm_persist_conn_open",
+    "resource temporarily unavailable",
+    "temporarily unable to accept job",
+    "slurmctld is not responding",
+)
+_NOT_FOUND = ("invalid job id specified", "invalid job id", "job not found")
+_HARMLESS_CANCEL = ("already completing or completed",)
+_PERMISSION = ("access/permission denied", "permission denied", "invalid user id",
+               "user not found")
+
+#: when several array tasks answer for one base id, the most alive one speaks for all
+_AGGREGATE_ORDER = (
+    JobState.RUNNING, JobState.COMPLETING, JobState.SUSPENDED, JobState.REQUEUED,
+    JobState.PENDING, JobState.UNKNOWN, JobState.NODE_FAIL, JobState.OUT_OF_MEMORY,
+    JobState.TIMEOUT, JobState.FAILED, JobState.PREEMPTED, JobState.CANCELLED,
+    JobState.COMPLETED,
+)
+
+
+def map_state(text: str) -> JobState:
+    """A Slurm state word (``CANCELLED by 1000``, ``PD`` not accepted) as a JobState."""
+    word = text.strip().split(" ", 1)[0].rstrip("+").upper()
+    return STATES.get(word, JobState.UNKNOWN)
+
+
+def is_job_id(job_id: str) -> bool:
+    return bool(_JOB_ID.match(job_id))
+
+
+def _check_ids(job_ids: Sequence[str]) -> str:
+    bad = [j for j in job_ids if not is_job_id(j)]
+    if bad or not job_ids:
+        raise ValueError(f"not Slurm job ids: {bad!r}" if bad else "no job ids given")
+    return ",".join(job_ids)
+
+
+def _aggregate(job_id: str, infos: list[JobInfo]) -> JobInfo:
+    if len(infos) == 1:
+        return replace(infos[0], job_id=job_id)
+    best = min(infos, key=lambda i: _AGGREGATE_ORDER.index(i.state))
+    nodes = tuple(dict.fromkeys(n for i in infos for n in i.nodes))
+    extra = dict(best.extra, array_tasks=str(len(infos)))
+    return replace(best, job_id=job_id, nodes=nodes, extra=extra)
+
+
+def match_ids(rows: list[tuple[dict[str, str], JobInfo]], job_ids: Sequence[str]
+              ) -> dict[str, JobInfo]:
+    """Match parsed rows to the ids asked for: by shown id, raw id, or array base id."""
+    by_key: dict[str, list[JobInfo]] = {}
+    by_base: dict[str, list[JobInfo]] = {}
+    for keys, info in rows:
+        for key in {keys["id"], keys["raw"]}:
+            by_key.setdefault(key, []).append(info)
+        by_base.setdefault(keys["base"], []).append(info)
+    out: dict[str, JobInfo] = {}
+    for job_id in job_ids:
+        found = by_key.get(job_id) or by_base.get(job_id)
+        if found:
+            out[job_id] = _aggregate(job_id, found)
+    return out
+
+
+def parse_squeue(stdout: str) -> list[tuple[dict[str, str], JobInfo]]:
+    rows = []
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 12 or not is_job_id(fields[0]):
+            continue  # not a record of our format; never guess
+        shown, raw, base, _task, state_word, reason, user, account, part, nodes, start, left = (
+            fields
+        )
+        state = map_state(state_word)
+        info = JobInfo(
+            job_id=shown,
+            state=state,
+            reason=None if is_none(reason) else reason,
+            user=user or None,
+            partition=part or None,
+            nodes=expand_hostlist(nodes),
+            start_time=parse_iso(start),
+            time_left=parse_duration(left) if state in _CLOCK_RUNS else None,
+            extra={"slurm_state": state_word, "account": account, "raw_id": raw},
+        )
+        rows.append(({"id": shown, "raw": raw, "base": base}, info))
+    return rows
+
+
+_CLOCK_RUNS = frozenset({JobState.RUNNING, JobState.SUSPENDED, JobState.COMPLETING})
+
+
+def parse_sacct(stdout: str) -> list[tuple[dict[str, str], JobInfo]]:
+    rows = []
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 10 or not is_job_id(fields[0]):
+            continue  # job steps (123.batch) and foreign lines
+        shown, raw, state_word, exit_code, user, account, part, nodes, start, end = fields
+        code, _, signal = exit_code.partition(":")
+        state = map_state(state_word)
+        info = JobInfo(
+            job_id=shown,
+            state=state,
+            reason=state_word if " " in state_word else None,
+            user=user or None,
+            partition=part or None,
+            nodes=expand_hostlist(nodes) if nodes != "None assigned" else (),
+            start_time=parse_iso(start),
+            exit_code=int(code) if code.isdigit() else None,
+            extra={"slurm_state": state_word, "account": account, "raw_id": raw,
+                   "end_time": end, "signal": signal},
+        )
+        base = shown.split("_", 1)[0]
+        rows.append(({"id": shown, "raw": raw, "base": base}, info))
+    return rows
+
+
+def classify(operation: Operation, returncode: int, stderr: str
+             ) -> SchedulerError | PermissionDenied | None:
+    """The meaning of a failed Slurm command, from its words."""
+    text = stderr.strip() or f"exit status {returncode}"
+    low = text.lower()
+    if operation is Operation.CANCEL and any(p in low for p in _HARMLESS_CANCEL):
+        return None
+    if any(p in low for p in _UNAVAILABLE):
+        return SchedulerUnavailable(
+            f"Slurm is unreachable or slow: {text}",
+            user_message="The scheduler is not answering right now; job states are unknown.",
+        )
+    if any(p in low for p in _NOT_FOUND):
+        return JobNotFound(text)
+    if any(p in low for p in _PERMISSION) and operation is not Operation.SUBMIT:
+        return PermissionDenied(f"Slurm refused the request: {text}")
+    if operation is Operation.SUBMIT:
+        m = _SUBMIT_FAILED.search(text)
+        words = m.group(1).strip() if m else text
+        return SubmitRefused(f"sbatch refused the job: {words}", user_message=words)
+    return SchedulerError(f"Slurm command failed: {text}")
+
+
+class SlurmDialect:
+    """SLURM through its own commands (sbatch reads the script on stdin)."""
+
+    name = "slurm"
+    needs_script_file = False
+
+    def __init__(self, *, use_sacct: bool = True) -> None:
+        #: sites without accounting storage have no history; jobs that left the queue
+        #: then get ``absent_info``
+        self.use_sacct = use_sacct
+
+    def is_job_id(self, job_id: str) -> bool:
+        return is_job_id(job_id)
+
+    def submit_command(self, script: str, script_path: str | None = None) -> Command:
+        return Command(("sbatch", "--parsable"), stdin=script.encode())
+
+    def parse_submit(self, stdout: str) -> str:
+        lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+        job_id = lines[-1].split(";", 1)[0] if lines else ""
+        if not job_id.isdigit():
+            raise ValueError(f"sbatch printed no job id: {stdout!r}")
+        return job_id
+
+    def cancel_command(self, job_ids: Sequence[str]) -> Command:
+        _check_ids(job_ids)
+        return Command(("scancel", "--", *job_ids))
+
+    def status_command(self, job_ids: Sequence[str]) -> Command:
+        ids = _check_ids(job_ids)
+        return Command(("squeue", "--noheader", "--all", "--array", "--states=all",
+                        f"--jobs={ids}", f"--format={SQUEUE_FORMAT}"))
+
+    def parse_status(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        return match_ids(parse_squeue(stdout), job_ids)
+
+    def history_command(self, job_ids: Sequence[str]) -> Command | None:
+        if not self.use_sacct:
+            return None
+        ids = _check_ids(job_ids)
+        return Command(("sacct", "--noheader", "--parsable2", "--allocations",
+                        f"--jobs={ids}", f"--format={SACCT_FIELDS}"))
+
+    def parse_history(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        return match_ids(parse_sacct(stdout), job_ids)
+
+    def absent_info(self, job_id: str) -> JobInfo:
+        return JobInfo(job_id, JobState.COMPLETED,
+                       reason="left the queue; no record of how it ended",
+                       extra={"absent": "true"})
+
+    def classify_error(self, operation: Operation, returncode: int, stderr: str
+                       ) -> SchedulerError | PermissionDenied | None:
+        return classify(operation, returncode, stderr)
+
+    def partitions_commands(self) -> list[Command]:
+        return [Command(("scontrol", "--oneliner", "show", "partition")),
+                Command(("sinfo", "--noheader", f"--format={slurm_queries.SINFO_FORMAT}"))]
+
+    def parse_partitions(self, outputs: Sequence[str]) -> list[PartitionInfo]:
+        return slurm_queries.parse_partitions(outputs[0], outputs[1] if len(outputs) > 1 else "")
+
+    def associations_command(self, user: str) -> Command | None:
+        return Command(("sacctmgr", "--noheader", "--parsable2", "show", "associations",
+                        "where", f"users={user}", f"format={slurm_queries.ASSOC_FIELDS}"))
+
+    def parse_associations(self, stdout: str) -> list[Association]:
+        return slurm_queries.parse_associations(stdout)
+
+    def qos_command(self, names: Sequence[str] = ()) -> Command | None:
+        where = ("where", "names=" + ",".join(names)) if names else ()
+        return Command(("sacctmgr", "--noheader", "--parsable2", "show", "qos", *where,
+                        f"format={slurm_queries.QOS_FIELDS}"))
+
+    def parse_qos(self, stdout: str) -> list[QosLimits]:
+        return slurm_queries.parse_qos(stdout)
+
+    def budget_commands(self, account: str) -> list[Command]:
+        return [Command(("sshare", "--noheader", "--parsable2", f"--accounts={account}",
+                         f"--format={slurm_queries.SSHARE_FIELDS}"))]
+
+    def parse_budget(self, account: str, outputs: Sequence[str]) -> Budget | None:
+        return slurm_queries.parse_budget(account, outputs[0] if outputs else "")

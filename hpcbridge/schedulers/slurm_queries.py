@@ -1,0 +1,133 @@
+"""Parsers for Slurm's read-only queries: partitions, associations, QOS and budget.
+
+Commands are built in :mod:`hpcbridge.schedulers.slurm`; the field lists here define
+the column order the parsers expect, so they live next to them.
+"""
+
+from __future__ import annotations
+
+from hpcbridge.schedulers.base import Association, Budget, PartitionInfo, QosLimits
+from hpcbridge.schedulers.textparse import (
+    expand_hostlist,
+    gpus_from_gres,
+    is_none,
+    min_known,
+    parse_duration,
+    parse_int,
+    parse_memory_mb,
+    parse_tres,
+)
+
+SINFO_FORMAT = "%R|%c|%m|%G|%D"
+ASSOC_FIELDS = ("Cluster,Account,User,Partition,QOS,DefaultQOS,MaxJobs,MaxSubmitJobs,"
+                "MaxWall,MaxTRES,GrpTRES,GrpTRESMins")
+QOS_FIELDS = ("Name,Priority,MaxWall,MaxJobsPerUser,MaxSubmitJobsPerUser,MaxTRESPerUser,"
+              "MaxTRESPerJob,GrpTRESMins,Flags")
+#: GrpTRESRaw is the decayed usage Slurm compares with GrpTRESMins (in TRES-minutes)
+SSHARE_FIELDS = "Account,User,RawUsage,GrpTRESMins,GrpTRESRaw"
+
+
+def _names(text: str) -> tuple[str, ...] | None:
+    """``ALL`` (no restriction) -> None; ``a,b`` -> ("a", "b")."""
+    if is_none(text) or text.upper() == "ALL":
+        return None
+    return tuple(x for x in text.split(",") if x)
+
+
+def _node_shapes(sinfo: str) -> dict[str, tuple[int | None, int | None, int | None]]:
+    """partition -> (smallest cores, smallest memory MB, most GPUs) of its nodes."""
+    shapes: dict[str, tuple[int | None, int | None, int | None]] = {}
+    for line in sinfo.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 5:
+            continue
+        part, cpus, mem, gres, _count = fields
+        c = parse_int(cpus.rstrip("+"))
+        m = parse_memory_mb(mem.rstrip("+"))
+        g = gpus_from_gres(gres)
+        old = shapes.get(part, (None, None, None))
+        shapes[part] = (min_known(c, old[0]), min_known(m, old[1]), max(g or 0, old[2] or 0) or None)
+    return shapes
+
+
+def parse_partitions(scontrol: str, sinfo: str = "") -> list[PartitionInfo]:
+    """``scontrol --oneliner show partition`` (+ ``sinfo`` node shapes) as PartitionInfo."""
+    shapes = _node_shapes(sinfo)
+    out = []
+    for line in scontrol.splitlines():
+        kv = dict(tok.partition("=")[::2] for tok in line.split() if "=" in tok)
+        name = kv.get("PartitionName")
+        if not name:
+            continue
+        cores, mem, gpus = shapes.get(name, (None, None, None))
+        out.append(PartitionInfo(
+            name=name,
+            available=kv.get("State", "UP") == "UP",
+            default=kv.get("Default") == "YES",
+            max_walltime=parse_duration(kv.get("MaxTime")),
+            default_walltime=parse_duration(kv.get("DefaultTime")),
+            max_nodes=parse_int(kv.get("MaxNodes")),
+            total_nodes=parse_int(kv.get("TotalNodes")),
+            total_cpus=parse_int(kv.get("TotalCPUs")),
+            cores_per_node=cores,
+            memory_per_node_mb=mem,
+            gpus_per_node=gpus,
+            max_memory_per_node_mb=parse_memory_mb(kv.get("MaxMemPerNode")),
+            default_memory_per_cpu_mb=parse_memory_mb(kv.get("DefMemPerCPU")),
+            allow_accounts=_names(kv.get("AllowAccounts", "ALL")),
+            allow_qos=_names(kv.get("AllowQos", "ALL")),
+            nodes=expand_hostlist(kv.get("Nodes")),
+        ))
+    return out
+
+
+def parse_associations(stdout: str) -> list[Association]:
+    out = []
+    for line in stdout.splitlines():
+        f = line.rstrip("\n").split("|")
+        if len(f) != 12 or not f[1] or not f[2]:
+            continue
+        cluster, account, user, part, qos, defqos, maxj, maxs, wall, mtres, gtres, gmins = f
+        out.append(Association(
+            account=account, user=user, cluster=cluster or None, partition=part or None,
+            qos=tuple(q for q in qos.split(",") if q), default_qos=defqos or None,
+            max_jobs=parse_int(maxj), max_submit_jobs=parse_int(maxs),
+            max_walltime=parse_duration(wall), max_tres_per_job=parse_tres(mtres),
+            grp_tres=parse_tres(gtres), grp_tres_minutes=parse_tres(gmins),
+        ))
+    return out
+
+
+def parse_qos(stdout: str) -> list[QosLimits]:
+    out = []
+    for line in stdout.splitlines():
+        f = line.rstrip("\n").split("|")
+        if len(f) != 9 or not f[0]:
+            continue
+        name, prio, wall, maxj, maxs, tres_pu, tres_pj, gmins, flags = f
+        out.append(QosLimits(
+            name=name, priority=parse_int(prio), max_walltime=parse_duration(wall),
+            max_jobs_per_user=parse_int(maxj), max_submit_jobs_per_user=parse_int(maxs),
+            max_tres_per_user=parse_tres(tres_pu), max_tres_per_job=parse_tres(tres_pj),
+            grp_tres_minutes=parse_tres(gmins),
+            flags=tuple(x for x in flags.split(",") if x),
+        ))
+    return out
+
+
+def parse_budget(account: str, stdout: str) -> Budget | None:
+    """The account row (no user) of ``sshare``; None when the account has no GrpTRESMins."""
+    for line in stdout.splitlines():
+        f = line.split("|")
+        if len(f) != 5 or f[0].strip() != account or f[1].strip():
+            continue
+        _acct, _user, raw_usage, grp_mins, grp_raw = f
+        limit = parse_tres(grp_mins)
+        if not limit:
+            return None
+        used = parse_tres(grp_raw)
+        if not used and parse_int(raw_usage) is not None:
+            # RawUsage is in (billing) TRES-seconds
+            used = {"billing": int(raw_usage) // 60}
+        return Budget(account=account, limit_minutes=limit, used_minutes=used)
+    return None

@@ -1,0 +1,204 @@
+"""Run an argv on a login node over SSH (paramiko), as the user the command is for.
+
+* Host keys are checked against a pinned known_hosts file only (a ``RejectPolicy``;
+  never auto-added, the user's and system's known_hosts are not read).
+* One connection per (host, port, user), reused and kept alive; a dropped connection
+  is re-opened once when a new command cannot open its channel (the command had not
+  started, so retrying it is safe). A drop while a command runs is ``Unreachable``.
+* Every command has a timeout.
+* :func:`remote_command_line` is the ONLY place in hpcbridge where a string meets a
+  shell: SSH carries one command line, which the remote login shell parses. Every argv
+  element is quoted with :func:`shlex.quote`, so it arrives as exactly one word. This
+  assumes a POSIX login shell (sh, bash, zsh, dash) for the users.
+
+paramiko blocks, so each command runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import select
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import paramiko
+
+from hpcbridge.errors import HostKeyError, PermissionDenied, TransportError, Unreachable
+from hpcbridge.transport.base import DEFAULT_TIMEOUT, FileOpsMixin, Result, check_argv
+
+KeySource = str | Mapping[str, str] | Callable[[str], str]
+
+
+def remote_command_line(argv: Sequence[str]) -> str:
+    """The one quoting function: argv -> a command line a POSIX shell splits back into argv."""
+    return " ".join(shlex.quote(arg) for arg in check_argv(argv))
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """``SHA256:...`` as ``ssh-keygen -l`` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _PinnedOnly(paramiko.RejectPolicy):
+    """Reject unknown host keys with a message naming the host and the key offered."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        raise HostKeyError(
+            f"host key of {hostname} is not pinned: the server offered "
+            f"{key.get_name()} {fingerprint(key)}; add it to the pinned known_hosts "
+            "only after checking it out of band",
+        )
+
+
+class SshTransport(FileOpsMixin):
+    """Commands on one SSH host, logged in as each user with that user's key.
+
+    ``keys`` says which private key logs in as a user: a template such as
+    ``"/etc/hpcbridge/keys/{user}"``, a mapping user -> path, or a callable.
+    ``default_user`` is the identity for ``user=None`` (e.g. the status poller's).
+    """
+
+    def __init__(self, host: str, *, known_hosts: str, keys: KeySource, port: int = 22,
+                 default_user: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = 10.0, keepalive: int = 30) -> None:
+        self.host = host
+        self.port = port
+        self.known_hosts = known_hosts
+        self.keys = keys
+        self.default_user = default_user
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self._clients: dict[str, paramiko.SSHClient] = {}
+        self._lock = threading.Lock()
+
+    def key_path(self, user: str) -> str:
+        if callable(self.keys):
+            return self.keys(user)
+        if isinstance(self.keys, str):
+            return self.keys.format(user=user)
+        try:
+            return self.keys[user]
+        except KeyError:
+            raise PermissionDenied(f"no SSH key configured for user {user}") from None
+
+    async def run(self, argv: Sequence[str], *, user: str | None = None,
+                  stdin: bytes | None = None, timeout: float | None = None) -> Result:
+        login = user or self.default_user
+        if not login:
+            raise ValueError("no user given and no default_user configured")
+        line = remote_command_line(argv)
+        limit = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._run_blocking, login, line, stdin, limit)
+
+    async def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    # -- blocking part, in a worker thread -------------------------------------------
+
+    def _run_blocking(self, user: str, line: str, stdin: bytes | None, limit: float) -> Result:
+        deadline = time.monotonic() + limit
+        try:
+            chan = self._open_channel(user)
+        except (paramiko.SSHException, EOFError, OSError):
+            self._forget(user)  # the kept connection died; a new one is safe to try
+            chan = self._open_channel(user)
+        try:
+            chan.settimeout(max(0.1, deadline - time.monotonic()))
+            chan.exec_command(line)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            return _collect(chan, deadline, f"{line.split(' ', 1)[0]} on {self.host} as {user}")
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self._forget(user)
+            raise Unreachable(f"connection to {self.host} as {user} failed: {exc}") from exc
+        finally:
+            chan.close()
+
+    def _open_channel(self, user: str) -> paramiko.Channel:
+        client = self._client(user)
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            raise paramiko.SSHException("connection is closed")
+        return transport.open_session(timeout=self.connect_timeout)
+
+    def _forget(self, user: str) -> None:
+        with self._lock:
+            client = self._clients.pop(user, None)
+        if client is not None:
+            client.close()
+
+    def _client(self, user: str) -> paramiko.SSHClient:
+        with self._lock:
+            client = self._clients.get(user)
+            transport = client.get_transport() if client else None
+            if client is not None and transport is not None and transport.is_active():
+                return client
+            client = self._connect(user)
+            self._clients[user] = client
+            return client
+
+    def _connect(self, user: str) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.load_host_keys(self.known_hosts)  # only the pinned file
+        client.set_missing_host_key_policy(_PinnedOnly())
+        where = f"{self.host}:{self.port}"
+        try:
+            client.connect(
+                self.host, port=self.port, username=user, key_filename=self.key_path(user),
+                timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout, look_for_keys=False, allow_agent=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"host key of {where} does not match the pinned one: the server offered "
+                f"{exc.key.get_name()} {fingerprint(exc.key)}, pinned is "
+                f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}",
+            ) from None
+        except HostKeyError:
+            client.close()
+            raise
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise PermissionDenied(f"SSH login to {where} as {user} refused: {exc}") from None
+        except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+            client.close()
+            raise Unreachable(f"cannot connect to {where} as {user}: {exc}") from None
+        transport = client.get_transport()
+        if transport is None:
+            raise TransportError(f"no SSH transport to {where}")
+        transport.set_keepalive(self.keepalive)
+        return client
+
+
+def _collect(chan: paramiko.Channel, deadline: float, what: str) -> Result:
+    """Read stdout and stderr together until the command exits, or time out."""
+    out, err = bytearray(), bytearray()
+    while True:
+        if chan.recv_ready():
+            out += chan.recv(65536)
+        elif chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        elif chan.exit_status_ready() and chan.eof_received:
+            break
+        elif chan.closed:
+            raise Unreachable(f"{what}: connection closed before the command finished")
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unreachable(f"{what} timed out")
+            select.select([chan], [], [], min(remaining, 0.5))
+    return Result(chan.recv_exit_status(), out.decode(errors="replace"),
+                  err.decode(errors="replace"))
