@@ -1,0 +1,95 @@
+"""``hpcbridge testbed up|down|status|exec``: the containerized SLURM cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hpcbridge.errors import TestbedError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    tb = sub.add_parser("testbed", help="the containerized SLURM testbed")
+    tsub = tb.add_subparsers(dest="testbed_command", metavar="ACTION")
+    tsub.required = True
+
+    up = tsub.add_parser("up", help="build images if needed and start the cluster")
+    up.add_argument("--nodes", type=int, default=3, help="compute nodes (default 3)")
+    up.set_defaults(func=_up)
+
+    down = tsub.add_parser("down", help="stop and remove containers, network and volumes")
+    down.set_defaults(func=_down)
+
+    status = tsub.add_parser("status", help="show containers and node states")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    ex = tsub.add_parser("exec", help="run a command on the login node as a user")
+    ex.add_argument("--user", required=True, help="alice, bob or carol")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    ex.set_defaults(func=_exec)
+
+
+def _testbed():
+    from slurm_testbed.cluster import Testbed
+
+    return Testbed()
+
+
+def _guard(fn):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except TestbedError as exc:
+            print(f"hpcbridge testbed: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+@_guard
+def _up(args: argparse.Namespace) -> int:
+    info = _testbed().up(nodes=args.nodes)
+    print(f"testbed up: login node {info.login_ip}:{info.ssh_port}, "
+          f"compute nodes {', '.join(info.nodes)}, users {', '.join(info.users)}")
+    print(f"  ssh -i {info.hub_key} -o UserKnownHostsFile={info.known_hosts} alice@{info.login_ip}")
+    return 0
+
+
+@_guard
+def _down(args: argparse.Namespace) -> int:
+    from slurm_testbed import engine
+
+    tb = _testbed()
+    tb.down()
+    engine.stop_service(tb.state_dir)
+    return 0
+
+
+@_guard
+def _status(args: argparse.Namespace) -> int:
+    st = _testbed().status()
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0 if st.get("up") else 1
+    if not st["containers"]:
+        print("testbed is down")
+        return 1
+    for name, state in sorted(st["containers"].items()):
+        print(f"{name:10} {state}")
+    for node in st.get("nodes", []):
+        print(f"{node['node']:10} {node['partition']:10} {node['state']:10} "
+              f"cpus(alloc/idle/other/total) {node['cpus_aiot']}")
+    return 0 if st.get("up") else 1
+
+
+@_guard
+def _exec(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        print("hpcbridge testbed exec: give a command after --", file=sys.stderr)
+        return 2
+    proc = _testbed().login_exec(args.user, cmd, timeout=None)
+    sys.stdout.buffer.write(proc.stdout)
+    sys.stderr.buffer.write(proc.stderr)
+    return proc.returncode

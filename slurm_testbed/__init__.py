@@ -1,0 +1,1 @@
+"""The containerized SLURM testbed of hpcbridge (see shared design: Testbed topology)."""

@@ -1,0 +1,324 @@
+"""Start, inspect, use and stop the containerized SLURM cluster.
+
+Topology (shared design, "Testbed topology"): ``db`` (MariaDB + slurmdbd), ``ctl``
+(slurmctld), ``login`` (sshd, Slurm client, torque wrappers) and ``c1..cN`` (slurmd), on a
+network of their own, sharing ``/home``. Containers are found again by name, so every
+command (``up``, ``status``, ``exec``, ``down``) works from a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hpcbridge.errors import TestbedError
+
+from . import config, engine as engines, images
+from .engine import REPO, Engine
+
+PREFIX = "hpcbridge-testbed"
+NETWORK = PREFIX
+HOME_VOLUME = f"{PREFIX}-home"
+LABEL = "org.hpcbridge.testbed"
+SRC_MOUNT = "/opt/hpcbridge/src"
+PYTHON = "/opt/hpcbridge/venv/bin/python"
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("HPCBRIDGE_TESTBED_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "hpcbridge" / "testbed"
+
+
+def _stderr_progress(msg: str) -> None:
+    print(f"[testbed {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class TestbedInfo:
+    """What a client of the testbed needs: addresses, keys, users. Saved as state.json."""
+
+    __test__ = False
+
+    nodes: list[str]
+    login_ip: str
+    ssh_port: int
+    gateway_ip: str
+    hub_key: str
+    known_hosts: str
+    users: dict[str, str] = field(default_factory=lambda: dict(config.USERS))
+    cluster: str = config.CLUSTER
+    containers: dict[str, str] = field(default_factory=dict)
+    #: the checkout mounted at /opt/hpcbridge/src (a testbed of another checkout is not reused)
+    src: str = str(REPO)
+
+
+class Testbed:
+    """The testbed on this machine's container engine."""
+
+    __test__ = False
+
+    def __init__(self, state_dir: Path | None = None,
+                 progress: Callable[[str], None] = _stderr_progress) -> None:
+        self.state_dir = state_dir or default_state_dir()
+        self.progress = progress
+        self._engine: Engine | None = None
+
+    # -- engine and naming -------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = engines.detect(self.state_dir)
+        return self._engine
+
+    @staticmethod
+    def container_name(role: str) -> str:
+        return f"{PREFIX}-{role}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def info(self) -> TestbedInfo:
+        try:
+            return TestbedInfo(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise TestbedError("the testbed is not up (run: hpcbridge testbed up)") from exc
+
+    def _containers(self) -> list:
+        client = self.engine.docker_client()
+        return client.containers.list(all=True, filters={"label": LABEL})
+
+    # -- exec ----------------------------------------------------------------------------
+    def exec(self, role: str, argv: Sequence[str], *, user: str | None = None,
+             input: bytes | None = None, timeout: float | None = 120,
+             check: bool = False, env: dict[str, str] | None = None,
+             ) -> subprocess.CompletedProcess[bytes]:
+        """Run argv in a container (as root or as user), no shell involved."""
+        opts = ["exec", "-i"]
+        if user:
+            opts += ["--user", user, "--workdir", f"/home/{user}",
+                     "--env", f"HOME=/home/{user}", "--env", f"USER={user}"]
+        for key, value in (env or {}).items():
+            opts += ["--env", f"{key}={value}"]
+        proc = self.engine.run(*opts, self.container_name(role), *argv,
+                               check=False, timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise TestbedError(
+                f"{' '.join(argv)} on {role} as {user or 'root'} failed ({proc.returncode}): "
+                f"{proc.stderr.decode(errors='replace').strip()}"
+            )
+        return proc
+
+    def login_exec(self, user: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess[bytes]:
+        return self.exec("login", argv, user=user, **kw)
+
+    # -- up ------------------------------------------------------------------------------
+    def up(self, nodes: int = 3) -> TestbedInfo:
+        if nodes < 1 or nodes > 16:
+            raise TestbedError(f"--nodes must be between 1 and 16, not {nodes}")
+        existing = self._containers()
+        if existing:
+            if self.reusable():
+                info = self.info()
+                self.progress(f"already up with {len(info.nodes)} nodes; reusing it")
+                return info
+            self.progress("a broken, half-started or other checkout's testbed exists; "
+                          "removing it first")
+            self.down()
+        started = time.monotonic()
+        refs = images.ensure_images(self.engine, self.state_dir / "build", self.progress)
+        try:
+            info = self._start(refs, nodes)
+        except BaseException as exc:
+            self._report_failure(exc)
+            self.down(quiet=True)
+            raise
+        self.progress(f"up: {len(info.nodes)} compute nodes idle in "
+                      f"{time.monotonic() - started:.1f} s")
+        return info
+
+    def _start(self, refs: dict[str, str], nodes: int) -> TestbedInfo:
+        from testcontainers.core.network import Network
+
+        run = self.state_dir / "run"
+        shutil.rmtree(run, ignore_errors=True)
+        etc = run / "etc"
+        hub = config.write_run_config(etc, run / "hub_ed25519", nodes)
+        os.environ.update({k: v for k, v in self.engine.env().items()
+                           if k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")})
+
+        client = self.engine.docker_client()
+        client.volumes.create(HOME_VOLUME, labels={LABEL: "home"})
+        network = Network(docker_network_kw={"labels": {LABEL: "network"}})
+        network.name = NETWORK
+        network.create()
+
+        self.progress("starting db (MariaDB + slurmdbd)")
+        self._run_container(refs["db"], "db", network, etc)
+        self._wait("slurmdbd", lambda: self.exec("db", ["sacctmgr", "-n", "list", "cluster"],
+                                                 timeout=20).returncode == 0, 60)
+        for argv in config.accounting_commands():
+            self.exec("db", argv, check=True)
+
+        names = config.node_names(nodes)
+        self.progress(f"starting ctl, login and {nodes} compute nodes")
+        self._run_container(refs["slurm"], "ctl", network, etc)
+        for name in names:
+            self._run_container(refs["slurm"], name, network, etc, role="compute")
+        self._run_container(refs["slurm"], "login", network, etc)
+        self._wait("all nodes idle", lambda: self._nodes_idle(names), 90)
+
+        info = self._collect_info(names, etc, run / "hub_ed25519", hub.public_line)
+        self._wait("sshd on login", lambda: self._ssh_ready(), 30)
+        self.state_file.write_text(json.dumps(asdict(info), indent=2))
+        return info
+
+    def _run_container(self, image: str, name: str, network, etc: Path,
+                       role: str | None = None) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        (
+            DockerContainer(image)
+            .with_name(self.container_name(name))
+            .with_network(network)
+            .with_network_aliases(name)
+            .with_command([role or name])
+            .with_volume_mapping(str(etc), "/etc/testbed", "ro")
+            .with_volume_mapping(str(REPO), SRC_MOUNT, "ro")
+            .with_volume_mapping(HOME_VOLUME, "/home", "rw")
+            .with_kwargs(hostname=name, labels={LABEL: name}, detach=True)
+            .start()
+        )
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.5)
+        raise TestbedError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def _nodes_idle(self, names: list[str]) -> bool:
+        proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %T"], timeout=20)
+        if proc.returncode != 0:
+            return False
+        states = dict(line.split() for line in proc.stdout.decode().splitlines() if line)
+        return all(states.get(n) == "idle" for n in names)
+
+    def _ssh_ready(self) -> bool:
+        proc = self.exec("login", ["ss", "-Hltn", "sport", "=", ":22"], timeout=10)
+        return proc.returncode == 0 and bool(proc.stdout.strip())
+
+    def _collect_info(self, names: list[str], etc: Path, hub_key: Path,
+                      hub_pub: str) -> TestbedInfo:
+        client = self.engine.docker_client()
+        net = client.networks.get(NETWORK)
+        gateway = _network_gateway(net.attrs)
+        ips: dict[str, str] = {}
+        for c in self._containers():
+            c.reload()
+            nets = c.attrs["NetworkSettings"]["Networks"]
+            ips[c.labels[LABEL]] = nets[NETWORK]["IPAddress"]
+        host_pub = (etc / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()
+        known_hosts = self.state_dir / "run" / "known_hosts"
+        known_hosts.write_text(f"{ips['login']} {host_pub[0]} {host_pub[1]}\n")
+        return TestbedInfo(
+            nodes=names, login_ip=ips["login"], ssh_port=22, gateway_ip=gateway,
+            hub_key=str(hub_key), known_hosts=str(known_hosts), containers=ips,
+        )
+
+    def _report_failure(self, exc: BaseException) -> None:
+        self.progress(f"testbed failed to start: {exc}")
+        try:
+            containers = self._containers()
+        except Exception:
+            return
+        for c in containers:
+            role = c.labels.get(LABEL, c.name)
+            logs = c.logs(tail=30).decode(errors="replace")
+            self.progress(f"--- {role} ({c.status}) container log ---\n{logs}")
+            if c.status == "running":
+                for log in ("/var/log/slurm/slurmctld.log", "/var/log/slurm/slurmd.log",
+                            "/var/log/slurm/slurmdbd.log"):
+                    out = self.exec(role if role != "network" else "login",
+                                    ["tail", "-n", "20", log], timeout=10)
+                    if out.returncode == 0 and out.stdout:
+                        self.progress(f"--- {role}:{log} ---\n{out.stdout.decode()}")
+
+    # -- status / down -------------------------------------------------------------------
+    def reusable(self) -> bool:
+        """Up, answering, and running this checkout's code."""
+        try:
+            info = self.info()
+            return info.src == str(REPO) and self._nodes_idle_or_busy(info.nodes)
+        except TestbedError:
+            return False
+
+    def _nodes_idle_or_busy(self, names: list[str]) -> bool:
+        proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %T"], timeout=20)
+        if proc.returncode != 0:
+            return False
+        seen = {line.split()[0] for line in proc.stdout.decode().splitlines() if line}
+        return set(names) <= seen
+
+    def status(self) -> dict:
+        try:
+            containers = self._containers()
+        except TestbedError:
+            raise
+        out: dict = {"up": False, "containers": {c.labels.get(LABEL, c.name): c.status
+                                                 for c in containers}}
+        if not containers:
+            return out
+        proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %P %T %C"], timeout=20)
+        if proc.returncode == 0:
+            out["nodes"] = [
+                dict(zip(("node", "partition", "state", "cpus_aiot"), line.split()))
+                for line in proc.stdout.decode().splitlines() if line.strip()
+            ]
+        try:
+            out.update(asdict(self.info()))
+            out["up"] = proc.returncode == 0
+        except TestbedError:
+            pass
+        return out
+
+    def down(self, quiet: bool = False) -> None:
+        started = time.monotonic()
+        client = self.engine.docker_client()
+        for c in self._containers():
+            c.remove(force=True, v=True)
+        for net in client.networks.list(names=[NETWORK]):
+            net.remove()
+        for vol in client.volumes.list(filters={"label": LABEL}):
+            vol.remove(force=True)
+        shutil.rmtree(self.state_dir / "run", ignore_errors=True)
+        self.state_file.unlink(missing_ok=True)
+        if not quiet:
+            self.progress(f"down in {time.monotonic() - started:.1f} s")
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, networks and volumes of the testbed still present (for tests)."""
+        client = self.engine.docker_client()
+        return {
+            "containers": [c.name for c in self._containers()],
+            "networks": [n.name for n in client.networks.list(names=[NETWORK])],
+            "volumes": [v.name for v in client.volumes.list(filters={"label": LABEL})],
+        }
+
+
+def _network_gateway(attrs: dict) -> str:
+    for cfg in (attrs.get("IPAM") or {}).get("Config") or []:
+        if cfg.get("Gateway"):
+            return cfg["Gateway"]
+    for subnet in attrs.get("subnets") or []:
+        if subnet.get("gateway"):
+            return subnet["gateway"]
+    raise TestbedError("cannot find the gateway address of the testbed network")

@@ -1,0 +1,199 @@
+"""Per-run configuration of the testbed: Slurm and slurmdbd files, munge and SSH keys.
+
+Everything here is a pure function of the node count except the keys, which are made
+fresh for every ``testbed up`` and written to the run folder that is mounted read-only
+at ``/etc/testbed`` in every container.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+CLUSTER = "tb"
+USERS = {"alice": "proj_a", "bob": "proj_a", "carol": "proj_b"}
+CPUS_PER_NODE = 8
+MEMORY_MB_PER_NODE = 16000
+GPUS_ON_GPU_NODE = 2
+#: the proj_b budget, in core-minutes (GrpTRESMins=cpu=...)
+PROJ_B_BUDGET_CPU_MINUTES = 60
+QOS_MAX_JOBS_PER_USER = 4
+QOS_MAX_SUBMIT_PER_USER = 8
+PARTITIONS = {
+    # name: (max time, default time, nodes: "all" or "gpu")
+    "debug": ("00:30:00", "00:10:00", "all"),
+    "regular": ("04:00:00", "01:00:00", "all"),
+    "gpu": ("02:00:00", "00:30:00", "gpu"),
+}
+
+
+def node_names(nodes: int) -> list[str]:
+    return [f"c{i}" for i in range(1, nodes + 1)]
+
+
+def gpu_node(nodes: int) -> str:
+    return node_names(nodes)[-1]
+
+
+def slurm_conf(nodes: int) -> str:
+    names = node_names(nodes)
+    gpu = gpu_node(nodes)
+    node_line = (
+        f"CPUs={CPUS_PER_NODE} Boards=1 SocketsPerBoard=1 CoresPerSocket={CPUS_PER_NODE} "
+        f"ThreadsPerCore=1 RealMemory={MEMORY_MB_PER_NODE} State=UNKNOWN"
+    )
+    lines = [
+        f"ClusterName={CLUSTER}",
+        "SlurmctldHost=ctl",
+        "SlurmUser=slurm",
+        "AuthType=auth/munge",
+        "CryptoType=crypto/munge",
+        "MpiDefault=none",
+        # No cgroups inside unprivileged containers: track processes by /proc.
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "ReturnToService=2",
+        "SlurmctldPidFile=/run/slurmctld.pid",
+        "SlurmdPidFile=/run/slurmd.pid",
+        "SlurmdSpoolDir=/var/lib/slurm/slurmd",
+        "StateSaveLocation=/var/lib/slurm/slurmctld",
+        "SlurmctldLogFile=/var/log/slurm/slurmctld.log",
+        "SlurmdLogFile=/var/log/slurm/slurmd.log",
+        "SlurmctldDebug=info",
+        "SlurmdDebug=info",
+        "SchedulerType=sched/backfill",
+        "SchedulerParameters=bf_interval=5,sched_min_interval=100000",
+        "SelectType=select/cons_tres",
+        # With CR_Core_Memory a job without --mem would take a whole node's memory.
+        "SelectTypeParameters=CR_Core_Memory",
+        "DefMemPerCPU=1024",
+        # Nodes are declared larger than the machine (8 CPUs, 16 GB each).
+        "SlurmdParameters=config_overrides",
+        "GresTypes=gpu",
+        "AccountingStorageType=accounting_storage/slurmdbd",
+        "AccountingStorageHost=db",
+        "AccountingStorageEnforce=associations,limits,qos,safe",
+        "AccountingStorageTRES=gres/gpu",
+        "JobAcctGatherType=jobacct_gather/linux",
+        "JobAcctGatherFrequency=30",
+        # GrpTRESMins budgets need usage, which only multifactor priority records.
+        "PriorityType=priority/multifactor",
+        "PriorityDecayHalfLife=0",
+        "PriorityUsageResetPeriod=NONE",
+        "MinJobAge=300",
+        "KillWait=5",
+        "InactiveLimit=0",
+        "SlurmctldTimeout=30",
+        "SlurmdTimeout=30",
+        "MessageTimeout=10",
+        "UnkillableStepTimeout=30",
+    ]
+    for name in names:
+        gres = f" Gres=gpu:fake:{GPUS_ON_GPU_NODE}" if name == gpu else ""
+        lines.append(f"NodeName={name} {node_line}{gres}")
+    for part, (max_time, default_time, which) in PARTITIONS.items():
+        members = gpu if which == "gpu" else ",".join(names)
+        default = " Default=YES" if part == "debug" else ""
+        lines.append(
+            f"PartitionName={part} Nodes={members}{default} MaxTime={max_time} "
+            f"DefaultTime={default_time} State=UP"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def gres_conf(nodes: int) -> str:
+    # The gpu plugin needs one device file per GPU; plain files stand in for them
+    # (no cgroup device confinement in the testbed, so they are never opened).
+    last = GPUS_ON_GPU_NODE - 1
+    return (f"NodeName={gpu_node(nodes)} Name=gpu Type=fake "
+            f"File=/etc/testbed/gpu/nvidia[0-{last}]\n")
+
+
+def slurmdbd_conf() -> str:
+    return "\n".join(
+        [
+            "AuthType=auth/munge",
+            "DbdHost=db",
+            "SlurmUser=slurm",
+            "StorageType=accounting_storage/mysql",
+            "StorageHost=localhost",
+            "StorageUser=slurm",
+            # A testbed-only credential for a database that listens on the db
+            # container's loopback only.
+            "StoragePass=testbed-only",
+            "StorageLoc=slurm_acct_db",
+            "LogFile=/var/log/slurm/slurmdbd.log",
+            "PidFile=/run/slurmdbd.pid",
+        ]
+    ) + "\n"
+
+
+def accounting_commands() -> list[list[str]]:
+    """sacctmgr argv lists that create the cluster's accounts, users and limits."""
+    cmd = ["sacctmgr", "--immediate"]
+    out = [
+        cmd + ["add", "cluster", CLUSTER],
+        cmd + ["modify", "qos", "where", "name=normal", "set",
+               f"MaxJobsPerUser={QOS_MAX_JOBS_PER_USER}",
+               f"MaxSubmitJobsPerUser={QOS_MAX_SUBMIT_PER_USER}"],
+        cmd + ["add", "account", "proj_a", "Description=project A", "Organization=lab"],
+        cmd + ["add", "account", "proj_b", "Description=project B", "Organization=lab",
+               f"GrpTRESMins=cpu={PROJ_B_BUDGET_CPU_MINUTES}"],
+    ]
+    for user, account in USERS.items():
+        out.append(cmd + ["add", "user", user, f"Account={account}",
+                          f"DefaultAccount={account}"])
+    return out
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: Path
+    public_line: str
+
+
+def write_ed25519(path: Path, comment: str) -> KeyPair:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    line = f"{pub} {comment}"
+    path.with_suffix(".pub").write_text(line + "\n")
+    return KeyPair(path, line)
+
+
+def write_run_config(etc_dir: Path, hub_key: Path, nodes: int) -> KeyPair:
+    """Write /etc/testbed's content into etc_dir and the hub's SSH key to hub_key.
+
+    The hub's private key stays outside etc_dir: etc_dir is mounted into every container.
+    """
+    (etc_dir / "slurm").mkdir(parents=True, exist_ok=True)
+    (etc_dir / "slurm" / "slurm.conf").write_text(slurm_conf(nodes))
+    (etc_dir / "slurm" / "gres.conf").write_text(gres_conf(nodes))
+    (etc_dir / "slurm" / "slurmdbd.conf").write_text(slurmdbd_conf())
+    (etc_dir / "gpu").mkdir(exist_ok=True)
+    for i in range(GPUS_ON_GPU_NODE):
+        (etc_dir / "gpu" / f"nvidia{i}").touch()
+    munge = etc_dir / "munge.key"
+    fd = os.open(munge, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_bytes(1024))
+    ssh = etc_dir / "ssh"
+    write_ed25519(ssh / "ssh_host_ed25519_key", "login")
+    hub = write_ed25519(hub_key, "hpcbridge-hub")
+    (ssh / "authorized_keys").write_text(hub.public_line + "\n")
+    return hub

@@ -1,0 +1,170 @@
+"""Testbed images: built once, reused until their inputs change.
+
+Each tag is a content hash of the image's build inputs (its Containerfile folder and the
+tag of the image it starts from), so ``testbed up`` rebuilds only what changed.
+
+With no container registry, the Debian base is a ``debootstrap`` of bookworm imported
+into the engine; where a registry exists (``HPCBRIDGE_BASE_IMAGE=debian:bookworm``) the same
+Containerfiles start from the official image. Python wheels for the nodes are fetched by
+pip on the host (which knows the site's index and proxy) so no build step needs network
+beyond the Debian mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hpcbridge.errors import TestbedError
+
+from .engine import REPO, Engine
+
+CONTAINERS = REPO / "containers"
+SUITE = "bookworm"
+Progress = Callable[[str], None]
+
+
+def _hash_tree(*parts: str | Path) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            for f in sorted(p for p in part.rglob("*") if p.is_file()):
+                h.update(f.relative_to(part).as_posix().encode())
+                h.update(f.read_bytes())
+        else:
+            h.update(part.encode())
+    return h.hexdigest()[:12]
+
+
+def image_name(engine: Engine, name: str, tag: str) -> str:
+    prefix = "localhost/" if engine.kind == "podman" else ""
+    return f"{prefix}hpcbridge-testbed/{name}:{tag}"
+
+
+def image_exists(engine: Engine, ref: str) -> bool:
+    return engine.run("image", "inspect", ref, check=False).returncode == 0
+
+
+def debian_mirror() -> str:
+    """The Debian mirror configured in this machine's apt sources."""
+    if os.environ.get("HPCBRIDGE_DEBIAN_MIRROR"):
+        return os.environ["HPCBRIDGE_DEBIAN_MIRROR"]
+    files = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
+    for f in files:
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        for m in re.finditer(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text, re.M):
+            return m.group(1)
+    raise TestbedError(
+        "no Debian mirror found in the apt sources; set HPCBRIDGE_DEBIAN_MIRROR "
+        "(e.g. the http URL of a Debian mirror) or HPCBRIDGE_BASE_IMAGE=debian:bookworm"
+    )
+
+
+def ensure_bookworm(engine: Engine, cache: Path, progress: Progress) -> str:
+    """The image every testbed image starts from."""
+    if os.environ.get("HPCBRIDGE_BASE_IMAGE"):
+        return os.environ["HPCBRIDGE_BASE_IMAGE"]
+    mirror = debian_mirror()
+    ref = image_name(engine, "bookworm", _hash_tree(SUITE, mirror, "minbase-v1"))
+    if image_exists(engine, ref):
+        return ref
+    if not shutil.which("debootstrap"):
+        raise TestbedError(
+            "no base image: install debootstrap (apt-get install debootstrap) or set "
+            "HPCBRIDGE_BASE_IMAGE=debian:bookworm where a registry is reachable"
+        )
+    progress(f"debootstrap {SUITE} from the configured Debian mirror (about a minute)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            raise TestbedError("debootstrap failed:\n" + proc.stderr.decode()[-3000:])
+        archive = Path(tmp) / "rootfs.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(rootfs, arcname=".")
+        engine.run("import", str(archive), ref)
+    progress(f"imported {ref} in {time.monotonic() - started:.0f} s")
+    return ref
+
+
+def fetch_wheels(requirements: Path, dest: Path, progress: Progress) -> None:
+    """Download cp311 manylinux wheels for the nodes' Python (Debian bookworm's 3.11)."""
+    if dest.exists() and any(dest.iterdir()):
+        return
+    progress("downloading Python wheels for the compute nodes")
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    argv = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+        "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+        "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+        "--platform", "manylinux_2_17_x86_64", "--platform", "any",
+        "-d", str(tmp), "-r", str(requirements),
+    ]
+    proc = subprocess.run(argv, capture_output=True)
+    if proc.returncode != 0:
+        raise TestbedError("pip download of node wheels failed:\n" + proc.stderr.decode()[-3000:])
+    tmp.rename(dest)
+
+
+def _build(engine: Engine, ref: str, context: Path, base: str, progress: Progress) -> None:
+    progress(f"building {ref}")
+    started = time.monotonic()
+    argv = [
+        engine.cli, "build", "--network=host", "-f", str(context / "Containerfile"),
+        "--build-arg", f"BASE={base}", "-t", ref, str(context),
+    ]
+    proc = subprocess.Popen(argv, env=engine.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        tail = (tail + [line])[-40:]
+        if re.match(r"^(STEP \d+|Step \d+|#\d+ \[)", line):
+            progress("  " + line[:120])
+    if proc.wait() != 0:
+        raise TestbedError(f"building {ref} failed:\n" + "\n".join(tail))
+    progress(f"built {ref} in {time.monotonic() - started:.0f} s")
+
+
+def ensure_images(engine: Engine, cache: Path, progress: Progress) -> dict[str, str]:
+    """Build (or reuse) base, slurm and db images; return role -> image reference."""
+    cache.mkdir(parents=True, exist_ok=True)
+    bookworm = ensure_bookworm(engine, cache, progress)
+
+    base = image_name(engine, "base", _hash_tree(bookworm, CONTAINERS / "base"))
+    if not image_exists(engine, base):
+        _build(engine, base, CONTAINERS / "base", bookworm, progress)
+
+    slurm_dir = CONTAINERS / "slurm"
+    slurm = image_name(engine, "slurm", _hash_tree(base, slurm_dir))
+    if not image_exists(engine, slurm):
+        wheels = cache / "wheels" / _hash_tree(slurm_dir / "requirements.txt")
+        fetch_wheels(slurm_dir / "requirements.txt", wheels, progress)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            ctx = Path(tmp) / "ctx"
+            shutil.copytree(slurm_dir, ctx)
+            shutil.copytree(wheels, ctx / "wheels")
+            _build(engine, slurm, ctx, base, progress)
+
+    db = image_name(engine, "db", _hash_tree(slurm, CONTAINERS / "db"))
+    if not image_exists(engine, db):
+        _build(engine, db, CONTAINERS / "db", slurm, progress)
+    return {"slurm": slurm, "db": db}

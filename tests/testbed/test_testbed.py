@@ -1,0 +1,117 @@
+"""The testbed behaves like a small real center: jobs, accounting limits, torque wrappers."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.testbed
+
+
+def run(tb, user, *argv, check=True, **kw):
+    proc = tb.login_exec(user, list(argv), **kw)
+    if check:
+        assert proc.returncode == 0, (argv, proc.stderr.decode())
+    return proc.stdout.decode()
+
+
+def squeue_field(tb, user, job_id, fmt):
+    return run(tb, user, "squeue", "-h", "-j", job_id, "-o", fmt).strip()
+
+
+def wait_until(pred, timeout=60.0, step=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+def test_job_runs_as_alice_on_a_compute_node_and_writes_her_home(testbed):
+    tag = uuid.uuid4().hex[:8]
+    script = (
+        "#!/bin/bash\n#SBATCH -t 00:01:00\n#SBATCH -o /dev/null\n"
+        f'echo "$(id -un) $(hostname) $SLURM_JOB_ID" > "$HOME/who-{tag}.txt"\n'
+    )
+    out = run(testbed, "alice", "sbatch", "--parsable", "--wait", input=script.encode())
+    job_id = out.strip().split(";")[0]
+    written = run(testbed, "alice", "cat", f"/home/alice/who-{tag}.txt").split()
+    assert written[0] == "alice"
+    assert written[1] in testbed.info().nodes
+    assert written[2] == job_id
+    owner = run(testbed, "alice", "stat", "-c", "%U", f"/home/alice/who-{tag}.txt").strip()
+    assert owner == "alice"
+
+
+def test_srun_spans_two_nodes(testbed):
+    out = run(testbed, "bob", "srun", "-N2", "-t", "1", "hostname")
+    hosts = set(out.split())
+    assert len(hosts) == 2 and hosts <= set(testbed.info().nodes)
+
+
+def test_fifth_concurrent_job_pends_on_qos_max_jobs_per_user(testbed):
+    ids = []
+    try:
+        for _ in range(5):
+            out = run(testbed, "alice", "sbatch", "--parsable", "-t", "2", "-c", "1",
+                      "-o", "/dev/null", "--wrap", "sleep 110")
+            ids.append(out.strip())
+        wait_until(lambda: sum(squeue_field(testbed, "alice", i, "%T") == "RUNNING"
+                               for i in ids) == 4)
+        pending = [i for i in ids if squeue_field(testbed, "alice", i, "%T") == "PENDING"]
+        assert len(pending) == 1
+        reason = wait_until(lambda: (lambda r: r if r != "None" else None)(
+            squeue_field(testbed, "alice", pending[0], "%r")), timeout=30)
+        assert reason == "QOSMaxJobsPerUserLimit"
+    finally:
+        if ids:
+            run(testbed, "alice", "scancel", *ids, check=False)
+
+
+def test_proj_b_job_beyond_budget_is_refused_or_held(testbed):
+    # 8 cores x 30 min = 240 core-minutes against proj_b's 60.
+    proc = testbed.login_exec("carol", ["sbatch", "--parsable", "-A", "proj_b", "-c", "8",
+                                        "-t", "30", "-o", "/dev/null", "--wrap", "sleep 5"])
+    if proc.returncode != 0:
+        assert re.search(r"(?i)limit|budget", proc.stderr.decode())
+        return
+    job_id = proc.stdout.decode().strip()
+    try:
+        # The scheduler sets the reason at its next pass; "None" until then.
+        state, reason = wait_until(
+            lambda: (lambda f: f if f[1] != "None" else None)(
+                squeue_field(testbed, "carol", job_id, "%T %r").split()),
+            timeout=30,
+        )
+        assert state == "PENDING"
+        assert reason == "AssocGrpCPUMinutesLimit"
+    finally:
+        run(testbed, "carol", "scancel", job_id, check=False)
+
+
+def test_torque_wrappers_qsub_qstat_qdel(testbed):
+    script = (
+        "#!/bin/bash\n#PBS -N pbs-check\n#PBS -l walltime=00:02:00\n#PBS -l nodes=1:ppn=2\n"
+        "sleep 100\n"
+    )
+    run(testbed, "bob", "tee", "/home/bob/pbs-check.sh", input=script.encode())
+    job_id = run(testbed, "bob", "qsub", "/home/bob/pbs-check.sh").strip()
+    assert job_id.isdigit()
+    full = wait_until(lambda: (lambda t: t if "job_state = R" in t else None)(
+        run(testbed, "bob", "qstat", "-f", job_id)))
+    assert "Job_Name = pbs-check" in full
+    assert "Resource_List.walltime = 00:02:00" in full
+    assert "Resource_List.ncpus = 2" in full
+    run(testbed, "bob", "qdel", job_id)
+    wait_until(lambda: squeue_field(testbed, "bob", job_id, "%T") in ("CANCELLED", ""))
+
+
+@pytest.mark.testbed_last
+def test_down_removes_everything(testbed):
+    testbed.down()
+    assert testbed.leftovers() == {"containers": [], "networks": [], "volumes": []}
