@@ -130,15 +130,15 @@ def _aggregate(job_id: str, infos: list[JobInfo]) -> JobInfo:
 def match_ids(rows: list[tuple[dict[str, str], JobInfo]], job_ids: Sequence[str]
               ) -> dict[str, JobInfo]:
     """Match parsed rows to the ids asked for: by shown id, raw id, or array base id."""
-    by_key: dict[str, list[JobInfo]] = {}
-    by_base: dict[str, list[JobInfo]] = {}
+    # pending array tasks share the array's raw id, so the shown id and the array base
+    # are asked first; the raw id only names a split-off task
+    index: dict[str, dict[str, list[JobInfo]]] = {"id": {}, "base": {}, "raw": {}}
     for keys, info in rows:
-        for key in {keys["id"], keys["raw"]}:
-            by_key.setdefault(key, []).append(info)
-        by_base.setdefault(keys["base"], []).append(info)
+        for kind, by in index.items():
+            by.setdefault(keys[kind], []).append(info)
     out: dict[str, JobInfo] = {}
     for job_id in job_ids:
-        found = by_key.get(job_id) or by_base.get(job_id)
+        found = next((by[job_id] for by in index.values() if job_id in by), None)
         if found:
             out[job_id] = _aggregate(job_id, found)
     return out

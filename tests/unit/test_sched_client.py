@@ -1,0 +1,173 @@
+"""SchedulerClient: dialect + transport, with a scripted transport standing in for hosts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from hpcbridge.client import SchedulerClient
+from hpcbridge.errors import (
+    HostKeyError,
+    JobNotFound,
+    SchedulerUnavailable,
+    SubmitRefused,
+    Unreachable,
+)
+from hpcbridge.jobs import JobState
+from hpcbridge.schedulers import PbsDialect, SlurmDialect
+from hpcbridge.transport.base import FileOpsMixin, Result
+
+SLURM = Path(__file__).parent.parent / "fixtures" / "slurm"
+
+
+class ScriptedLoginNode(FileOpsMixin):
+    """Answers each command by its program name; records every call."""
+
+    def __init__(self, answers: dict[str, Result | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[tuple[str, ...], str | None, bytes | None]] = []
+
+    async def run(self, argv: Sequence[str], *, user: str | None = None,
+                  stdin: bytes | None = None, timeout: float | None = None) -> Result:
+        self.calls.append((tuple(argv), user, stdin))
+        answer = self.answers.get(argv[0], Result(0, "", ""))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def close(self) -> None:
+        pass
+
+    def programs(self) -> list[str]:
+        return [argv[0] for argv, _, _ in self.calls]
+
+
+def ok(out: str) -> Result:
+    return Result(0, out, "")
+
+
+def fail(err: str, rc: int = 1) -> Result:
+    return Result(rc, "", err)
+
+
+async def test_slurm_submit_sends_script_on_stdin_as_the_user() -> None:
+    node = ScriptedLoginNode({"sbatch": ok("4321\n")})
+    client = SchedulerClient(SlurmDialect(), node)
+    assert await client.submit("alice", "#!/bin/bash\nsleep 1\n") == "4321"
+    assert node.calls == [(("sbatch", "--parsable"), "alice", b"#!/bin/bash\nsleep 1\n")]
+
+
+async def test_pbs_submit_writes_a_private_file_and_removes_it() -> None:
+    node = ScriptedLoginNode({"mktemp": ok("/tmp/hpcbridge-job.abc\n"), "qsub": ok("77.pbs\n")})
+    client = SchedulerClient(PbsDialect(), node)
+    assert await client.submit("bob", "#PBS -l walltime=00:10:00\n") == "77.pbs"
+    assert node.programs() == ["mktemp", "dd", "qsub", "rm"]
+    dd = node.calls[1]
+    assert dd[0] == ("dd", "of=/tmp/hpcbridge-job.abc", "status=none")
+    assert dd[2] == b"#PBS -l walltime=00:10:00\n"
+    assert node.calls[2][0] == ("qsub", "/tmp/hpcbridge-job.abc")
+    assert all(user == "bob" for _, user, _ in node.calls)
+
+
+async def test_pbs_refused_submit_still_removes_the_file() -> None:
+    node = ScriptedLoginNode({"mktemp": ok("/tmp/f\n"),
+                              "qsub": fail("qsub: Job violates queue and/or server resource limits")})
+    with pytest.raises(SubmitRefused):
+        await SchedulerClient(PbsDialect(), node).submit("bob", "x")
+    assert node.programs()[-1] == "rm"
+
+
+async def test_submit_refused_carries_slurms_words() -> None:
+    node = ScriptedLoginNode({"sbatch": fail((SLURM / "sbatch_qos_refused.err").read_text())})
+    with pytest.raises(SubmitRefused) as info:
+        await SchedulerClient(SlurmDialect(), node).submit("alice", "x")
+    assert "Job violates accounting/QOS policy" in info.value.user_message
+
+
+async def test_status_asks_history_only_for_ids_that_left_the_queue() -> None:
+    node = ScriptedLoginNode({
+        "squeue": ok((SLURM / "squeue_mixed.txt").read_text()),
+        "sacct": ok((SLURM / "sacct_final.txt").read_text()),
+    })
+    client = SchedulerClient(SlurmDialect(), node)
+    infos = await client.status(["101", "117", "9999"], as_user="hpcbridge")
+    assert node.programs() == ["squeue", "sacct"]
+    assert "--jobs=117,9999" in node.calls[1][0]
+    assert infos["101"].state is JobState.RUNNING
+    assert infos["117"].state is JobState.CANCELLED
+    assert infos["9999"].extra["absent"] == "true"
+    assert {user for _, user, _ in node.calls} == {"hpcbridge"}
+
+
+async def test_steady_state_costs_one_query() -> None:
+    node = ScriptedLoginNode({"squeue": ok((SLURM / "squeue_mixed.txt").read_text())})
+    await SchedulerClient(SlurmDialect(), node).status(["101", "102", "104", "200"])
+    assert node.programs() == ["squeue"]
+
+
+async def test_invalid_job_id_from_squeue_goes_to_history() -> None:
+    node = ScriptedLoginNode({"squeue": fail("slurm_load_jobs error: Invalid job id specified"),
+                              "sacct": ok((SLURM / "sacct_final.txt").read_text())})
+    infos = await SchedulerClient(SlurmDialect(), node).status(["108"])
+    assert infos["108"].state is JobState.COMPLETED
+
+
+@pytest.mark.parametrize("answer", [
+    fail("slurm_load_jobs error: Unable to contact slurm controller (connect failure)"),
+    fail("slurm_load_jobs error: Socket timed out on send/recv operation"),
+    Unreachable("squeue on login as hpcbridge timed out"),
+])
+async def test_outage_raises_unavailable_never_gone(answer: Result | Exception) -> None:
+    node = ScriptedLoginNode({"squeue": answer})
+    with pytest.raises(SchedulerUnavailable):
+        await SchedulerClient(SlurmDialect(), node).status(["101"])
+    assert node.programs() == ["squeue"]  # no history asked, nothing declared finished
+
+
+async def test_history_outage_gives_unknown_for_jobs_that_left_the_queue() -> None:
+    node = ScriptedLoginNode({"squeue": ok((SLURM / "squeue_mixed.txt").read_text()),
+                              "sacct": fail((SLURM / "sacct_dbd_down.err").read_text())})
+    infos = await SchedulerClient(SlurmDialect(), node).status(["101", "117"])
+    assert infos["101"].state is JobState.RUNNING
+    assert infos["117"].state is JobState.UNKNOWN
+
+
+async def test_host_key_errors_pass_through() -> None:
+    node = ScriptedLoginNode({"squeue": HostKeyError("host key of login:22 is not pinned")})
+    with pytest.raises(HostKeyError):
+        await SchedulerClient(SlurmDialect(), node).status(["1"])
+
+
+async def test_cancel() -> None:
+    node = ScriptedLoginNode({"scancel": fail((SLURM / "scancel_done.err").read_text())})
+    client = SchedulerClient(SlurmDialect(), node)
+    await client.cancel("alice", ["108", "108"])  # already finished: fine
+    assert node.calls == [(("scancel", "--", "108"), "alice", None)]
+    with pytest.raises(JobNotFound):
+        await client.cancel("alice", ["108; rm -rf ~"])
+
+
+async def test_malformed_ids_in_status_are_absent_without_a_query() -> None:
+    node = ScriptedLoginNode({})
+    infos = await SchedulerClient(SlurmDialect(), node).status(["$(id)"])
+    assert infos["$(id)"].state.is_terminal and node.calls == []
+
+
+async def test_read_only_queries() -> None:
+    node = ScriptedLoginNode({
+        "scontrol": ok((SLURM / "scontrol_partitions.txt").read_text()),
+        "sinfo": ok((SLURM / "sinfo_shapes.txt").read_text()),
+        "sacctmgr": ok((SLURM / "sacctmgr_assoc_alice.txt").read_text()),
+        "sshare": ok((SLURM / "sshare_proj_b.txt").read_text()),
+    })
+    client = SchedulerClient(SlurmDialect(), node)
+    assert [p.name for p in await client.partitions()] == ["debug", "gpu", "long"]
+    assert len(await client.associations("alice")) == 2
+    assert node.calls[-1][1] == "alice"
+    budget = await client.budget("proj_b")
+    assert budget is not None and budget.remaining() == 498
+    pbs = SchedulerClient(PbsDialect(), ScriptedLoginNode({}))
+    assert await pbs.associations("alice") == [] and await pbs.budget("x") is None
+    assert await pbs.qos() == []
