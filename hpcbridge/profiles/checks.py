@@ -82,11 +82,12 @@ def _check_resources(path: Path, profile: SiteProfile, res: _Resources) -> Itera
         gpus=res.gpus,
         walltime=res.walltime,
     )
-    _, problems = resolve_request(profile, request)
-    set_keys = res.model_fields_set
+    _, problems = resolve_request(profile, request, require_account=False)
     for key, message, _ in problems.items:
-        # point at the offending key when it was written, else at the whole entry
-        yield (path if key not in set_keys else (*path, key)), message
+        # a problem with a value the entry does not set comes from a cluster default,
+        # which is reported where that default is written
+        if key in res.model_fields_set:
+            yield (*path, key), message
 
 
 def _check_presets(profile: SiteProfile) -> Iterator[Finding]:
@@ -102,6 +103,8 @@ def _check_presets(profile: SiteProfile) -> Iterator[Finding]:
 def _check_dask(profile: SiteProfile) -> Iterator[Finding]:
     worker, caps = profile.dask.worker, profile.dask.per_user
     path: Path = ("dask", "worker")
+    if "dask" not in profile.model_fields_set:
+        return
     yield from _check_resources(path, profile, worker)
     if worker.processes > worker.cores:
         yield (*path, "processes"), (

@@ -79,6 +79,11 @@ class Partition(_Model):
     """A Slurm partition or PBS queue and the limits hpcbridge enforces before submitting."""
 
     description: Text | None = Field(None, description="Shown to users in the spawn form.")
+    queue: Name | None = Field(
+        None,
+        description="Name the scheduler knows it by (`--partition` / `-q`). Unset: the key. "
+        "Lets one scheduler queue appear twice, e.g. its CPU and its GPU nodes.",
+    )
     max_walltime: Walltime = Field(description="Longest walltime a job may request.")
     default_walltime: Walltime | None = Field(
         None, description="Walltime when a request gives none. Unset: `max_walltime`."
@@ -134,6 +139,9 @@ class Container(_Model):
     bind: list[AbsPath] = Field(default_factory=list, description="Paths to bind into it.")
     runtime: Literal["apptainer", "singularity"] = Field(
         "apptainer", description="Command that runs the image."
+    )
+    gpu_vendor: Literal["nvidia", "amd"] = Field(
+        "nvidia", description="GPU support flag for GPU jobs: `--nv` (nvidia) or `--rocm` (amd)."
     )
 
 

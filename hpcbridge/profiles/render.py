@@ -39,7 +39,7 @@ def render_script(profile: SiteProfile, request: JobRequest | ValidatedRequest) 
 
 
 def _slurm_directives(req: ValidatedRequest) -> list[str]:
-    opts = [f"--job-name={req.job_name}", f"--partition={req.partition}"]
+    opts = [f"--job-name={req.job_name}", f"--partition={req.queue}"]
     opts += [f"--{key}={value}" for key, value in (
         ("account", req.account), ("qos", req.qos), ("constraint", req.constraint)
     ) if value]
@@ -63,7 +63,7 @@ def _slurm_directives(req: ValidatedRequest) -> list[str]:
 
 
 def _pbs_common(req: ValidatedRequest) -> list[str]:
-    opts = [f"-N {req.job_name}", f"-q {req.partition}"]
+    opts = [f"-N {req.job_name}", f"-q {req.queue}"]
     if req.account:
         opts.append(f"-A {req.account}")
     return opts
@@ -122,7 +122,7 @@ def _command_line(req: ValidatedRequest, env: Environment) -> str:
     if env.container:
         runner = [env.container.runtime, "exec"]
         if req.gpus:
-            runner.append("--nv")
+            runner.append("--nv" if env.container.gpu_vendor == "nvidia" else "--rocm")
         if env.container.bind:
             runner += ["--bind", ",".join(env.container.bind)]
         words = [*runner, env.container.image, *words]

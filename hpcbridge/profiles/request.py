@@ -103,7 +103,10 @@ class ValidatedRequest:
     cluster: str
     #: ``slurm``, ``pbspro`` or ``torque``
     flavor: str
+    #: the partition's key in the profile
     partition: str
+    #: the partition or queue name given to the scheduler
+    queue: str
     nodes: int
     cores: int
     memory: Memory
@@ -225,11 +228,13 @@ def check_fit(
         )
 
 
-def _account(problems: Problems, cluster_name: str, cluster: Cluster, value: Any) -> str | None:
+def _account(
+    problems: Problems, cluster_name: str, cluster: Cluster, value: Any, required: bool
+) -> str | None:
     accounts = cluster.accounts
     account = value if value is not None else accounts.default
     if account is None:
-        if accounts.required:
+        if accounts.required and required:
             problems.add("account", f"cluster {cluster_name} requires an account")
         return None
     if not _name_ok(problems, "account", account):
@@ -282,9 +287,12 @@ def _job_fields(problems: Problems, req: JobRequest) -> None:
 
 
 def resolve_request(
-    profile: SiteProfile, req: JobRequest
+    profile: SiteProfile, req: JobRequest, *, require_account: bool = True
 ) -> tuple[ValidatedRequest | None, Problems]:
-    """Resolve ``req`` against ``profile``: the validated request, or the problems found."""
+    """Resolve ``req`` against ``profile``: the validated request, or the problems found.
+
+    ``require_account=False`` is for presets, whose account the user picks at spawn time.
+    """
     problems = Problems()
     _job_fields(problems, req)
     values = _merge_preset(profile, req, problems)
@@ -298,7 +306,7 @@ def resolve_request(
     where = f" on cluster {cname}"
     if _name_ok(problems, "environment", ename):
         _choose(problems, "environment", ename, cluster.environments, where)
-    account = _account(problems, cname, cluster, values["account"])
+    account = _account(problems, cname, cluster, values["account"], require_account)
     if not (_name_ok(problems, "partition", pname)
             and _choose(problems, "partition", pname, cluster.partitions, where)):
         return None, problems
@@ -308,7 +316,7 @@ def resolve_request(
         return None, problems
     return ValidatedRequest(
         user=req.user, site=profile.site, cluster=cname, flavor=cluster.flavor,
-        partition=pname, nodes=nodes, cores=cores, memory=memory, gpus=gpus,
+        partition=pname, queue=part.queue or pname, nodes=nodes, cores=cores, memory=memory, gpus=gpus,
         walltime=walltime, account=account, environment=ename, job_name=req.job_name,
         command=tuple(req.command), export_env=tuple(req.export_env), preset=req.preset,
         qos=part.qos, constraint=part.constraint, gres=part.gres,
