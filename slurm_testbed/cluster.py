@@ -33,7 +33,7 @@ PYTHON = "/opt/hpcbridge/venv/bin/python"
 
 def default_state_dir() -> Path:
     env = os.environ.get("HPCBRIDGE_TESTBED_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "hpcbridge" / "testbed"
+    return Path(env) if env else Path.home() / ".local" / "state" / "hpcbridge" / "testbed"
 
 
 def _stderr_progress(msg: str) -> None:
@@ -80,6 +80,20 @@ class Testbed:
     @staticmethod
     def container_name(role: str) -> str:
         return f"{PREFIX}-{role}"
+
+    @property
+    def hub_key(self) -> Path:
+        """The hub's SSH key: may log into the login node as every test user."""
+        return self.state_dir / "id_ed25519"
+
+    def profile_env(self) -> dict[str, str]:
+        """Variables that site_profiles/testbed.yaml expands to reach this testbed."""
+        info = self.info()
+        return {
+            "HPCBRIDGE_TESTBED_SSH_HOST": info.login_ip,
+            "HPCBRIDGE_TESTBED_SSH_PORT": str(info.ssh_port),
+            "HPCBRIDGE_TESTBED_DIR": str(self.state_dir),
+        }
 
     @property
     def state_file(self) -> Path:
@@ -147,10 +161,9 @@ class Testbed:
     def _start(self, refs: dict[str, str], nodes: int) -> TestbedInfo:
         from testcontainers.core.network import Network
 
-        run = self.state_dir / "run"
-        shutil.rmtree(run, ignore_errors=True)
-        etc = run / "etc"
-        hub = config.write_run_config(etc, run / "hub_ed25519", nodes)
+        etc = self.state_dir / "etc"
+        shutil.rmtree(etc, ignore_errors=True)
+        hub = config.write_run_config(etc, self.hub_key, nodes)
         os.environ.update({k: v for k, v in self.engine.env().items()
                            if k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")})
 
@@ -175,7 +188,7 @@ class Testbed:
         self._run_container(refs["slurm"], "login", network, etc)
         self._wait("all nodes idle", lambda: self._nodes_idle(names), 90)
 
-        info = self._collect_info(names, etc, run / "hub_ed25519", hub.public_line)
+        info = self._collect_info(names, etc, self.hub_key, hub.public_line)
         self._wait("sshd on login", lambda: self._ssh_ready(), 30)
         self.state_file.write_text(json.dumps(asdict(info), indent=2))
         return info
@@ -227,7 +240,7 @@ class Testbed:
             nets = c.attrs["NetworkSettings"]["Networks"]
             ips[c.labels[LABEL]] = nets[NETWORK]["IPAddress"]
         host_pub = (etc / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()
-        known_hosts = self.state_dir / "run" / "known_hosts"
+        known_hosts = self.state_dir / "known_hosts"
         known_hosts.write_text(f"{ips['login']} {host_pub[0]} {host_pub[1]}\n")
         return TestbedInfo(
             nodes=names, login_ip=ips["login"], ssh_port=22, gateway_ip=gateway,
@@ -299,8 +312,10 @@ class Testbed:
             net.remove()
         for vol in client.volumes.list(filters={"label": LABEL}):
             vol.remove(force=True)
-        shutil.rmtree(self.state_dir / "run", ignore_errors=True)
-        self.state_file.unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "etc", ignore_errors=True)
+        for f in (self.state_file, self.hub_key, self.hub_key.with_suffix(".pub"),
+                  self.state_dir / "known_hosts"):
+            f.unlink(missing_ok=True)
         if not quiet:
             self.progress(f"down in {time.monotonic() - started:.1f} s")
 
