@@ -122,6 +122,8 @@ def _message(error: Any) -> str:
         return "missing required key 'kind' (ssh or local)"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return f"expected a mapping of keys, got {_shown(error['input'])}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} entry, got none"
     if kind == "list_type":
         return f"expected a list, got {_shown(error['input'])}"
     return f"{error['msg']}, got {_shown(error['input'])}"
