@@ -66,14 +66,14 @@ def _type(prop: dict[str, Any], schema: dict[str, Any]) -> str:
     if kind == "array":
         return f"list of {_type(prop['items'], schema)}"
     if kind == "object":
-        value = next(iter(prop.get("patternProperties", {}).values()), {})
+        value: dict[str, Any] = next(iter(prop.get("patternProperties", {}).values()), {})
         return f"mapping of name → {_type(value, schema)}"
     if kind == "string":
         return _string_type(prop)
     if kind == "integer":
         low = prop.get("minimum", prop.get("exclusiveMinimum", -1) + 1)
         return f"integer ≥ {low}" if "minimum" in prop or "exclusiveMinimum" in prop else "integer"
-    return {"boolean": "boolean", "number": "number"}.get(kind, "any")
+    return {"boolean": "boolean", "number": "number"}.get(str(kind), "any")
 
 
 def _string_type(prop: dict[str, Any]) -> str:

@@ -82,7 +82,9 @@ def _walk(doc: Document, loc: tuple[Any, ...]) -> tuple[Path, list[Any]]:
     Pydantic locations include union tags and ``[key]`` markers that are not data keys;
     elements that are not keys of the data are skipped.
     """
-    node, path, rest = doc.data, (), []
+    node: Any = doc.data
+    path: Path = ()
+    rest: list[Any] = []
     for elem in loc:
         in_dict = isinstance(node, dict) and elem in node
         in_list = isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node)

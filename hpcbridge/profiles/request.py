@@ -261,8 +261,8 @@ def _resources(
     else:
         walltime = _parse(problems, "walltime", values["walltime"], _walltime)
     result = (nodes, cores, memory, gpus, walltime)
-    if None not in result:
-        check_fit(problems, pname, part, *result)
+    if nodes and cores and memory and gpus is not None and walltime:
+        check_fit(problems, pname, part, nodes, cores, memory, gpus, walltime)
     return result
 
 
@@ -324,7 +324,9 @@ def resolve_request(
     ), problems
 
 
-def validate_request(profile: SiteProfile, request: JobRequest) -> ValidatedRequest:
+def validate_request(
+    profile: SiteProfile, request: JobRequest | ValidatedRequest
+) -> ValidatedRequest:
     """Check ``request`` against ``profile``; raise LimitExceeded or RequestError.
 
     LimitExceeded when every problem is a value over a limit; RequestError otherwise.
