@@ -8,19 +8,22 @@ command (``up``, ``status``, ``exec``, ``down``) works from a fresh process.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hpcbridge.errors import TestbedError
 
-from . import config, engine as engines, images
+from . import config, images
+from . import engine as engines
 from .engine import REPO, Engine
 
 PREFIX = "hpcbridge-testbed"
@@ -134,9 +137,25 @@ class Testbed:
         return self.exec("login", argv, user=user, **kw)
 
     # -- up ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up` or `down` at a time on this machine: never two clusters fighting."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.progress("another `testbed up/down` is running; waiting for it")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def up(self, nodes: int = 3) -> TestbedInfo:
         if nodes < 1 or nodes > 16:
             raise TestbedError(f"--nodes must be between 1 and 16, not {nodes}")
+        with self._exclusive():
+            return self._up(nodes)
+
+    def _up(self, nodes: int) -> TestbedInfo:
         existing = self._containers()
         if existing:
             if self.reusable():
@@ -145,14 +164,14 @@ class Testbed:
                 return info
             self.progress("a broken, half-started or other checkout's testbed exists; "
                           "removing it first")
-            self.down()
+            self._down()
         started = time.monotonic()
         refs = images.ensure_images(self.engine, self.state_dir / "build", self.progress)
         try:
             info = self._start(refs, nodes)
         except BaseException as exc:
             self._report_failure(exc)
-            self.down(quiet=True)
+            self._down(quiet=True)
             raise
         self.progress(f"up: {len(info.nodes)} compute nodes idle in "
                       f"{time.monotonic() - started:.1f} s")
@@ -249,9 +268,12 @@ class Testbed:
 
     def _report_failure(self, exc: BaseException) -> None:
         self.progress(f"testbed failed to start: {exc}")
+        with contextlib.suppress(Exception):
+            sinfo = self.exec("login", ["sinfo", "-N", "-o", "%N %T %E"], timeout=10)
+            self.progress("sinfo:\n" + sinfo.stdout.decode() + sinfo.stderr.decode())
         try:
             containers = self._containers()
-        except Exception:
+        except Exception:  # noqa: BLE001 -- best effort while reporting another failure
             return
         for c in containers:
             role = c.labels.get(LABEL, c.name)
@@ -282,10 +304,7 @@ class Testbed:
         return set(names) <= seen
 
     def status(self) -> dict:
-        try:
-            containers = self._containers()
-        except TestbedError:
-            raise
+        containers = self._containers()
         out: dict = {"up": False, "containers": {c.labels.get(LABEL, c.name): c.status
                                                  for c in containers}}
         if not containers:
@@ -304,6 +323,10 @@ class Testbed:
         return out
 
     def down(self, quiet: bool = False) -> None:
+        with self._exclusive():
+            self._down(quiet)
+
+    def _down(self, quiet: bool = False) -> None:
         started = time.monotonic()
         client = self.engine.docker_client()
         for c in self._containers():

@@ -49,7 +49,7 @@ class Engine:
     ) -> subprocess.CompletedProcess[bytes]:
         argv = [self.cli, *args]
         proc = subprocess.run(
-            argv, env=self.env(), input=input, timeout=timeout,
+            argv, env=self.env(), input=input, timeout=timeout, check=False,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
         )
@@ -73,7 +73,8 @@ def detect(state_dir: Path) -> Engine:
     docker_cli = shutil.which("docker")
     if docker_cli and wanted in ("", "docker"):
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        probe = subprocess.run([docker_cli, "info"], capture_output=True, timeout=30)
+        probe = subprocess.run([docker_cli, "info"], capture_output=True, timeout=30,
+                               check=False)
         if probe.returncode == 0:
             return Engine("docker", docker_cli, host)
     raise TestbedError(INSTALL_HINT)
@@ -86,12 +87,12 @@ def _podman_engine(podman: str, state_dir: Path) -> Engine:
         return engine
     state_dir.mkdir(parents=True, exist_ok=True)
     sock.unlink(missing_ok=True)
-    log = open(state_dir / "podman-service.log", "ab")
-    proc = subprocess.Popen(
-        [podman, "system", "service", "--time=0", engine.docker_host],
-        env=engine.env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # outlives this command; `testbed down` stops it
-    )
+    with open(state_dir / "podman-service.log", "ab") as log:
+        proc = subprocess.Popen(
+            [podman, "system", "service", "--time=0", engine.docker_host],
+            env=engine.env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this command; `testbed down` stops it
+        )
     (state_dir / "podman-service.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -112,7 +113,7 @@ def _api_alive(engine: Engine) -> bool:
     try:
         engine.docker_client().ping()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 -- any failure means "not serving yet"
         return False
 
 

@@ -64,7 +64,7 @@ def debian_mirror() -> str:
             text = f.read_text()
         except OSError:
             continue
-        for m in re.finditer(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text, re.M):
+        for m in re.finditer(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text, re.MULTILINE):
             return m.group(1)
     raise TestbedError(
         "no Debian mirror found in the apt sources; set HPCBRIDGE_DEBIAN_MIRROR "
@@ -91,7 +91,7 @@ def ensure_bookworm(engine: Engine, cache: Path, progress: Progress) -> str:
         rootfs = Path(tmp) / "rootfs"
         proc = subprocess.run(
             ["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
-            capture_output=True,
+            capture_output=True, check=False,
         )
         if proc.returncode != 0:
             raise TestbedError("debootstrap failed:\n" + proc.stderr.decode()[-3000:])
@@ -117,7 +117,7 @@ def fetch_wheels(requirements: Path, dest: Path, progress: Progress) -> None:
         "--platform", "manylinux_2_17_x86_64", "--platform", "any",
         "-d", str(tmp), "-r", str(requirements),
     ]
-    proc = subprocess.run(argv, capture_output=True)
+    proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0:
         raise TestbedError("pip download of node wheels failed:\n" + proc.stderr.decode()[-3000:])
     tmp.rename(dest)

@@ -55,6 +55,14 @@ case "$role" in
         ;;
     login)
         make_homes
+        # The hub's own identity on the login node: status queries for every user's
+        # jobs run as this unprivileged account, never as root or as a user.
+        if ! id hpcbridge >/dev/null 2>&1; then
+            useradd -r -u 2100 -g hpcusers -d /var/lib/hpcbridge -m -s /bin/bash hpcbridge
+        fi
+        install -d -o hpcbridge -g hpcusers -m 0700 /var/lib/hpcbridge/.ssh
+        install -o hpcbridge -g hpcusers -m 0600 /etc/testbed/ssh/authorized_keys \
+            /var/lib/hpcbridge/.ssh/authorized_keys
         /usr/sbin/sshd -E /var/log/sshd.log
         ;;
     *)

@@ -22,6 +22,12 @@ def squeue_field(tb, user, job_id, fmt):
     return run(tb, user, "squeue", "-h", "-j", job_id, "-o", fmt).strip()
 
 
+def state_reason(tb, user, job_id):
+    """(state, reason) once the scheduler has set a reason ("None" until its next pass)."""
+    fields = squeue_field(tb, user, job_id, "%T %r").split()
+    return fields if len(fields) == 2 and fields[1] != "None" else None
+
+
 def wait_until(pred, timeout=60.0, step=0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,8 +71,7 @@ def test_fifth_concurrent_job_pends_on_qos_max_jobs_per_user(testbed):
                                for i in ids) == 4)
         pending = [i for i in ids if squeue_field(testbed, "alice", i, "%T") == "PENDING"]
         assert len(pending) == 1
-        reason = wait_until(lambda: (lambda r: r if r != "None" else None)(
-            squeue_field(testbed, "alice", pending[0], "%r")), timeout=30)
+        _, reason = wait_until(lambda: state_reason(testbed, "alice", pending[0]), timeout=30)
         assert reason == "QOSMaxJobsPerUserLimit"
     finally:
         if ids:
@@ -82,12 +87,7 @@ def test_proj_b_job_beyond_budget_is_refused_or_held(testbed):
         return
     job_id = proc.stdout.decode().strip()
     try:
-        # The scheduler sets the reason at its next pass; "None" until then.
-        state, reason = wait_until(
-            lambda: (lambda f: f if f[1] != "None" else None)(
-                squeue_field(testbed, "carol", job_id, "%T %r").split()),
-            timeout=30,
-        )
+        state, reason = wait_until(lambda: state_reason(testbed, "carol", job_id), timeout=30)
         assert state == "PENDING"
         assert reason == "AssocGrpCPUMinutesLimit"
     finally:
@@ -102,8 +102,11 @@ def test_torque_wrappers_qsub_qstat_qdel(testbed):
     run(testbed, "bob", "tee", "/home/bob/pbs-check.sh", input=script.encode())
     job_id = run(testbed, "bob", "qsub", "/home/bob/pbs-check.sh").strip()
     assert job_id.isdigit()
-    full = wait_until(lambda: (lambda t: t if "job_state = R" in t else None)(
-        run(testbed, "bob", "qstat", "-f", job_id)))
+    def running_full():
+        text = run(testbed, "bob", "qstat", "-f", job_id)
+        return text if "job_state = R" in text else None
+
+    full = wait_until(running_full)
     assert "Job_Name = pbs-check" in full
     assert "Resource_List.walltime = 00:02:00" in full
     assert "Resource_List.ncpus = 2" in full
