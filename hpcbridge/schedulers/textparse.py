@@ -76,7 +76,9 @@ def parse_ctime(text: str | None) -> datetime | None:
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
     """Split on ``sep`` outside brackets: ``c[1-3,5],gpu1`` -> ``c[1-3,5]``, ``gpu1``."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         depth += ch == "["
         depth -= ch == "]"

@@ -24,6 +24,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
 
 import paramiko
 
@@ -48,7 +49,7 @@ class _PinnedOnly(paramiko.RejectPolicy):
     """Reject unknown host keys with a message naming the host and the key offered."""
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
+                         key: paramiko.PKey) -> NoReturn:
         raise HostKeyError(
             f"host key of {hostname} is not pinned: the server offered "
             f"{key.get_name()} {fingerprint(key)}; add it to the pinned known_hosts "
