@@ -26,17 +26,27 @@ from . import config, images
 from . import engine as engines
 from .engine import REPO, Engine
 
-PREFIX = "hpcbridge-testbed"
-NETWORK = PREFIX
-HOME_VOLUME = f"{PREFIX}-home"
+DEFAULT_NAME = "hpcbridge-testbed"
+#: role of a container ("db", "ctl", "login", "c1", ...), or "home" / "network"
 LABEL = "org.hpcbridge.testbed"
+#: which testbed a container, network or volume belongs to (several may run side by side)
+NAME_LABEL = "org.hpcbridge.testbed.name"
 SRC_MOUNT = "/opt/hpcbridge/src"
 PYTHON = "/opt/hpcbridge/venv/bin/python"
 
 
-def default_state_dir() -> Path:
+def testbed_name() -> str:
+    """``HPCBRIDGE_TESTBED_NAME`` picks one of several testbeds (default: the only one)."""
+    return os.environ.get("HPCBRIDGE_TESTBED_NAME", DEFAULT_NAME)
+
+
+def default_state_dir(name: str | None = None) -> Path:
+    name = name or testbed_name()
     env = os.environ.get("HPCBRIDGE_TESTBED_DIR")
-    return Path(env) if env else Path.home() / ".local" / "state" / "hpcbridge" / "testbed"
+    if env and name == testbed_name():
+        return Path(env)
+    leaf = "testbed" if name == DEFAULT_NAME else name
+    return Path.home() / ".local" / "state" / "hpcbridge" / leaf
 
 
 def _stderr_progress(msg: str) -> None:
@@ -68,8 +78,12 @@ class Testbed:
     __test__ = False
 
     def __init__(self, state_dir: Path | None = None,
-                 progress: Callable[[str], None] = _stderr_progress) -> None:
-        self.state_dir = state_dir or default_state_dir()
+                 progress: Callable[[str], None] = _stderr_progress,
+                 name: str | None = None) -> None:
+        self.name = name or testbed_name()
+        self.state_dir = state_dir or default_state_dir(self.name)
+        #: images and the engine's API socket are shared by every testbed of this machine
+        self.shared_dir = self.state_dir.parent
         self.progress = progress
         self._engine: Engine | None = None
 
@@ -77,12 +91,22 @@ class Testbed:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = engines.detect(self.state_dir)
+            self._engine = engines.detect(self.shared_dir)
         return self._engine
 
-    @staticmethod
-    def container_name(role: str) -> str:
-        return f"{PREFIX}-{role}"
+    def container_name(self, role: str) -> str:
+        return f"{self.name}-{role}"
+
+    @property
+    def network_name(self) -> str:
+        return self.name
+
+    @property
+    def home_volume(self) -> str:
+        return f"{self.name}-home"
+
+    def _labels(self, role: str) -> dict[str, str]:
+        return {LABEL: role, NAME_LABEL: self.name}
 
     @property
     def hub_key(self) -> Path:
@@ -110,7 +134,7 @@ class Testbed:
 
     def _containers(self) -> list:
         client = self.engine.docker_client()
-        return client.containers.list(all=True, filters={"label": LABEL})
+        return client.containers.list(all=True, filters={"label": f"{NAME_LABEL}={self.name}"})
 
     # -- exec ----------------------------------------------------------------------------
     def exec(self, role: str, argv: Sequence[str], *, user: str | None = None,
@@ -166,7 +190,7 @@ class Testbed:
                           "removing it first")
             self._down()
         started = time.monotonic()
-        refs = images.ensure_images(self.engine, self.state_dir / "build", self.progress)
+        refs = images.ensure_images(self.engine, self.shared_dir / "build", self.progress)
         try:
             info = self._start(refs, nodes)
         except BaseException as exc:
@@ -187,9 +211,9 @@ class Testbed:
                            if k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")})
 
         client = self.engine.docker_client()
-        client.volumes.create(HOME_VOLUME, labels={LABEL: "home"})
-        network = Network(docker_network_kw={"labels": {LABEL: "network"}})
-        network.name = NETWORK
+        client.volumes.create(self.home_volume, labels=self._labels("home"))
+        network = Network(docker_network_kw={"labels": self._labels("network")})
+        network.name = self.network_name
         network.create()
 
         self.progress("starting db (MariaDB + slurmdbd)")
@@ -224,8 +248,8 @@ class Testbed:
             .with_command([role or name])
             .with_volume_mapping(str(etc), "/etc/testbed", "ro")
             .with_volume_mapping(str(REPO), SRC_MOUNT, "ro")
-            .with_volume_mapping(HOME_VOLUME, "/home", "rw")
-            .with_kwargs(hostname=name, labels={LABEL: name}, detach=True)
+            .with_volume_mapping(self.home_volume, "/home", "rw")
+            .with_kwargs(hostname=name, labels=self._labels(name), detach=True)
             .start()
         )
 
@@ -251,13 +275,13 @@ class Testbed:
     def _collect_info(self, names: list[str], etc: Path, hub_key: Path,
                       hub_pub: str) -> TestbedInfo:
         client = self.engine.docker_client()
-        net = client.networks.get(NETWORK)
+        net = client.networks.get(self.network_name)
         gateway = _network_gateway(net.attrs)
         ips: dict[str, str] = {}
         for c in self._containers():
             c.reload()
             nets = c.attrs["NetworkSettings"]["Networks"]
-            ips[c.labels[LABEL]] = nets[NETWORK]["IPAddress"]
+            ips[c.labels[LABEL]] = nets[self.network_name]["IPAddress"]
         host_pub = (etc / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()
         known_hosts = self.state_dir / "known_hosts"
         known_hosts.write_text(f"{ips['login']} {host_pub[0]} {host_pub[1]}\n")
@@ -331,9 +355,9 @@ class Testbed:
         client = self.engine.docker_client()
         for c in self._containers():
             c.remove(force=True, v=True)
-        for net in client.networks.list(names=[NETWORK]):
+        for net in client.networks.list(names=[self.network_name]):
             net.remove()
-        for vol in client.volumes.list(filters={"label": LABEL}):
+        for vol in client.volumes.list(filters={"label": f"{NAME_LABEL}={self.name}"}):
             vol.remove(force=True)
         shutil.rmtree(self.state_dir / "etc", ignore_errors=True)
         for f in (self.state_file, self.hub_key, self.hub_key.with_suffix(".pub"),
@@ -342,13 +366,18 @@ class Testbed:
         if not quiet:
             self.progress(f"down in {time.monotonic() - started:.1f} s")
 
+    def other_testbeds_running(self) -> bool:
+        client = self.engine.docker_client()
+        return bool(client.containers.list(filters={"label": LABEL}))
+
     def leftovers(self) -> dict[str, list[str]]:
         """Containers, networks and volumes of the testbed still present (for tests)."""
         client = self.engine.docker_client()
         return {
             "containers": [c.name for c in self._containers()],
-            "networks": [n.name for n in client.networks.list(names=[NETWORK])],
-            "volumes": [v.name for v in client.volumes.list(filters={"label": LABEL})],
+            "networks": [n.name for n in client.networks.list(names=[self.network_name])],
+            "volumes": [v.name for v in client.volumes.list(
+                filters={"label": f"{NAME_LABEL}={self.name}"})],
         }
 
 

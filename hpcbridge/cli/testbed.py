@@ -62,7 +62,8 @@ def _down(args: argparse.Namespace) -> int:
 
     tb = _testbed()
     tb.down()
-    engine.stop_service(tb.state_dir)
+    if not tb.other_testbeds_running():
+        engine.stop_service(tb.shared_dir)
     return 0
 
 

@@ -186,6 +186,12 @@ class Cluster(_Model):
     home: HomeTemplate = Field(
         "/home/{user}", description="Users' home directories; job logs are written there."
     )
+    status_user: UserName | None = Field(
+        None,
+        description="Unprivileged account that asks the scheduler about every tracked job "
+        "in one query per interval (it must see other users' jobs). Unset: one query per "
+        "user, as that user.",
+    )
     partitions: dict[Name, Partition] = Field(
         min_length=1, description="Partitions (Slurm) or queues (PBS), by scheduler name."
     )

@@ -1,0 +1,93 @@
+"""A site at run time: for each cluster of a profile, one scheduler client and one poller.
+
+The spawner and the Dask code share a :class:`Site` per process, so a hub with hundreds of
+servers keeps one SSH connection per identity and one batched status query per cluster
+per interval. Nothing connects until first used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from hpcbridge.client import SchedulerClient
+from hpcbridge.poller import StatusPoller
+from hpcbridge.profiles import Cluster, SiteProfile, load_bundled_profile, load_profile
+from hpcbridge.schedulers import dialect_for
+from hpcbridge.transport.base import Transport
+from hpcbridge.transport.local import LocalTransport
+from hpcbridge.transport.ssh import SshTransport
+
+
+def make_transport(cluster: Cluster) -> Transport:
+    t = cluster.transport
+    if t.kind == "local":
+        return LocalTransport(sudo="sudo" if t.sudo else "")
+    if not t.key:
+        raise ValueError("ssh transport without a key is not supported (agent keys are not used)")
+    key = os.path.expanduser(t.key)
+    keys = key if "{user}" in key else (lambda user, _k=key: _k)
+    return SshTransport(
+        t.host, port=t.port, known_hosts=os.path.expanduser(t.known_hosts), keys=keys,
+        default_user=cluster.status_user or t.user, connect_timeout=t.connect_timeout,
+    )
+
+
+class Site:
+    """Clients and pollers for every cluster of one site profile."""
+
+    def __init__(self, profile: SiteProfile, *, poll_interval: float = 30.0) -> None:
+        self.profile = profile
+        self.poll_interval = poll_interval
+        self._clients: dict[str, SchedulerClient] = {}
+        self._pollers: dict[str, StatusPoller] = {}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+             **kw: float) -> Site:
+        """From a profile file, or the bundled testbed profile when path is None."""
+        profile = load_bundled_profile("testbed", env) if path is None else load_profile(
+            path, env)
+        return cls(profile, **kw)
+
+    @classmethod
+    def for_testbed(cls, testbed, **kw: float) -> Site:  # testbed: slurm_testbed Testbed
+        return cls(load_bundled_profile("testbed", {**os.environ, **testbed.profile_env()}),
+                   **kw)
+
+    def cluster(self, name: str | None = None) -> Cluster:
+        name = name or self.profile.default_cluster or next(iter(self.profile.clusters))
+        return self.profile.clusters[name]
+
+    def cluster_name(self, name: str | None = None) -> str:
+        return name or self.profile.default_cluster or next(iter(self.profile.clusters))
+
+    def client(self, name: str | None = None) -> SchedulerClient:
+        name = self.cluster_name(name)
+        if name not in self._clients:
+            cluster = self.profile.clusters[name]
+            dialect = dialect_for(cluster.scheduler)
+            self._clients[name] = SchedulerClient(dialect, make_transport(cluster))
+        return self._clients[name]
+
+    def poller(self, name: str | None = None) -> StatusPoller:
+        """The cluster's shared poller, started on first use (needs a running loop)."""
+        name = self.cluster_name(name)
+        if name not in self._pollers:
+            cluster = self.profile.clusters[name]
+            poller = StatusPoller(
+                self.client(name), interval=self.poll_interval,
+                query_as=cluster.status_user, per_user=cluster.status_user is None,
+            )
+            poller.start()
+            self._pollers[name] = poller
+        return self._pollers[name]
+
+    async def close(self) -> None:
+        for poller in self._pollers.values():
+            await poller.stop()
+        for client in self._clients.values():
+            await client.transport.close()
+        self._pollers.clear()
+        self._clients.clear()
