@@ -1,0 +1,413 @@
+"""dask-jobqueue clusters that know the scheduler: limits, job states, replacement.
+
+What this adds to dask-jobqueue's ``SLURMCluster`` / ``PBSCluster`` (see
+``docs/dask.md``):
+
+* ``scale`` and ``adapt`` are clamped by :mod:`hpcbridge.dask.limits` before anything
+  is submitted; the reason is logged, warned once and kept in ``scale_message``.
+* Every worker job is tracked by a :class:`~hpcbridge.poller.StatusPoller`; states,
+  pending reasons and estimated starts show in ``jobs()`` and the repr.
+* A worker job that ends while still wanted is replaced: a retired worker (its
+  ``--lifetime`` ran out before the walltime) at once, a failed one at most
+  ``max_failures`` times in a row, then ``error`` says why and scaling up is refused.
+* ``adapt`` closes whole jobs only, so several processes per job do not thrash.
+* With ``arrays=True`` (Slurm), a scale-up of several jobs is one job array.
+
+Worker spec entries are named ``<cluster name>-<n>``; a worker is named after its
+entry, plus ``-<array task>`` in an array, plus ``-<process>`` when a job runs several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+from dask.utils import parse_bytes
+from dask_jobqueue.pbs import PBSCluster
+from dask_jobqueue.slurm import SLURMCluster
+from distributed.core import Status
+from distributed.deploy.adaptive import Adaptive
+from distributed.deploy.cluster import Cluster
+
+from hpcbridge.dask.exit import forget, remember
+from hpcbridge.dask.facts import read_limits
+from hpcbridge.dask.job import HpcPbsJob, HpcSlurmJob, WorkerContext
+from hpcbridge.dask.limits import (
+    Limits,
+    ProfileCaps,
+    ScalePlan,
+    WorkerShape,
+    adapt_plan,
+    plan_scale,
+)
+from hpcbridge.dask.view import hub_dashboard_link, jobs_summary
+from hpcbridge.errors import HpcBridgeError
+from hpcbridge.jobs import JobInfo, JobState
+from hpcbridge.poller import StateChange, StatusPoller
+
+log = logging.getLogger(__name__)
+
+#: how a worker job may end without counting as a failure: retired, or walltime reached
+NORMAL_ENDS = frozenset({JobState.COMPLETED, JobState.TIMEOUT})
+LIMITS_TTL = 15.0
+
+
+class JobKey:
+    """Adaptive's ``worker_key``: a worker's batch job, so whole jobs are closed together."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+
+    def __call__(self, ws: Any) -> str:
+        name = str(ws.name)
+        return name.rsplit("-", 1)[0] if self.processes > 1 else name
+
+
+class _HpcClusterMixin:
+    """State and behaviour shared by the Slurm and PBS clusters."""
+
+    def __init__(self, *, hpcb: WorkerContext, shape: WorkerShape, caps: ProfileCaps,
+                 qos: str | None = None, poller: StatusPoller | None = None,
+                 poll_interval: float = 10.0, arrays: bool = False, max_failures: int = 3,
+                 n_workers: int = 0, **kwargs: Any) -> None:
+        self.hpcb, self.shape, self._caps, self._qos = hpcb, shape, caps, qos
+        self._poller, self._own_poller = poller, poller is None
+        self._poll_interval = poll_interval
+        self.arrays = arrays and hpcb.client.dialect.name == "slurm"
+        self.max_failures = max_failures
+        self.failures = 0
+        #: why worker jobs are no longer replaced (None while all is well)
+        self.error: str | None = None
+        #: the last clamping message (None when the last request fitted)
+        self.scale_message: str | None = None
+        self.job_states: dict[str, JobInfo] = {}
+        self._jobs_by_id: dict[str, Any] = {}
+        self._limits: tuple[float, Limits] | None = None
+        self._unsubscribe: Any = None
+        self._counter = -1
+        hpcb.on_submit = self._on_submit
+        kwargs.setdefault("scheduler_options", {}).setdefault("dashboard_address", ":0")
+        super().__init__(hpcb=hpcb, processes=hpcb.processes, **kwargs)  # type: ignore[call-arg]
+        remember(self)
+        if n_workers:
+            self.scale(n_workers)
+
+    # -- tracking --------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        await super()._start()  # type: ignore[misc]
+        if self._poller is None:
+            self._poller = StatusPoller(self.hpcb.client, interval=self._poll_interval,
+                                        query_as=self.hpcb.user)
+        self._poller.start()
+        loop = asyncio.get_running_loop()
+        self._unsubscribe = self._poller.subscribe(
+            lambda change: loop.call_soon_threadsafe(self._on_change, change))
+
+    def _on_submit(self, job: Any) -> None:
+        self._jobs_by_id[str(job.job_id)] = job
+        for job_id in job.job_ids:
+            self.job_states[job_id] = JobInfo(job_id, JobState.PENDING, reason="submitted")
+            if self._poller is not None:
+                self._poller.track(job_id, self.hpcb.user)
+
+    def live_job_ids(self) -> list[str]:
+        """Ids of this cluster's jobs that may still run (what closing must cancel)."""
+        return [j for j, info in self.job_states.items() if not info.state.is_terminal]
+
+    def _on_change(self, change: StateChange) -> None:
+        self.job_states[change.job_id] = change.current
+        if change.current.state.is_terminal:
+            self._job_ended(change.job_id, change.current)
+
+    def _job_ended(self, job_id: str, info: JobInfo) -> None:
+        base, _, task_text = job_id.partition("_")
+        job = self._jobs_by_id.get(base)
+        task = int(task_text) if task_text.isdigit() else 0
+        if job is None or task not in job.tasks or self.status != Status.running:  # type: ignore[attr-defined]
+            return  # closed on purpose, or the cluster is going away
+        job.tasks.discard(task)
+        if info.state not in NORMAL_ENDS:
+            self.failures += 1
+            log.warning("worker job %s ended %s (%s)", job_id, info.state.value, info.reason)
+        if self.failures > self.max_failures:
+            self._give_up(job_id, info)
+        else:
+            self._replace(job, 1)
+        self._drop_if_empty(job)
+        self._correct_state()  # type: ignore[attr-defined]
+
+    def _replace(self, job: Any, count: int) -> None:
+        if job.array_tasks:
+            self._regroup(job.name)
+            for _ in range(count):
+                self.worker_spec.update(self._single_spec())  # type: ignore[attr-defined]
+        elif self.workers.get(job.name) is job:  # type: ignore[attr-defined]
+            # the spec stays; _correct_state submits a new job for it
+            del self.workers[job.name]  # type: ignore[attr-defined]
+
+    def _drop_if_empty(self, job: Any) -> None:
+        if job.array_tasks and not job.tasks:
+            self.worker_spec.pop(job.name, None)  # type: ignore[attr-defined]
+            if self.workers.get(job.name) is job:  # type: ignore[attr-defined]
+                del self.workers[job.name]  # type: ignore[attr-defined]
+
+    def _give_up(self, job_id: str, info: JobInfo) -> None:
+        req = self.hpcb.request
+        self.error = (
+            f"worker jobs keep failing ({self.failures} in a row; the last, {job_id}, ended "
+            f"{info.state.value}: {info.reason or 'no reason given'}); they are not replaced "
+            f"any more. Their logs: ~/hpcbridge-{req.job_name}-<job id>.log. "
+            "Call reset_failures() to try again."
+        )
+        log.error("%s", self.error)
+        for name, job in list(self.workers.items()):  # type: ignore[attr-defined]
+            if not job.tasks:
+                self.worker_spec.pop(name, None)  # type: ignore[attr-defined]
+                del self.workers[name]  # type: ignore[attr-defined]
+
+    def reset_failures(self) -> None:
+        self.failures, self.error = 0, None
+
+    def _update_worker_status(self, op: str, msg: Any) -> None:
+        if op == "add" and isinstance(msg, dict) and msg.get("workers"):
+            self.failures = 0  # a worker arrived: the set-up works
+        # SpecCluster closes a job some seconds after its worker left, by *name*: by then
+        # the poller may have replaced it, and the new job of that name would be
+        # cancelled. Job ends are the poller's to report, so skip that step.
+        Cluster._update_worker_status(self, op, msg)  # type: ignore[arg-type]
+
+    # -- spec entries ----------------------------------------------------------------
+
+    def _group(self, tasks: list[int] | None) -> list[str] | None:
+        procs = self.hpcb.processes
+        if tasks is None:
+            return [f"-{p}" for p in range(procs)] if procs > 1 else None
+        if procs == 1:
+            return [f"-{t}" for t in tasks]
+        return [f"-{t}-{p}" for t in tasks for p in range(procs)]
+
+    def _single_spec(self, array_tasks: int = 0) -> dict[str, Any]:
+        # names are never reused: a late event about an old job must not hit a new one
+        self._counter += 1
+        name = f"{self._name}-{self._counter}"  # type: ignore[attr-defined]
+        options = dict(self._job_kwargs, array_tasks=array_tasks)  # type: ignore[attr-defined]
+        spec: dict[str, Any] = {"cls": self.job_cls, "options": options}  # type: ignore[attr-defined]
+        group = self._group(list(range(array_tasks)) if array_tasks else None)
+        if group:
+            spec["group"] = group
+        return {name: spec}
+
+    def _regroup(self, name: str) -> None:
+        job = self.workers.get(name)  # type: ignore[attr-defined]
+        spec = self.worker_spec.get(name)  # type: ignore[attr-defined]
+        if job is not None and spec is not None:
+            self.worker_spec[name] = dict(spec, group=self._group(sorted(job.tasks)))  # type: ignore[attr-defined]
+
+    def _entry_jobs(self, name: str) -> int:
+        job = self.workers.get(name)  # type: ignore[attr-defined]
+        if job is not None and job.array_tasks:
+            return len(job.tasks)
+        return self.worker_spec[name]["options"].get("array_tasks") or 1  # type: ignore[attr-defined]
+
+    def planned_jobs(self) -> int:
+        return sum(self._entry_jobs(n) for n in self.worker_spec)  # type: ignore[attr-defined]
+
+    def _set_target_jobs(self, target: int) -> None:
+        total = self.planned_jobs()
+        if target > total:
+            if self.arrays and target - total >= 2:
+                self.worker_spec.update(self._single_spec(target - total))  # type: ignore[attr-defined]
+            else:
+                for _ in range(target - total):
+                    self.worker_spec.update(self._single_spec())  # type: ignore[attr-defined]
+            return
+        # shrink: jobs not submitted yet first, then the newest
+        newest = list(reversed(self.worker_spec))  # type: ignore[attr-defined]
+        names = [n for n in newest if n not in self.workers]  # type: ignore[attr-defined]
+        for name in names + [n for n in newest if n not in names]:
+            if total <= target:
+                break
+            size = self._entry_jobs(name)
+            if size <= total - target:
+                del self.worker_spec[name]  # type: ignore[attr-defined]
+                total -= size
+            else:
+                total -= self._shrink_array(name, total - target)
+
+    def _shrink_array(self, name: str, drop: int) -> int:
+        job = self.workers.get(name)  # type: ignore[attr-defined]
+        if job is None:  # not submitted: ask for fewer tasks
+            spec = self.worker_spec[name]  # type: ignore[attr-defined]
+            tasks = spec["options"]["array_tasks"] - drop
+            options = dict(spec["options"], array_tasks=tasks)
+            self.worker_spec[name] = dict(spec, options=options,  # type: ignore[attr-defined]
+                                          group=self._group(list(range(tasks))))
+            return drop
+        gone = sorted(job.tasks)[-drop:]
+        job.tasks.difference_update(gone)
+        self._regroup(name)
+        self.loop.add_callback(job.cancel, [job.task_job_id(t) for t in gone])  # type: ignore[attr-defined]
+        return len(gone)
+
+    # -- scaling ---------------------------------------------------------------------
+
+    def _requested_workers(self, n: int | None, jobs: int, memory: str | None,
+                           cores: int | None) -> int:
+        procs = self.hpcb.processes
+        workers = n if n is not None else jobs * procs
+        if memory is not None:
+            per_worker = self.shape.memory_mb * 2**20 / procs
+            workers = max(workers, math.ceil(parse_bytes(memory) / per_worker))
+        if cores is not None:
+            workers = max(workers, math.ceil(cores / max(1, self.shape.cores // procs)))
+        return workers
+
+    def scale(self, n: int | None = None, jobs: int = 0, memory: str | None = None,
+              cores: int | None = None) -> Any:
+        """Scale to ``n`` workers (or ``jobs`` jobs), clamped to what the user may run."""
+        workers = self._requested_workers(n, jobs, memory, cores)
+        return self.sync(self._scale_to, workers)  # type: ignore[attr-defined]
+
+    async def _scale_to(self, workers: int) -> None:
+        target = 0
+        if workers > 0 and self.status not in (Status.closing, Status.closed):  # type: ignore[attr-defined]
+            if self.error and workers > len(self.plan):  # type: ignore[attr-defined]
+                raise HpcBridgeError(self.error)
+            plan = await self.plan_scale(workers)
+            self._announce(plan.message)
+            target = plan.jobs
+        self._set_target_jobs(target)
+        self.loop.add_callback(self._correct_state)  # type: ignore[attr-defined]
+
+    async def current_limits(self, *, refresh: bool = False) -> Limits:
+        """The user's limits, read at most every LIMITS_TTL seconds."""
+        now = asyncio.get_running_loop().time()
+        if refresh or self._limits is None or now - self._limits[0] > LIMITS_TTL:
+            limits, _jobs = await read_limits(
+                self.hpcb.client, self.hpcb.user, self.shape, caps=self._caps,
+                qos_name=self._qos, ours=self._all_job_ids())
+            self._limits = (now, limits)
+        return self._limits[1]
+
+    def _all_job_ids(self) -> list[str]:
+        return [*self._jobs_by_id, *self.job_states]
+
+    async def plan_scale(self, workers: int) -> ScalePlan:
+        """What ``scale(workers)`` would do now, and why (raises when refused)."""
+        limits = await self.current_limits()
+        live = sum(len(j.tasks) for j in self.workers.values() if j.job_id)  # type: ignore[attr-defined]
+        return plan_scale(workers, self.shape, limits, current_jobs=live,
+                          reserved_core_minutes=live * self.shape.core_minutes)
+
+    def _announce(self, message: str | None) -> None:
+        if message and message != self.scale_message:
+            log.warning("%s", message)
+        self.scale_message = message
+
+    def adapt(self, *args: Any, minimum_jobs: int | None = None,
+              maximum_jobs: int | None = None, **kwargs: Any) -> Adaptive:
+        """Adaptive scaling between limits that the user's allocation allows."""
+        procs = self.hpcb.processes
+        if minimum_jobs is not None:
+            kwargs["minimum"] = minimum_jobs * procs
+        if maximum_jobs is not None:
+            kwargs["maximum"] = maximum_jobs * procs
+        maximum = kwargs.get("maximum", math.inf)
+        allowed = self.sync(self._adapt_maximum, maximum)  # type: ignore[attr-defined]
+        kwargs["maximum"] = allowed
+        kwargs["minimum"] = min(kwargs.get("minimum", 0), allowed)
+        kwargs.setdefault("worker_key", JobKey(procs))
+        return super().adapt(*args, **kwargs)  # type: ignore[misc]
+
+    async def _adapt_maximum(self, maximum: float) -> int:
+        limits = await self.current_limits(refresh=True)
+        live = sum(len(j.tasks) for j in self.workers.values() if j.job_id)  # type: ignore[attr-defined]
+        jobs, message = adapt_plan(maximum, self.shape, limits, current_jobs=live)
+        self._announce(message)
+        return jobs * self.hpcb.processes
+
+    async def scale_down(self, workers: Any) -> None:
+        """Close the jobs *all* of whose workers are named; keep partly named jobs."""
+        named: dict[tuple[str, int | None], int] = {}
+        for w in workers:
+            key = self._locate(str(w))
+            if key is not None:
+                named[key] = named.get(key, 0) + 1
+        for (entry, task), count in named.items():
+            if count < self.hpcb.processes:
+                continue  # closing part of a job would only start it again (thrashing)
+            job = self.workers.get(entry)  # type: ignore[attr-defined]
+            if task is not None and job is not None and job.array_tasks:
+                job.tasks.discard(task)
+                self._regroup(entry)
+                await job.cancel([job.task_job_id(task)])
+                self._drop_if_empty(job)
+            else:
+                self.worker_spec.pop(entry, None)  # type: ignore[attr-defined]
+        await self  # type: ignore[misc]
+
+    def _locate(self, worker: str) -> tuple[str, int | None] | None:
+        for entry, spec in self.worker_spec.items():  # type: ignore[attr-defined]
+            if worker == entry:
+                return entry, None
+            if worker.startswith(entry + "-"):
+                parts = worker[len(entry) + 1:].split("-")
+                is_array = bool(spec["options"].get("array_tasks"))
+                return entry, int(parts[0]) if is_array and parts[0].isdigit() else None
+        return None
+
+    # -- views and closing -----------------------------------------------------------
+
+    def jobs(self) -> list[JobInfo]:
+        """The latest word on every job of this cluster, newest first."""
+        return sorted(self.job_states.values(), key=lambda i: i.job_id, reverse=True)
+
+    @property
+    def submissions(self) -> int:
+        """Submit commands (sbatch / qsub) run so far."""
+        return self.hpcb.submissions
+
+    @property
+    def dashboard_link(self) -> str:
+        link = super().dashboard_link  # type: ignore[misc]
+        port = self.scheduler_info.get("services", {}).get("dashboard")  # type: ignore[attr-defined]
+        return hub_dashboard_link(port) or link
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        text = (f"{name}({self._name!r}, {self.scheduler_address!r}, "  # type: ignore[attr-defined]
+                f"workers={len(self.scheduler_info.get('workers', {}))}, "  # type: ignore[attr-defined]
+                f"jobs: {jobs_summary(self.job_states.values())})")
+        return text + (f" ERROR: {self.error}" if self.error else "")
+
+    async def _close(self) -> None:
+        await super()._close()  # type: ignore[misc]
+        left = self.live_job_ids()
+        if left:
+            try:
+                await self.hpcb.client.cancel(self.hpcb.user, left)
+            except HpcBridgeError as exc:
+                log.warning("could not cancel %s: %s", ", ".join(left), exc)
+            else:
+                for job_id in left:
+                    self.job_states[job_id] = JobInfo(job_id, JobState.CANCELLED)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._poller is not None and self._own_poller:
+            await self._poller.stop()
+        forget(self)
+
+
+class HpcSlurmCluster(_HpcClusterMixin, SLURMCluster):
+    """dask-jobqueue's SLURMCluster through hpcbridge: limits, tracking, replacement."""
+
+    job_cls = HpcSlurmJob
+
+
+class HpcPbsCluster(_HpcClusterMixin, PBSCluster):
+    """dask-jobqueue's PBSCluster through hpcbridge: limits, tracking, replacement."""
+
+    job_cls = HpcPbsJob

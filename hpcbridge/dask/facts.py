@@ -1,0 +1,128 @@
+"""Reading a user's limits and jobs from the scheduler, for :mod:`hpcbridge.dask.limits`.
+
+The scheduler client (issue C) answers associations, QOS, budget and partitions; the
+user's own job list (for other jobs that count against limits, and for finding orphaned
+worker jobs by name) is a Slurm query kept here until the client grows one.
+
+Job names are user-controlled text: they are printed *last* and split off once, and
+every line must name the asking user, so a name cannot forge another user's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hpcbridge.client import SchedulerClient
+from hpcbridge.dask.limits import Limits, OtherJobs, ProfileCaps, WorkerShape
+from hpcbridge.errors import SchedulerError
+from hpcbridge.jobs import JobState
+from hpcbridge.schedulers.base import Association, Command, Operation, QosLimits
+from hpcbridge.schedulers.slurm import is_job_id, map_state
+from hpcbridge.schedulers.textparse import is_none, parse_int, parse_memory_mb
+
+log = logging.getLogger(__name__)
+
+#: raw id, shown id, state, reason, user, cpus, min memory, job name (last: free text)
+USER_JOBS_FORMAT = "%A|%i|%T|%r|%u|%C|%m|%j"
+
+
+@dataclass(frozen=True)
+class UserJob:
+    job_id: str
+    state: JobState
+    reason: str | None
+    user: str
+    cores: int
+    memory_mb: int
+    name: str
+
+
+def user_jobs_command(user: str) -> Command:
+    return Command(("squeue", "--noheader", "--array", f"--user={user}",
+                    f"--format={USER_JOBS_FORMAT}"))
+
+
+def parse_user_jobs(stdout: str, user: str) -> list[UserJob]:
+    """Rows of :data:`USER_JOBS_FORMAT`; rows of other users or odd shape are dropped."""
+    jobs = []
+    for line in stdout.splitlines():
+        fields = line.split("|", 7)
+        if len(fields) != 8 or not is_job_id(fields[1]) or fields[4] != user:
+            continue
+        _raw, shown, state, reason, owner, cpus, mem, name = fields
+        jobs.append(UserJob(shown, map_state(state), None if is_none(reason) else reason,
+                            owner, parse_int(cpus) or 0, parse_memory_mb(mem) or 0, name))
+    return jobs
+
+
+async def user_jobs(client: SchedulerClient, user: str) -> list[UserJob]:
+    """The user's jobs in the queue (Slurm); [] for schedulers without this query."""
+    if client.dialect.name != "slurm":
+        return []
+    command = user_jobs_command(user)
+    # through the client's runner so that failures are mapped in its one place
+    result = await client._run(command, user, Operation.QUERY)
+    return parse_user_jobs(result.stdout, user)
+
+
+def other_jobs(jobs: Iterable[UserJob], ours: Iterable[str]) -> OtherJobs:
+    """What the user's active jobs outside ``ours`` hold (array tasks count one by one)."""
+    mine = set(ours)
+    bases = {j.split("_", 1)[0] for j in mine}
+    count = cores = mem = 0
+    for job in jobs:
+        if not job.state.is_active or job.job_id in mine or job.job_id.split("_", 1)[0] in bases:
+            continue
+        count += 1
+        cores += job.cores
+        mem += job.memory_mb
+    return OtherJobs(count, cores, mem)
+
+
+def pick_association(associations: list[Association], account: str | None,
+                     partition: str) -> Association | None:
+    """The association a job in ``partition`` charging ``account`` runs under."""
+    rows = [a for a in associations if account is None or a.account == account]
+    exact = [a for a in rows if a.partition == partition]
+    return (exact or [a for a in rows if not a.partition] or rows or [None])[0]
+
+
+def pick_qos(qos: list[QosLimits], association: Association | None, wanted: str | None
+             ) -> QosLimits | None:
+    name = wanted or (association.default_qos if association else None) or "normal"
+    return next((q for q in qos if q.name == name), None)
+
+
+async def _optional(what: str, coro):  # type: ignore[no-untyped-def]
+    """A limit that cannot be read is left out (logged), never guessed."""
+    try:
+        return await coro
+    except SchedulerError as exc:
+        log.warning("could not read %s: %s", what, exc)
+        return None
+
+
+async def read_limits(client: SchedulerClient, user: str, shape: WorkerShape, *,
+                      caps: ProfileCaps, qos_name: str | None, ours: Iterable[str] = ()
+                      ) -> tuple[Limits, list[UserJob]]:
+    """Every limit that applies to ``user``'s worker jobs of ``shape``, and her jobs."""
+    assocs = await _optional("associations", client.associations(user)) or []
+    assoc = pick_association(assocs, shape.account, shape.partition)
+    account = shape.account or (assoc.account if assoc else None)
+    qos_list = await _optional("QOS", client.qos(as_user=user)) or []
+    partitions = await _optional("partitions", client.partitions(as_user=user)) or []
+    budget = None
+    if account:
+        budget = await _optional("budget", client.budget(account, as_user=user))
+    jobs = await user_jobs(client, user)
+    limits = Limits(
+        qos=pick_qos(qos_list, assoc, qos_name),
+        association=assoc,
+        budget=budget,
+        partition=next((p for p in partitions if p.name == shape.partition), None),
+        caps=caps,
+        others=other_jobs(jobs, ours),
+    )
+    return limits, jobs
