@@ -7,17 +7,23 @@ per interval. Nothing connects until first used.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from hpcbridge.client import SchedulerClient
+from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable
+from hpcbridge.jobs import JobInfo
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import Cluster, SiteProfile, load_bundled_profile, load_profile
 from hpcbridge.schedulers import dialect_for
 from hpcbridge.transport.base import Transport
 from hpcbridge.transport.local import LocalTransport
 from hpcbridge.transport.ssh import SshTransport
+
+log = logging.getLogger(__name__)
 
 
 def make_transport(cluster: Cluster) -> Transport:
@@ -42,6 +48,8 @@ class Site:
         self.poll_interval = poll_interval
         self._clients: dict[str, SchedulerClient] = {}
         self._pollers: dict[str, StatusPoller] = {}
+        self._addresses: dict[tuple[str, str], str] = {}
+        self._retries: set[asyncio.Task[None]] = set()
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
@@ -83,6 +91,60 @@ class Site:
             poller.start()
             self._pollers[name] = poller
         return self._pollers[name]
+
+    async def fresh_info(self, cluster: str | None, job_id: str, user: str | None,
+                         timeout: float = 60.0) -> JobInfo | None:
+        """The job's state from the poller: what it knows, or its next round's answer.
+
+        Many callers waiting at once (a hub restarting with many servers) share one query.
+        """
+        poller = self.poller(cluster)
+        if job_id in poller.tracked and poller.info(job_id) is not None:
+            return poller.info(job_id)
+        answer: asyncio.Future[JobInfo] = asyncio.get_running_loop().create_future()
+
+        def on_change(change) -> None:
+            if change.job_id == job_id and not answer.done():
+                answer.set_result(change.current)
+
+        unsubscribe = poller.subscribe(on_change)
+        try:
+            poller.track(job_id, user)
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            unsubscribe()
+
+    async def node_address(self, cluster: str | None, node: str) -> str:
+        """A compute node's address as the login node resolves it (cached)."""
+        key = (self.cluster_name(cluster), node)
+        if key not in self._addresses:
+            client = self.client(cluster)
+            result = await client.transport.run(["getent", "hosts", node], user=None,
+                                                timeout=15)
+            words = result.stdout.split()
+            if result.returncode != 0 or not words:
+                raise HpcBridgeError(f"the login node cannot resolve compute node {node!r}")
+            self._addresses[key] = words[0]
+        return self._addresses[key]
+
+    def cancel_later(self, cluster: str | None, user: str, job_id: str,
+                     delay: float = 30.0, attempts: int = 20) -> None:
+        """Keep trying to cancel a job while the scheduler is unreachable."""
+        async def retry() -> None:
+            for _ in range(attempts):
+                await asyncio.sleep(delay)
+                try:
+                    await self.client(cluster).cancel(user, [job_id])
+                    return
+                except SchedulerUnavailable:
+                    continue
+            log.error("gave up cancelling job %s of %s", job_id, user)
+
+        task = asyncio.get_running_loop().create_task(retry())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def close(self) -> None:
         for poller in self._pollers.values():

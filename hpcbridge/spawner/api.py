@@ -1,0 +1,59 @@
+"""The port callback: how a notebook job tells the hub which port it listens on.
+
+batchspawner's own handler (``/hub/api/batchspawner``) sets *every* key of the JSON body
+as an attribute of the spawner, so a user holding her server's token could overwrite
+``batch_query_cmd`` and have the hub run it (shared design, known defect 1). This handler
+answers on the same route, so batchspawner's single-user wrapper works unchanged, and:
+
+- accepts exactly ``{"port": <int 1024..65535>}`` and nothing else;
+- only from the API token of the server being started (or re-attached), only while that
+  server is pending;
+- sets nothing on the spawner: it resolves the spawner's own port future.
+
+:func:`hpcbridge.spawner.hubconfig.configure` installs it and removes batchspawner's
+handler from JupyterHub's route table if anything imported batchspawner.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.apihandlers import APIHandler
+from tornado import web
+
+ROUTE = r"/api/batchspawner"
+
+
+def parse_port_body(body: object) -> int:
+    """The port from a callback body; ValueError for anything but {"port": int}."""
+    if not isinstance(body, dict) or set(body) != {"port"}:
+        keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+        raise ValueError(f"the body must be exactly {{\"port\": N}}, got {keys}")
+    port = body["port"]
+    if type(port) is not int or not 1024 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 1024 to 65535, got {port!r}")
+    return port
+
+
+class PortCallbackHandler(APIHandler):
+    """POST {"port": N} from a starting notebook server."""
+
+    async def post(self) -> None:
+        user = self.current_user
+        if user is None or not hasattr(user, "spawners"):
+            raise web.HTTPError(403, "a server's API token is required")
+        try:
+            body = json.loads(self.request.body or b"null")
+            port = parse_port_body(body)
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        token = self.get_auth_token()
+        spawner = next((s for s in user.spawners.values()
+                        if getattr(s, "accepts_port_from", None) and s.accepts_port_from(token)),
+                       None)
+        if spawner is None:
+            raise web.HTTPError(
+                403, "this token belongs to no server of yours that is waiting for its port")
+        spawner.port_reported(port)
+        self.set_status(201)
+        self.finish(json.dumps({"message": f"port {port} accepted"}))

@@ -1,0 +1,56 @@
+"""Hub-side configuration of hpcbridge, for ``jupyterhub_config.py``::
+
+    from hpcbridge.spawner.hubconfig import configure
+    configure(c, site_profile="/etc/hpcbridge/site.yaml")
+
+It selects :class:`HpcSpawner`, keeps servers running when the hub stops (a batch hub
+must: ``cleanup_servers`` would cancel every user's job), installs the safe port-callback
+route and makes sure batchspawner's attribute-setting handler is not routed even if some
+other code imported batchspawner (shared design, known defect 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from hpcbridge.spawner.api import ROUTE, PortCallbackHandler
+
+_VULNERABLE = "BatchSpawnerAPIHandler"
+
+
+def _jupyterhub_api_routes() -> list:
+    from jupyterhub import apihandlers
+
+    return apihandlers.default_handlers
+
+
+def remove_vulnerable_route() -> int:
+    """Drop batchspawner's handler from JupyterHub's API routes; how many were removed."""
+    routes = _jupyterhub_api_routes()
+    keep = [r for r in routes if getattr(r[1], "__name__", "") != _VULNERABLE]
+    removed = len(routes) - len(keep)
+    routes[:] = keep
+    return removed
+
+
+def assert_safe_routes() -> None:
+    """Refuse to start servers on a hub that routes batchspawner's handler."""
+    if any(getattr(r[1], "__name__", "") == _VULNERABLE for r in _jupyterhub_api_routes()):
+        raise web.HTTPError(
+            500, "this hub routes batchspawner's port handler, which lets a user's server "
+                 "token set any spawner attribute; call hpcbridge.spawner.hubconfig.configure(c)"
+                 " in jupyterhub_config.py")
+
+
+def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = None) -> None:
+    """Apply hpcbridge's hub settings to a JupyterHub config object ``c``."""
+    c.JupyterHub.spawner_class = "hpcbridge"
+    c.HpcSpawner.site_profile = site_profile
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.extra_handlers = [(ROUTE, PortCallbackHandler)]
+    c.Spawner.default_url = "/lab"
+    if hub_connect_url:
+        c.JupyterHub.hub_connect_url = hub_connect_url
+    remove_vulnerable_route()

@@ -1,0 +1,60 @@
+"""What the notebook job receives: its private environment file and its command.
+
+Pure helpers plus the three transport calls that write the file as the user. The token
+travels on the transport's stdin into a file only the user can read; it is never part of
+an argv, a batch script, or a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+
+from hpcbridge.errors import TransportError
+from hpcbridge.transport.base import Transport
+
+#: environment variables of the hub's own process that must not reach a compute node
+_DROP = frozenset({"PATH", "PYTHONPATH", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX",
+                   "CONDA_DEFAULT_ENV", "HOME", "USER", "SHELL"})
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def job_name(user: str, server: str) -> str:
+    """A recognisable job name: ``hpcb-nb-<user>[-<server>]``, scheduler-safe."""
+    base = f"hpcb-nb-{user}" + (f"-{server}" if server else "")
+    return _SAFE_NAME.sub("_", base)[:64]
+
+
+def env_document(env: Mapping[str, str]) -> bytes:
+    return json.dumps({k: v for k, v in env.items() if k not in _DROP},
+                      sort_keys=True).encode()
+
+
+def launch_command(env_file: str) -> tuple[str, ...]:
+    # "python" is replaced by the environment's interpreter when the script is rendered
+    return ("python", "-m", "hpcbridge.spawner.launch", env_file)
+
+
+async def write_env_file(transport: Transport, user: str, home: str,
+                         env: Mapping[str, str]) -> str:
+    """Create ``HOME/.hpcbridge/env.XXXXXXXX`` (0600, folder 0700) as user; its path."""
+    folder = f"{home}/.hpcbridge"
+    made = await transport.run(["mkdir", "-p", "-m", "0700", folder], user=user)
+    if made.returncode != 0:
+        raise TransportError(f"cannot create {folder} as {user}: {made.stderr.strip()}")
+    tmp = await transport.run(["mktemp", "-p", folder, "env.XXXXXXXXXX"], user=user)
+    path = tmp.stdout.strip()
+    if tmp.returncode != 0 or not path.startswith(folder + "/"):
+        raise TransportError(f"cannot create a private file in {folder}: {tmp.stderr.strip()}")
+    wrote = await transport.run(["dd", f"of={path}", "status=none"], user=user,
+                                stdin=env_document(env))
+    if wrote.returncode != 0:
+        await transport.remove_file(user, path)
+        raise TransportError(f"cannot write {path} as {user}: {wrote.stderr.strip()}")
+    return path

@@ -1,0 +1,327 @@
+"""HpcSpawner: a JupyterHub server as a batch job on a compute node.
+
+Built on the protocol of batchspawner (its single-user wrapper reports the port to
+``/hub/api/batchspawner``) with its defects replaced (shared design, "Known defects"):
+
+- every path (form, REST ``user_options``, URL query) is validated in :meth:`start`
+  by the profile's one gate, before anything is written or submitted (defects 2, 3);
+- commands are argv lists through our transports, with timeouts (defect 4);
+- the job id is saved to the hub database the moment submission returns (defect 5);
+- job states come from the cluster's shared batched poller; "cannot ask" is never
+  "gone", suspended and requeued jobs are alive (defect 6);
+- a job that ends before reporting its port fails the spawn at once (defect 7);
+- scripts never use ``--get-user-env`` (defect 8), and carry ``--no-requeue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from jupyterhub.spawner import Spawner
+from sqlalchemy.orm import object_session
+from tornado import web
+from traitlets import Bool, Float, Integer, Unicode, default
+
+from hpcbridge.errors import (
+    HpcBridgeError,
+    RequestError,
+    SchedulerUnavailable,
+    SubmitRefused,
+    TransportError,
+)
+from hpcbridge.jobs import JobInfo, JobState
+from hpcbridge.profiles import JobRequest, render_script, validate_request
+from hpcbridge.spawner import form, jobenv
+from hpcbridge.spawner.registry import site_for
+
+_STARTING = {JobState.PENDING: 20, JobState.REQUEUED: 20, JobState.RUNNING: 60,
+             JobState.SUSPENDED: 40, JobState.COMPLETING: 90}
+
+
+class HpcSpawner(Spawner):
+    """Start each notebook server as a batch job described by a site profile."""
+
+    site_profile = Unicode(
+        "", config=True,
+        help="Path of the site profile (YAML). Empty: the bundled testbed profile, which "
+        "reads the HPCBRIDGE_TESTBED_* variables.",
+    )
+    status_interval = Float(
+        15.0, config=True,
+        help="Seconds between the cluster-wide batched status queries (one per cluster).",
+    )
+    resolve_nodes_on_login = Bool(
+        True, config=True,
+        help="Resolve a compute node's name to an address on the login node (getent "
+        "hosts), for hubs that cannot resolve the cluster's internal names themselves.",
+    )
+    walltime_warning = Integer(
+        300, config=True,
+        help="Warn (hub log) when a running server has fewer seconds of walltime left.",
+    )
+
+    job_id = Unicode(None, allow_none=True)
+    cluster = Unicode(None, allow_none=True)
+    node = Unicode(None, allow_none=True)
+    token_digest = Unicode(None, allow_none=True)
+
+    @default("start_timeout")
+    def _default_start_timeout(self) -> int:
+        return 900  # queue waits are normal on a batch system
+
+    @default("http_timeout")
+    def _default_http_timeout(self) -> int:
+        return 120
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return "0.0.0.0"
+
+    @default("env_keep")
+    def _default_env_keep(self) -> list[str]:
+        return []  # the hub's own environment means nothing on a compute node
+
+    @default("options_form")
+    def _default_options_form(self):
+        return lambda spawner: form.render(spawner.site.profile, spawner.user.name)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._port: asyncio.Future[int] | None = None
+        self._events: asyncio.Queue[dict] = asyncio.Queue()
+        self._warned = False
+        self._unsubscribe = None
+        self._info: JobInfo | None = None
+        self._node_known = asyncio.Event()
+        self.last_end: str | None = None
+
+    # -- shared site ------------------------------------------------------------------
+    @property
+    def site(self):
+        return site_for(self.site_profile, self.status_interval)
+
+    def _client(self):
+        return self.site.client(self.cluster)
+
+    def _poller(self):
+        return self.site.poller(self.cluster)
+
+    # -- state ------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        state = super().get_state()
+        for key in ("job_id", "cluster", "node", "token_digest"):
+            if getattr(self, key):
+                state[key] = getattr(self, key)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        for key in ("job_id", "cluster", "node", "token_digest"):
+            setattr(self, key, state.get(key))
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.job_id = self.node = self.token_digest = None
+
+    def _save_state_now(self) -> None:
+        """Write the job id to the hub database before waiting on anything (defect 5)."""
+        if self.orm_spawner is None:
+            return
+        self.orm_spawner.state = self.get_state()
+        session = object_session(self.orm_spawner)
+        if session is not None:
+            session.commit()
+
+    # -- options ----------------------------------------------------------------------
+    def options_from_form(self, formdata: dict) -> dict:
+        return form.options_from_form(formdata)
+
+    def _validated(self, command: tuple[str, ...]):
+        try:
+            request = JobRequest.from_options(
+                self.user_options or {}, user=self.user.name,
+                job_name=jobenv.job_name(self.user.name, self.name), command=command)
+            return validate_request(self.site.profile, request)
+        except RequestError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> str:
+        from hpcbridge.spawner.hubconfig import assert_safe_routes
+
+        assert_safe_routes()
+        if self.job_id and await self._reattachable():
+            self.log.info("re-attaching %s to job %s", self._log_name, self.job_id)
+            return await self._wait_until_serving()
+        request = self._validated(jobenv.launch_command("ENV_FILE"))
+        self.cluster = request.cluster
+        env_file = await self._write_env(request)
+        script = render_script(self.site.profile, dataclasses.replace(
+            request, command=jobenv.launch_command(env_file)))
+        try:
+            self.job_id = await self._client().submit(self.user.name, script)
+        except (SubmitRefused, SchedulerUnavailable) as exc:
+            await self._client().transport.remove_file(self.user.name, env_file)
+            code = 400 if isinstance(exc, SubmitRefused) else 503
+            raise web.HTTPError(code, f"the scheduler refused the job: {exc}") from None
+        self.token_digest = jobenv.token_digest(self.api_token)
+        self._save_state_now()
+        self._emit(10, f"submitted job {self.job_id} to {request.queue} "
+                       f"({request.cores} cores, {request.memory}, {request.walltime})")
+        return await self._wait_until_serving()
+
+    async def _write_env(self, request) -> str:
+        try:
+            return await jobenv.write_env_file(self._client().transport, self.user.name,
+                                               request.home, self.get_env())
+        except (TransportError, HpcBridgeError) as exc:
+            raise web.HTTPError(503, f"cannot prepare the job: {exc}") from None
+
+    async def _reattachable(self) -> bool:
+        info = await self._fresh_info()
+        if info is not None and (info.state.is_active or info.state is JobState.UNKNOWN):
+            return True
+        self.clear_state()
+        return False
+
+    async def _wait_until_serving(self) -> str:
+        loop = asyncio.get_running_loop()
+        self._port = loop.create_future()
+        self._follow()
+        port = await self._port
+        host = await self._node_address()
+        self._emit(95, f"server starting on {self.node} port {port}")
+        self._save_state_now()
+        return f"http://{host}:{port}"
+
+    def _follow(self) -> None:
+        """Subscribe to this job's state changes and have the shared poller track it."""
+        poller = self._poller()
+        if self._unsubscribe is None:
+            self._unsubscribe = poller.subscribe(self._on_change)
+        if self.job_id not in poller.tracked:
+            poller.track(self.job_id, self.user.name)
+
+    def _unfollow(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_change(self, change) -> None:
+        if change.job_id != self.job_id:
+            return
+        info: JobInfo = change.current
+        self._info = info
+        if info.nodes:
+            self.node = info.nodes[0]
+            self._node_known.set()
+        if self._port is None or self._port.done():
+            return
+        if info.state.is_terminal:
+            self.last_end = _describe_end(info)
+            self._port.set_exception(web.HTTPError(
+                500, f"job {info.job_id} ended before the server started: {self.last_end}; "
+                     f"see the job log in your home directory"))
+            return
+        self._emit(_STARTING.get(info.state, 30), _describe_progress(info))
+
+    def accepts_port_from(self, token: str | None) -> bool:
+        """Is ``token`` this server's, while it waits for its port? (port callback)"""
+        if not token or self._port is None or self._port.done() or not self.token_digest:
+            return False
+        return jobenv.token_digest(token) == self.token_digest
+
+    def port_reported(self, port: int) -> None:
+        if self._port is not None and not self._port.done():
+            self.port = port
+            self._port.set_result(port)
+            self._poller().wake()
+
+    async def _node_address(self) -> str:
+        if not self.node:
+            # the job runs (it reported a port): the poller's next round names its node
+            self._poller().wake()
+            try:
+                await asyncio.wait_for(self._node_known.wait(), 60)
+            except TimeoutError:
+                raise web.HTTPError(
+                    500, f"job {self.job_id} reported a port but the scheduler names no "
+                         "node for it") from None
+        if not self.resolve_nodes_on_login:
+            return self.node
+        return await self.site.node_address(self.cluster, self.node)
+
+    async def _fresh_info(self) -> JobInfo | None:
+        """This job's state after the poller's next round (one query for all waiters)."""
+        return await self.site.fresh_info(self.cluster, self.job_id, self.user.name)
+
+    async def poll(self) -> int | None:
+        if not self.job_id:
+            return 0
+        if self._info is None or not self._info.state.is_terminal:
+            self._follow()
+        info = self._info or await self._fresh_info()
+        if info is None or info.state is JobState.UNKNOWN or info.state.is_active:
+            self._warn_walltime(info)
+            return None
+        self.last_end = _describe_end(info)
+        self.log.warning("%s: job %s ended: %s", self._log_name, self.job_id, self.last_end)
+        return info.exit_code if info.exit_code else 1
+
+    def _warn_walltime(self, info: JobInfo | None) -> None:
+        if info is None or info.time_left is None or self._warned:
+            return
+        left = info.time_left.total_seconds()
+        if info.state is JobState.RUNNING and left < self.walltime_warning:
+            self._warned = True
+            self.log.warning("%s: job %s reaches its walltime in %d s", self._log_name,
+                             self.job_id, int(left))
+
+    async def stop(self, now: bool = False) -> None:
+        if not self.job_id:
+            return
+        job_id = self.job_id
+        self._unfollow()
+        self._poller().untrack(job_id)
+        self._info = None
+        try:
+            await self._client().cancel(self.user.name, [job_id])
+        except SchedulerUnavailable as exc:
+            self.log.error("cannot cancel job %s now (%s); retrying in background", job_id, exc)
+            self.site.cancel_later(self.cluster, self.user.name, job_id)
+
+    # -- progress ---------------------------------------------------------------------
+    def _emit(self, progress: int, message: str) -> None:
+        self._events.put_nowait({"progress": progress, "message": message,
+                                 "time": time.time()})
+
+    async def progress(self):
+        if self.last_end:
+            yield {"progress": 1, "message": f"your previous server ended: {self.last_end}"}
+        while True:
+            event = await self._events.get()
+            yield event
+
+
+def _describe_progress(info: JobInfo) -> str:
+    if info.state is JobState.PENDING:
+        text = f"job {info.job_id} is queued"
+        if info.reason and info.reason != "None":
+            text += f" ({info.reason})"
+        if info.start_time:
+            text += f"; estimated start {info.start_time:%H:%M:%S}"
+        return text
+    if info.state is JobState.RUNNING:
+        return f"job {info.job_id} running on {', '.join(info.nodes)}; starting Jupyter"
+    return f"job {info.job_id} is {info.state.value}" + (f" ({info.reason})" if info.reason else "")
+
+
+def _describe_end(info: JobInfo) -> str:
+    text = info.state.value.replace("_", " ")
+    if info.reason and info.reason != "None":
+        text += f" ({info.reason})"
+    if info.exit_code:
+        text += f", exit code {info.exit_code}"
+    return text
