@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from hpcbridge.hubrun import HUB_PORT, Hub
+    from hpcbridge.hubrun import Hub
 
     try:
         if args.site:
@@ -42,11 +42,8 @@ def _up(args: argparse.Namespace) -> int:
             from slurm_testbed.cluster import Testbed
 
             tb = Testbed()
-            info = tb.up()
-            connect = f"http://{info.gateway_ip}:{HUB_PORT}"
-            env = {**tb.profile_env(), "HPCBRIDGE_HUB_CONNECT_URL": connect}
-            st = Hub().up(env=env, hub_ip=info.gateway_ip, connect_url=connect,
-                          users=list(tbconfig.USERS))
+            tb.up()
+            st = Hub().up_on_testbed(tb, users=list(tbconfig.USERS))
     except HpcBridgeError as exc:
         print(f"hpcbridge up: {exc}", file=sys.stderr)
         return 1

@@ -11,10 +11,12 @@ other code imported batchspawner (shared design, known defect 1).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tornado import web
 
+from hpcbridge.spawner import reattach
 from hpcbridge.spawner.api import ROUTE, PortCallbackHandler
 
 _VULNERABLE = "BatchSpawnerAPIHandler"
@@ -53,4 +55,12 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     c.Spawner.default_url = "/lab"
     if hub_connect_url:
         c.JupyterHub.hub_connect_url = hub_connect_url
+    # re-attach jobs that were still pending when the hub last stopped
+    c.JupyterHub.services.append({
+        "name": reattach.SERVICE,
+        "command": [sys.executable, "-m", "hpcbridge.spawner.reattach"],
+    })
+    c.JupyterHub.load_roles.append({
+        "name": reattach.SERVICE, "scopes": reattach.SCOPES, "services": [reattach.SERVICE],
+    })
     remove_vulnerable_route()

