@@ -7,7 +7,7 @@
 
 Modules: ``limits`` (pure: what a user may still run), ``facts`` (reading limits and
 jobs from the scheduler), ``job`` (worker jobs submitted through hpcbridge),
-``cluster`` (the SLURMCluster / PBSCluster subclasses), ``build`` (the entry point),
+``clusters`` (the SLURMCluster / PBSCluster subclasses), ``build`` (the entry point),
 ``jobqueue`` (a profile as plain dask-jobqueue configuration), ``worker`` (array task
 entry point on the nodes). Importing this package imports no Dask: the names below load
 on first use.
@@ -20,8 +20,8 @@ from typing import Any
 _LAZY = {
     "cluster": "hpcbridge.dask.build",
     "JOB_PREFIX": "hpcbridge.dask.build",
-    "HpcSlurmCluster": "hpcbridge.dask.cluster",
-    "HpcPbsCluster": "hpcbridge.dask.cluster",
+    "HpcSlurmCluster": "hpcbridge.dask.clusters",
+    "HpcPbsCluster": "hpcbridge.dask.clusters",
     "jobqueue_config": "hpcbridge.dask.jobqueue",
     "jobqueue_yaml": "hpcbridge.dask.jobqueue",
 }

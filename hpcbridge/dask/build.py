@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcbridge.client import SchedulerClient
-from hpcbridge.dask.cluster import HpcPbsCluster, HpcSlurmCluster
+from hpcbridge.dask.clusters import HpcPbsCluster, HpcSlurmCluster
 from hpcbridge.dask.job import WorkerContext
 from hpcbridge.dask.limits import ProfileCaps, WorkerShape, lifetime_options
 from hpcbridge.poller import StatusPoller

@@ -30,11 +30,21 @@ def jobs_summary(infos: Iterable[JobInfo]) -> str:
     if not live:
         return "none"
     counts = Counter(i.state for i in live)
-    parts = [f"{n} {state.value}" for state, n in sorted(counts.items(), key=lambda x: x[0].value)]
+    order = [JobState.RUNNING, JobState.PENDING, *(s for s in JobState
+                                                   if s not in (JobState.RUNNING,
+                                                                JobState.PENDING))]
+    parts = []
+    for state in order:
+        if counts[state]:
+            detail = _pending_detail(live) if state is JobState.PENDING else ""
+            parts.append(f"{counts[state]} {state.value}{detail}")
+    return ", ".join(parts)
+
+
+def _pending_detail(live: list[JobInfo]) -> str:
     pending = [i for i in live if i.state is JobState.PENDING]
-    reasons = sorted({i.reason for i in pending if i.reason})
+    words = sorted({i.reason for i in pending if i.reason})
     starts = sorted(i.start_time for i in pending if i.start_time)
-    detail = ", ".join(reasons)
     if starts:
-        detail += f"{', ' if detail else ''}start ~{starts[0]:%H:%M}"
-    return ", ".join(parts) + (f" ({detail})" if detail else "")
+        words.append(f"start ~{starts[0]:%H:%M}")
+    return f" ({', '.join(words)})" if words else ""

@@ -87,6 +87,7 @@ class _HpcClusterMixin:
         self._limits: tuple[float, Limits] | None = None
         self._unsubscribe: Any = None
         self._counter = -1
+        self.adapt_limits: asyncio.Future[None] | None = None
         hpcb.on_submit = self._on_submit
         kwargs.setdefault("scheduler_options", {}).setdefault("dashboard_address", ":0")
         super().__init__(hpcb=hpcb, processes=hpcb.processes, **kwargs)  # type: ignore[call-arg]
@@ -147,12 +148,14 @@ class _HpcClusterMixin:
         elif self.workers.get(job.name) is job:  # type: ignore[attr-defined]
             # the spec stays; _correct_state submits a new job for it
             del self.workers[job.name]  # type: ignore[attr-defined]
+            _ended(job)
 
     def _drop_if_empty(self, job: Any) -> None:
         if job.array_tasks and not job.tasks:
             self.worker_spec.pop(job.name, None)  # type: ignore[attr-defined]
             if self.workers.get(job.name) is job:  # type: ignore[attr-defined]
                 del self.workers[job.name]  # type: ignore[attr-defined]
+            _ended(job)
 
     def _give_up(self, job_id: str, info: JobInfo) -> None:
         req = self.hpcb.request
@@ -167,6 +170,7 @@ class _HpcClusterMixin:
             if not job.tasks:
                 self.worker_spec.pop(name, None)  # type: ignore[attr-defined]
                 del self.workers[name]  # type: ignore[attr-defined]
+                _ended(job)
 
     def reset_failures(self) -> None:
         self.failures, self.error = 0, None
@@ -315,12 +319,20 @@ class _HpcClusterMixin:
             kwargs["minimum"] = minimum_jobs * procs
         if maximum_jobs is not None:
             kwargs["maximum"] = maximum_jobs * procs
-        maximum = kwargs.get("maximum", math.inf)
-        allowed = self.sync(self._adapt_maximum, maximum)  # type: ignore[attr-defined]
-        kwargs["maximum"] = allowed
-        kwargs["minimum"] = min(kwargs.get("minimum", 0), allowed)
         kwargs.setdefault("worker_key", JobKey(procs))
+        if self.asynchronous:  # type: ignore[attr-defined]
+            # cannot block here: clamp as soon as the limits are read (scale-ups are
+            # clamped on their own meanwhile); await cluster.adapt_limits to wait for it
+            adaptive = super().adapt(*args, **kwargs)  # type: ignore[misc]
+            self.adapt_limits = asyncio.ensure_future(self._clamp_adaptive(adaptive))
+            return adaptive
+        maximum = self.sync(self._adapt_maximum, kwargs.get("maximum", math.inf))  # type: ignore[attr-defined]
+        kwargs["maximum"], kwargs["minimum"] = maximum, min(kwargs.get("minimum", 0), maximum)
         return super().adapt(*args, **kwargs)  # type: ignore[misc]
+
+    async def _clamp_adaptive(self, adaptive: Adaptive) -> None:
+        adaptive.maximum = await self._adapt_maximum(adaptive.maximum)
+        adaptive.minimum = min(adaptive.minimum, adaptive.maximum)
 
     async def _adapt_maximum(self, maximum: float) -> int:
         limits = await self.current_limits(refresh=True)
@@ -399,6 +411,13 @@ class _HpcClusterMixin:
         if self._poller is not None and self._own_poller:
             await self._poller.stop()
         forget(self)
+
+
+def _ended(job: Any) -> None:
+    """Mark a job object whose batch job is over as closed, without cancelling it."""
+    if job.status not in (Status.closing, Status.closed):
+        job.status = Status.closed
+        job._event_finished.set()
 
 
 class HpcSlurmCluster(_HpcClusterMixin, SLURMCluster):
