@@ -97,11 +97,12 @@ class _HpcJobMixin:
         kwargs.setdefault("cores", req.cores)
         kwargs.setdefault("memory", str(req.memory))
         kwargs.setdefault("processes", hpcb.processes)
-        super().__init__(scheduler=scheduler, name=name, **kwargs)  # type: ignore[call-arg]
+        # set first: dask-jobqueue's constructors may already ask for the script
         self.hpcb = hpcb
         self.array_tasks = array_tasks
-        #: task ids still alive (arrays); [0] for a plain job
+        #: task ids still alive (arrays); {0} for a plain job
         self.tasks: set[int] = set(range(array_tasks)) if array_tasks else {0}
+        super().__init__(scheduler=scheduler, name=name, **kwargs)  # type: ignore[call-arg]
 
     def job_script(self) -> str:
         return worker_script(self.hpcb, str(self.scheduler), str(self.name), self.array_tasks)
