@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, text: str, env: Mapping[str, str],
             findings: list[Finding], clusters: list[str]) -> None:
     doc = read_yaml(text, env)
-    marked = sorted(((doc.mark(f.path), f) for f in findings),
+    marked = sorted(((doc.mark(f.path, key=True), f) for f in findings),
                     key=lambda item: (item[0].line, item[0].column))
     shown = [(m, f) for m, f in marked if args.verbose or f.severity is not Severity.NOTE]
     if args.json:
