@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from hpcbridge.client import SchedulerClient
-from hpcbridge.errors import HostKeyError, HpcBridgeError, PermissionDenied
+from hpcbridge.errors import HostKeyError, PermissionDenied, SchedulerError, Unreachable
 from hpcbridge.profiles import Cluster, Memory, Partition, Walltime
 from hpcbridge.profiles.request import did_you_mean
 from hpcbridge.profiles.yamlsrc import Path
@@ -81,10 +81,11 @@ def unreachable(path: Path, exc: Exception) -> Finding:
         fix = "pin the login node's current host key in the transport's known_hosts"
     elif isinstance(exc, PermissionDenied):
         fix = "check the transport's key and user (ssh) or the sudoers rule (local)"
-    elif isinstance(exc, HpcBridgeError):
+    elif isinstance(exc, (Unreachable, SchedulerError)):
         fix = "check that the login node is up and the scheduler answers there"
     else:
-        fix = "check the cluster's transport settings"
+        fix = ("check the cluster's transport settings, and that the scheduler's commands "
+               "are on the PATH there")
     return Finding(Severity.ERROR, (*path, "transport"),
                    f"cannot ask the scheduler: {exc}", fix)
 
