@@ -207,8 +207,7 @@ class Testbed:
         etc = self.state_dir / "etc"
         shutil.rmtree(etc, ignore_errors=True)
         hub = config.write_run_config(etc, self.hub_key, nodes)
-        os.environ.update({k: v for k, v in self.engine.env().items()
-                           if k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")})
+        self._testcontainers_env()
 
         client = self.engine.docker_client()
         client.volumes.create(self.home_volume, labels=self._labels("home"))
@@ -236,10 +235,20 @@ class Testbed:
         self.state_file.write_text(json.dumps(asdict(info), indent=2))
         return info
 
+    def _testcontainers_env(self) -> None:
+        os.environ.update({k: v for k, v in self.engine.env().items()
+                           if k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")})
+
     def _run_container(self, image: str, name: str, network, etc: Path,
-                       role: str | None = None) -> None:
+                       role: str | None = None, ip: str | None = None) -> None:
+        from docker import version
+        from docker.types import EndpointConfig
         from testcontainers.core.container import DockerContainer
 
+        kwargs: dict = {"hostname": name, "labels": self._labels(name), "detach": True}
+        if ip:  # a node brought back keeps its address (slurmctld caches node addresses)
+            kwargs["networking_config"] = {network.name: EndpointConfig(
+                version.__version__, aliases=[name], ipv4_address=ip)}
         (
             DockerContainer(image)
             .with_name(self.container_name(name))
@@ -249,9 +258,21 @@ class Testbed:
             .with_volume_mapping(str(etc), "/etc/testbed", "ro")
             .with_volume_mapping(str(REPO), SRC_MOUNT, "ro")
             .with_volume_mapping(self.home_volume, "/home", "rw")
-            .with_kwargs(hostname=name, labels=self._labels(name), detach=True)
+            .with_kwargs(**kwargs)
             .start()
         )
+
+    def rerun_node(self, name: str, ip: str | None = None) -> None:
+        """Start compute node ``name`` again after its container was removed (fault
+        injection): same image as ``ctl``, same name, alias, mounts, and ``ip`` if given."""
+        from testcontainers.core.network import Network
+
+        self._testcontainers_env()
+        image = self.engine.docker_client().containers.get(
+            self.container_name("ctl")).attrs["Config"]["Image"]
+        network = Network()
+        network.name = self.network_name
+        self._run_container(image, name, network, self.state_dir / "etc", role="compute", ip=ip)
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
