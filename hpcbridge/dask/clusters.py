@@ -41,7 +41,9 @@ from hpcbridge.dask.limits import (
     WorkerShape,
     adapt_plan,
     plan_scale,
+    roll_after,
 )
+from hpcbridge.dask.rolling import RollingMixin
 from hpcbridge.dask.view import hub_dashboard_link, jobs_summary
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.jobs import JobInfo, JobState
@@ -65,13 +67,13 @@ class JobKey:
         return name.rsplit("-", 1)[0] if self.processes > 1 else name
 
 
-class _HpcClusterMixin:
+class _HpcClusterMixin(RollingMixin):
     """State and behaviour shared by the Slurm and PBS clusters."""
 
     def __init__(self, *, hpcb: WorkerContext, shape: WorkerShape, caps: ProfileCaps,
                  qos: str | None = None, poller: StatusPoller | None = None,
                  poll_interval: float = 10.0, arrays: bool = False, max_failures: int = 3,
-                 n_workers: int = 0, **kwargs: Any) -> None:
+                 rolling: bool = True, n_workers: int = 0, **kwargs: Any) -> None:
         self.hpcb, self.shape, self._caps, self._qos = hpcb, shape, caps, qos
         self._poller, self._own_poller = poller, poller is None
         self._poll_interval = poll_interval
@@ -88,6 +90,10 @@ class _HpcClusterMixin:
         self._unsubscribe: Any = None
         self._counter = -1
         self.adapt_limits: asyncio.Future[None] | None = None
+        self.rolling = rolling
+        self._init_rolling(
+            roll_after(hpcb.lifetime, hpcb.lifetime_stagger).total_seconds(),
+            (hpcb.lifetime - hpcb.lifetime_stagger).total_seconds())
         hpcb.on_submit = self._on_submit
         kwargs.setdefault("scheduler_options", {}).setdefault("dashboard_address", ":0")
         super().__init__(hpcb=hpcb, processes=hpcb.processes, **kwargs)  # type: ignore[call-arg]
@@ -106,6 +112,8 @@ class _HpcClusterMixin:
         loop = asyncio.get_running_loop()
         self._unsubscribe = self._poller.subscribe(
             lambda change: loop.call_soon_threadsafe(self._on_change, change))
+        if self.rolling:
+            self._start_rolling()
 
     def _on_submit(self, job: Any) -> None:
         self._jobs_by_id[str(job.job_id)] = job
@@ -130,6 +138,7 @@ class _HpcClusterMixin:
         if job is None or task not in job.tasks or self.status != Status.running:  # type: ignore[attr-defined]
             return  # closed on purpose, or the cluster is going away
         job.tasks.discard(task)
+        self._arrived.pop(job.name, None)
         if info.state not in NORMAL_ENDS:
             self.failures += 1
             log.warning("worker job %s ended %s (%s)", job_id, info.state.value, info.reason)
@@ -178,6 +187,10 @@ class _HpcClusterMixin:
     def _update_worker_status(self, op: str, msg: Any) -> None:
         if op == "add" and isinstance(msg, dict) and msg.get("workers"):
             self.failures = 0  # a worker arrived: the set-up works
+            for info in msg["workers"].values():
+                where = self._locate(str(info.get("name")))
+                if where is not None and where[1] is None:
+                    self._worker_arrived(where[0])
         # SpecCluster closes a job some seconds after its worker left, by *name*: by then
         # the poller may have replaced it, and the new job of that name would be
         # cancelled. Job ends are the poller's to report, so skip that step.
@@ -396,6 +409,7 @@ class _HpcClusterMixin:
         return text + (f" ERROR: {self.error}" if self.error else "")
 
     async def _close(self) -> None:
+        await self._stop_rolling()
         await super()._close()  # type: ignore[misc]
         left = self.live_job_ids()
         if left:

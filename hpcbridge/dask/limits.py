@@ -280,3 +280,16 @@ def adapt_plan(maximum_workers: float, shape: WorkerShape, limits: Limits, *,
     not_text = f", not {int(maximum_workers)}" if finite else ""
     return allowed, (f"adapting up to {_per(allowed * shape.processes, 'worker')}{not_text}: "
                      f"{reasons} × {_per(shape.processes, 'worker')} per job")
+
+
+def roll_after(lifetime: timedelta, stagger: timedelta) -> timedelta:
+    """How long after its arrival a worker gets a successor and then retires.
+
+    Early enough that the successor is likely running before the worker's own
+    ``--lifetime`` (the backstop) ends it, so the retiring worker can hand its results
+    to a live worker instead of losing them; late enough not to waste the job.
+    """
+    lead = min(max(0.1 * lifetime.total_seconds(), 10.0), 300.0)
+    after = max(lifetime.total_seconds() - stagger.total_seconds() - lead,
+                0.5 * lifetime.total_seconds())
+    return timedelta(seconds=int(after))

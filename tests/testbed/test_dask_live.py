@@ -170,15 +170,15 @@ def test_pbs_dialect_variant(testbed, make) -> None:  # type: ignore[no-untyped-
     assert_no_jobs_left(testbed, "bob", cluster._name)
 
 
-def _slow(i: int) -> int:
-    time.sleep(1.0)
-    return i
-
-
 @pytest.mark.skipif(os.environ.get("HPCBRIDGE_SKIP_SLOW") == "1", reason="slow (~4 min)")
 def test_computation_outlives_three_worker_walltimes(testbed, make) -> None:  # type: ignore[no-untyped-def]
     # 1-minute walltime: workers retire after ~27 s and are replaced; 3 minutes of work
     cluster = make("bob", cores=1, memory="1G", walltime="00:01:00")
+
+    def _slow(i: int) -> int:  # local: pickled by value (nodes cannot import tests/)
+        time.sleep(1.0)
+        return i
+
     started = time.monotonic()
     with Client(cluster) as client:
         cluster.scale(2)
@@ -191,3 +191,27 @@ def test_computation_outlives_three_worker_walltimes(testbed, make) -> None:  # 
     assert elapsed > 180 and generations >= 6, (elapsed, generations)
     assert cluster.failures == 0
     assert_no_jobs_left(testbed, "bob", cluster._name)
+
+
+def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    from hpcbridge.cli import dask as dask_cli
+
+    for key, value in testbed.profile_env().items():
+        monkeypatch.setenv(key, value)
+    parser = argparse.ArgumentParser(prog="hpcbridge")
+    dask_cli.register(parser.add_subparsers(dest="command"))
+
+    def run(*argv: str) -> int:
+        args = parser.parse_args(["dask", "orphans", "--user", "bob", *argv])
+        return int(args.func(args))
+
+    cluster = make("bob", max_failures=0, **SMALL)  # as if its kernel had died: no replacing
+    cluster.scale(1)
+    assert wait_until(lambda: len(squeue(testbed, "bob", cluster._name)) == 1, 30)
+    assert run("--cluster-id", cluster._name) == 0
+    assert cluster._name in capsys.readouterr().out
+    assert run("--cluster-id", cluster._name, "--cancel") == 0
+    assert_no_jobs_left(testbed, "bob", cluster._name)
+    cluster.close()

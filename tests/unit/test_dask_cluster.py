@@ -251,3 +251,39 @@ def test_importing_the_package_imports_no_dask() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_rolling_starts_a_successor_then_retires_the_old_job(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm()
+    cluster = await make(fake)
+    cluster._roll_after, cluster._roll_deadline = 0.0, 0.5  # instead of minutes
+    await cluster._stop_rolling()
+    cluster._start_rolling()
+    await cluster.scale(1)
+    await settle(cluster, fake)
+    (entry,) = cluster.worker_spec
+    old = fake.live()[0]
+    cluster._worker_arrived(entry)  # the fake's workers never connect: say one did
+    for _ in range(40):
+        await asyncio.sleep(0.1)
+        if fake.states[old] is JobState.CANCELLED:
+            break
+    await settle(cluster, fake)
+    assert fake.states[old] is JobState.CANCELLED
+    assert len(fake.scripts) == 2 and len(fake.live()) == 1 and len(cluster.plan) == 1
+    assert entry not in cluster.worker_spec and cluster.failures == 0
+
+
+async def test_rolling_without_room_keeps_the_job_until_it_ends(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm(others=3)  # QOS normal: 4 jobs, 3 held elsewhere, 1 ours
+    cluster = await make(fake)
+    cluster._roll_after, cluster._roll_deadline = 0.0, 0.5
+    await cluster._stop_rolling()
+    cluster._start_rolling()
+    await cluster.scale(1)
+    await settle(cluster, fake)
+    (entry,) = cluster.worker_spec
+    cluster._worker_arrived(entry)
+    await asyncio.sleep(1.5)
+    await settle(cluster, fake)
+    assert len(fake.scripts) == 1 and entry in cluster.worker_spec

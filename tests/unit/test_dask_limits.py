@@ -18,6 +18,7 @@ from hpcbridge.dask.limits import (
     job_bounds,
     lifetime_options,
     plan_scale,
+    roll_after,
 )
 from hpcbridge.errors import LimitExceeded
 from hpcbridge.schedulers.base import Association, Budget, PartitionInfo, QosLimits
@@ -235,3 +236,17 @@ def test_never_more_jobs_than_any_limit(requested: int, procs: int, maxj: int,
     assert plan.jobs == min(math.ceil(requested / procs), max(0, maxj - others))
     assert plan.workers == plan.jobs * procs
     assert (plan.message is not None) == (plan.workers < requested)
+
+
+@pytest.mark.parametrize("minutes", [1, 2, 3, 30, 240])
+def test_rolling_starts_a_successor_before_the_lifetime_backstop(minutes: int) -> None:
+    lifetime, stagger = lifetime_options(timedelta(minutes=minutes))
+    after = roll_after(lifetime, stagger)
+    assert lifetime / 2 <= after < lifetime - stagger
+    assert lifetime - stagger - after >= min(timedelta(seconds=10), lifetime / 2 - stagger)
+
+
+def test_rolling_for_a_one_minute_walltime() -> None:
+    lifetime, stagger = lifetime_options(timedelta(minutes=1))
+    assert (lifetime, stagger, roll_after(lifetime, stagger)) == (
+        timedelta(seconds=27), timedelta(seconds=3), timedelta(seconds=14))

@@ -191,3 +191,27 @@ def test_jobqueue_export_is_read_by_dask_jobqueue() -> None:
 def test_jobqueue_export_for_pbs() -> None:
     config = jobqueue_config(load_bundled_profile("testbed-pbs", {}))
     assert list(config["jobqueue"]) == ["pbs"]
+
+
+def _dask_cli(argv: list[str]) -> int:
+    import argparse
+
+    from hpcbridge.cli import dask as dask_cli
+
+    parser = argparse.ArgumentParser(prog="hpcbridge")
+    dask_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_cli_prints_jobqueue_yaml(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert _dask_cli(["dask", "jobqueue", "--user", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["jobqueue"]["slurm"]["queue"] == "debug"
+
+
+def test_cli_reports_a_bad_profile(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "site.yaml"
+    bad.write_text("site: x\n")
+    assert _dask_cli(["dask", "jobqueue", "--site", str(bad)]) == 1
+    assert "hpcbridge dask jobqueue:" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""Rolling replacement: a worker gets its successor *before* it retires.
+
+dask-jobqueue's workers die at walltime; ``--lifetime`` makes them retire gracefully,
+but a retiring worker can hand its results only to a worker that is alive. When every
+worker of a cluster started together they retire together and the results are lost
+(recomputed, over and over). So the cluster retires workers itself, one job at a time:
+
+1. at ``roll_after`` (see :func:`hpcbridge.dask.limits.roll_after`) after a job's first
+   worker arrived, submit a successor job -- if the user's limits leave room for one
+   more job, else skip to 3;
+2. wait until the successor's workers arrive, at most until the old worker's lifetime
+   would end;
+3. retire the old job's workers through the Dask scheduler (their results move to live
+   workers), then cancel its job. Without a successor the spec stays, and the ended
+   job is replaced like any retired worker.
+
+The dask ``--lifetime`` stays as a backstop. Array tasks are not rolled (they retire by
+lifetime alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from hpcbridge.errors import HpcBridgeError
+
+log = logging.getLogger(__name__)
+
+
+class RollingMixin:
+    """Needs the cluster's ``workers``, ``worker_spec``, ``scheduler_comm`` and helpers."""
+
+    def _init_rolling(self, roll_after: float, deadline: float) -> None:
+        self._roll_after, self._roll_deadline = roll_after, deadline
+        #: entry name -> loop time its first worker arrived
+        self._arrived: dict[str, float] = {}
+        self._rolling: set[str] = set()
+        self._roll_task: asyncio.Task[None] | None = None
+
+    def _start_rolling(self) -> None:
+        self._roll_task = asyncio.ensure_future(self._roll_loop())
+
+    async def _stop_rolling(self) -> None:
+        if self._roll_task is not None:
+            self._roll_task.cancel()
+            await asyncio.gather(self._roll_task, return_exceptions=True)
+
+    def _worker_arrived(self, entry: str) -> None:
+        self._arrived.setdefault(entry, asyncio.get_running_loop().time())
+
+    async def _roll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.1, min(5.0, self._roll_after / 10)))
+            now = asyncio.get_running_loop().time()
+            for name, arrived in list(self._arrived.items()):
+                job = self.workers.get(name)  # type: ignore[attr-defined]
+                if job is None or job.array_tasks or name in self._rolling:
+                    continue
+                if now - arrived >= self._roll_after:
+                    self._rolling.add(name)
+                    asyncio.ensure_future(self._roll(name, job, arrived))
+
+    async def _roll(self, name: str, job: Any, arrived: float) -> None:
+        try:
+            successor = await self._start_successor()
+            loop = asyncio.get_running_loop()
+            while successor and successor not in self._arrived and \
+                    loop.time() < arrived + self._roll_deadline:
+                await asyncio.sleep(0.5)
+            log.info("retiring worker job %s (%s); successor %s", job.job_id, name, successor)
+            await self.scheduler_comm.retire_workers(  # type: ignore[attr-defined]
+                names=self._worker_names(name), close_workers=True)
+            if successor:
+                self.worker_spec.pop(name, None)  # type: ignore[attr-defined]
+                await self._correct_state()  # type: ignore[attr-defined]
+        except (HpcBridgeError, OSError) as exc:
+            log.warning("rolling replacement of %s failed: %s", name, exc)
+        finally:
+            self._rolling.discard(name)
+            self._arrived.pop(name, None)
+
+    async def _start_successor(self) -> str | None:
+        planned = self.planned_jobs()  # type: ignore[attr-defined]
+        try:
+            plan = await self.plan_scale((planned + 1) * self.hpcb.processes)  # type: ignore[attr-defined]
+        except HpcBridgeError:
+            return None
+        if plan.jobs <= planned:
+            return None  # no room for one more job: retire first, replace after
+        spec = self._single_spec()  # type: ignore[attr-defined]
+        self.worker_spec.update(spec)  # type: ignore[attr-defined]
+        await self._correct_state()  # type: ignore[attr-defined]
+        return next(iter(spec))
+
+    def _worker_names(self, entry: str) -> list[str]:
+        procs = self.hpcb.processes  # type: ignore[attr-defined]
+        return [f"{entry}-{p}" for p in range(procs)] if procs > 1 else [entry]
