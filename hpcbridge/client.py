@@ -127,6 +127,13 @@ class SchedulerClient:
             found.setdefault(job_id, self.dialect.absent_info(job_id))
         return found
 
+    async def active_jobs(self, *, as_user: str | None = None,
+                          name_prefix: str = "") -> list[JobInfo]:
+        """Queued and running jobs of every user (as the scheduler shows them to as_user)."""
+        result = await self._run(self.dialect.active_jobs_command(), as_user, Operation.QUERY)
+        return [j for j in self.dialect.parse_active_jobs(result.stdout)
+                if (j.name or "").startswith(name_prefix)]
+
     async def _query_all(self, commands: Sequence[Command], user: str | None) -> list[str]:
         return [(await self._run(c, user, Operation.QUERY)).stdout for c in commands]
 

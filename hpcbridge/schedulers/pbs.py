@@ -15,6 +15,7 @@ twice is reported UNKNOWN rather than trusted. Where Slurm is the scheduler, pre
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from datetime import timedelta
@@ -241,6 +242,17 @@ class PbsDialect:
     def classify_error(self, operation: Operation, returncode: int, stderr: str
                        ) -> SchedulerError | PermissionDenied | None:
         return classify(operation, returncode, stderr)
+
+    def active_jobs_command(self) -> Command:
+        return Command(("qstat", "-f"))
+
+    def parse_active_jobs(self, stdout: str) -> list[JobInfo]:
+        jobs = []
+        for shown, attrs in parse_blocks(stdout, "Job Id"):
+            info = job_info(shown, attrs)
+            if info.state.is_active:
+                jobs.append(dataclasses.replace(info, name=attrs.get("Job_Name")))
+        return jobs
 
     def partitions_commands(self) -> list[Command]:
         return [Command(("qstat", "-Q", "-f"))]

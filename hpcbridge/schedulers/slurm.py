@@ -276,6 +276,22 @@ class SlurmDialect:
                        ) -> SchedulerError | PermissionDenied | None:
         return classify(operation, returncode, stderr)
 
+    def active_jobs_command(self) -> Command:
+        # the name is user-controlled: last, so it cannot shift the other fields
+        return Command(("squeue", "--noheader", "--all", "--array",
+                        ("--states=PENDING,RUNNING,SUSPENDED,REQUEUED,REQUEUE_HOLD,"
+                         "CONFIGURING,COMPLETING"),
+                        "--format=%A|%u|%T|%j"))
+
+    def parse_active_jobs(self, stdout: str) -> list[JobInfo]:
+        jobs = []
+        for line in stdout.splitlines():
+            fields = line.strip().split("|", 3)
+            if len(fields) == 4 and is_job_id(fields[0]):
+                jobs.append(JobInfo(job_id=fields[0], state=map_state(fields[2]),
+                                    user=fields[1] or None, name=fields[3]))
+        return jobs
+
     def partitions_commands(self) -> list[Command]:
         return [Command(("scontrol", "--oneliner", "show", "partition")),
                 Command(("sinfo", "--noheader", f"--format={slurm_queries.SINFO_FORMAT}"))]

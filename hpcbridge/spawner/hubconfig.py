@@ -11,6 +11,7 @@ other code imported batchspawner (shared design, known defect 1).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -59,6 +60,9 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     c.JupyterHub.services.append({
         "name": reattach.SERVICE,
         "command": [sys.executable, "-m", "hpcbridge.spawner.reattach"],
+        # the service loads the same site profile to sweep orphaned jobs
+        "environment": {**{k: v for k, v in os.environ.items() if k.startswith("HPCBRIDGE_")},
+                        "HPCBRIDGE_SITE_PROFILE": site_profile},
     })
     c.JupyterHub.load_roles.append({
         "name": reattach.SERVICE, "scopes": reattach.SCOPES, "services": [reattach.SERVICE],

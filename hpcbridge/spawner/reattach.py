@@ -11,10 +11,15 @@ REST API; :meth:`HpcSpawner.start` sees the job id, asks the scheduler, and re-a
 the job if it is still alive (or forgets it and submits nothing if it is gone... which
 JupyterHub then reports as a failed start). It needs the scopes ``list:users``,
 ``read:users``, ``admin:server_state`` and ``servers``.
+
+Then it sweeps orphans: queued or running jobs named ``hpcb-nb-*`` (the prefix is
+reserved for notebook jobs) that no server of the hub refers to — e.g. a job whose
+submission returned while the hub was being killed — are cancelled, as their owner.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -39,25 +44,68 @@ def detached_servers(users: list[dict]) -> Iterator[tuple[str, str, str]]:
                 yield user["name"], name, job_id
 
 
-def reattach_once(api_url: str, token: str) -> list[str]:
-    session = requests.Session()
-    session.headers["Authorization"] = f"token {token}"
+def referenced_jobs(users: list[dict]) -> set[str]:
+    return {job for user in users for server in (user.get("servers") or {}).values()
+            if (job := (server.get("state") or {}).get("job_id"))}
+
+
+def list_users(session: requests.Session, api_url: str) -> list[dict]:
     r = session.get(f"{api_url}/users", params={"include_stopped_servers": "1",
                                                 "limit": "10000"}, timeout=60)
     r.raise_for_status()
     users = r.json()
-    users = users.get("items", users) if isinstance(users, dict) else users
+    return users.get("items", users) if isinstance(users, dict) else users
+
+
+async def sweep_orphans(site, users: list[dict], again) -> list[str]:
+    """Cancel hpcb-nb-* jobs that no server refers to; ``again()`` re-reads the users
+    after the scheduler query, so a job submitted meanwhile is never taken for one."""
+    cancelled = []
+    for name, cluster in site.profile.clusters.items():
+        client = site.client(name)
+        identities = [cluster.status_user] if cluster.status_user else [u["name"] for u in users]
+        jobs = []
+        for who in identities:
+            found = await client.active_jobs(as_user=who, name_prefix="hpcb-nb-")
+            jobs += [j for j in found if cluster.status_user or j.user == who]
+        known = referenced_jobs(users) | referenced_jobs(again())
+        for job in jobs:
+            if job.job_id not in known and job.user:
+                log.warning("cancelling orphaned notebook job %s of %s (%s)", job.job_id,
+                            job.user, job.name)
+                await client.cancel(job.user, [job.job_id])
+                cancelled.append(job.job_id)
+    return cancelled
+
+
+def reattach_once(api_url: str, token: str) -> list[str]:
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    users = list_users(session, api_url)
     done = []
     for user, name, job_id in detached_servers(users):
         path = f"/users/{quote(user)}/server" + (f"s/{quote(name)}" if name else "")
         resp = session.post(f"{api_url}{path}", json={}, timeout=60)
         log.info("re-attaching %s/%s to job %s: HTTP %s", user, name, job_id, resp.status_code)
         done.append(f"{user}/{name}:{job_id}")
+    if os.environ.get("HPCBRIDGE_SITE_PROFILE") is not None:
+        from hpcbridge.site import Site
+
+        site = Site.load(os.environ["HPCBRIDGE_SITE_PROFILE"] or None, env=os.environ)
+
+        async def sweep() -> list[str]:
+            try:
+                return await sweep_orphans(site, users, lambda: list_users(session, api_url))
+            finally:
+                await site.close()
+
+        asyncio.run(sweep())
     return done
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[hpcbridge-reattach] %(message)s")
+    hub_pid = os.getppid()
     api_url = os.environ["JUPYTERHUB_API_URL"].rstrip("/")
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     for attempt in range(30):
@@ -67,9 +115,10 @@ def main() -> None:
         except requests.RequestException as exc:
             log.warning("hub not answering yet (%s); retrying", exc)
             time.sleep(min(2 ** attempt, 30))
-    # JupyterHub restarts managed services that exit: stay, doing nothing.
-    while True:
-        time.sleep(3600)
+    # JupyterHub restarts managed services that exit: stay, doing nothing, until the hub
+    # that started this process is gone (a killed hub does not stop its services).
+    while os.getppid() == hub_pid:
+        time.sleep(5)
 
 
 if __name__ == "__main__":

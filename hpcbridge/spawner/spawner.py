@@ -36,6 +36,7 @@ from hpcbridge.profiles import JobRequest, render_script, validate_request
 from hpcbridge.spawner import form, jobenv
 from hpcbridge.spawner.registry import site_for
 
+_STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "env_file")
 _STARTING = {JobState.PENDING: 20, JobState.REQUEUED: 20, JobState.RUNNING: 60,
              JobState.SUSPENDED: 40, JobState.COMPLETING: 90}
 
@@ -66,6 +67,10 @@ class HpcSpawner(Spawner):
     cluster = Unicode(None, allow_none=True)
     node = Unicode(None, allow_none=True)
     token_digest = Unicode(None, allow_none=True)
+    #: the private file holding the server's environment until the job reads it
+    env_file = Unicode(None, allow_none=True)
+    #: the port the server reported; unset while the job waits in the queue
+    reported_port = Integer(None, allow_none=True)
 
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
@@ -95,6 +100,9 @@ class HpcSpawner(Spawner):
         self._unsubscribe = None
         self._info: JobInfo | None = None
         self._node_known = asyncio.Event()
+        #: a queued job of a hub that stopped before the job ran; JupyterHub must not
+        #: wait for its URL nor cancel it, the re-attach service starts it again
+        self._detached = False
         self.last_end: str | None = None
 
     # -- shared site ------------------------------------------------------------------
@@ -111,19 +119,22 @@ class HpcSpawner(Spawner):
     # -- state ------------------------------------------------------------------------
     def get_state(self) -> dict:
         state = super().get_state()
-        for key in ("job_id", "cluster", "node", "token_digest"):
+        for key in _STATE_KEYS:
             if getattr(self, key):
                 state[key] = getattr(self, key)
         return state
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
-        for key in ("job_id", "cluster", "node", "token_digest"):
+        for key in _STATE_KEYS:
             setattr(self, key, state.get(key))
 
     def clear_state(self) -> None:
         super().clear_state()
-        self.job_id = self.node = self.token_digest = None
+        if self._detached:
+            return  # keep the job for the re-attach service (see poll)
+        self.job_id = self.node = self.token_digest = self.reported_port = None
+        self.env_file = None
 
     def _save_state_now(self) -> None:
         """Write the job id to the hub database before waiting on anything (defect 5)."""
@@ -152,12 +163,21 @@ class HpcSpawner(Spawner):
         from hpcbridge.spawner.hubconfig import assert_safe_routes
 
         assert_safe_routes()
-        if self.job_id and await self._reattachable():
-            self.log.info("re-attaching %s to job %s", self._log_name, self.job_id)
-            return await self._wait_until_serving()
+        loop = asyncio.get_running_loop()
+        # ready for the port callback before the first await: a queued job may start now
+        self._port = loop.create_future()
+        self._detached = False
+        if self.job_id:
+            if self.reported_port is not None:  # reported while no start was under way
+                self._port.set_result(self.reported_port)
+            if await self._reattachable():
+                self.log.info("re-attaching %s to job %s", self._log_name, self.job_id)
+                return await self._wait_until_serving()
+            self._port = loop.create_future()
+        self.reported_port = None
         request = self._validated(jobenv.launch_command("ENV_FILE"))
         self.cluster = request.cluster
-        env_file = await self._write_env(request)
+        env_file = self.env_file = await self._write_env(request)
         script = render_script(self.site.profile, dataclasses.replace(
             request, command=jobenv.launch_command(env_file)))
         try:
@@ -187,11 +207,10 @@ class HpcSpawner(Spawner):
         return False
 
     async def _wait_until_serving(self) -> str:
-        loop = asyncio.get_running_loop()
-        self._port = loop.create_future()
         self._follow()
         port = await self._port
         host = await self._node_address()
+        self.reported_port = port
         self._emit(95, f"server starting on {self.node} port {port}")
         self._save_state_now()
         return f"http://{host}:{port}"
@@ -228,16 +247,23 @@ class HpcSpawner(Spawner):
         self._emit(_STARTING.get(info.state, 30), _describe_progress(info))
 
     def accepts_port_from(self, token: str | None) -> bool:
-        """Is ``token`` this server's, while it waits for its port? (port callback)"""
-        if not token or self._port is None or self._port.done() or not self.token_digest:
+        """Is ``token`` this server's, while it waits for its port? (port callback)
+
+        Waiting means: a start is under way, or the job was queued when the hub stopped
+        and the re-attach service has not started it yet.
+        """
+        if not token or not self.token_digest or self.reported_port is not None:
             return False
-        return jobenv.token_digest(token) == self.token_digest
+        waiting = self._detached or (self._port is not None and not self._port.done())
+        return waiting and jobenv.token_digest(token) == self.token_digest
 
     def port_reported(self, port: int) -> None:
+        self.reported_port = port
         if self._port is not None and not self._port.done():
-            self.port = port
             self._port.set_result(port)
             self._poller().wake()
+        else:
+            self._save_state_now()  # detached: the re-attaching start() will use it
 
     async def _node_address(self) -> str:
         if not self.node:
@@ -263,7 +289,14 @@ class HpcSpawner(Spawner):
         if self._info is None or not self._info.state.is_terminal:
             self._follow()
         info = self._info or await self._fresh_info()
-        if info is None or info.state is JobState.UNKNOWN or info.state.is_active:
+        alive = info is None or info.state is JobState.UNKNOWN or info.state.is_active
+        if alive and self.reported_port is None and self._port is None:
+            # queued when the hub last stopped: not serving yet, not to be cancelled
+            self._detached = True
+            self.log.info("%s: job %s was queued when the hub stopped; left for re-attach",
+                          self._log_name, self.job_id)
+            return 0
+        if alive:
             self._warn_walltime(info)
             return None
         self.last_end = _describe_end(info)
@@ -288,6 +321,8 @@ class HpcSpawner(Spawner):
         self._info = None
         try:
             await self._client().cancel(self.user.name, [job_id])
+            if self.env_file:  # a job cancelled in the queue never read (and deleted) it
+                await self._client().transport.remove_file(self.user.name, self.env_file)
         except SchedulerUnavailable as exc:
             self.log.error("cannot cancel job %s now (%s); retrying in background", job_id, exc)
             self.site.cancel_later(self.cluster, self.user.name, job_id)

@@ -28,8 +28,9 @@ def test_rest_spawn_runs_jupyterlab_on_a_compute_node_as_alice(hub, testbed):
                           headers={"Authorization": f"token {token}"})
     assert status.status_code == 200
     # the token travelled in a private file that the launcher deleted
-    left = testbed.login_exec("alice", ["find", "/home/alice/.hpcbridge", "-type", "f"])
-    assert left.stdout.decode().strip() == ""
+    env_file = server["state"]["env_file"]
+    assert env_file.startswith("/home/alice/.hpcbridge/")
+    assert testbed.login_exec("alice", ["test", "-e", env_file]).returncode == 1
 
 
 @pytest.mark.parametrize("options, reason", [
@@ -133,3 +134,58 @@ def test_job_that_dies_before_reporting_its_port_fails_fast(hub, testbed):
         assert elapsed < 60, elapsed  # not start_timeout (900 s)
     finally:
         testbed.login_exec("carol", ["rm", "-f", profile])
+
+
+def _sbatch_sleepers(testbed, user: str, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        out = testbed.login_exec(user, ["sbatch", "--parsable", "-t", "10", "-c", "1",
+                                        "--mem=100M", "-o", "/dev/null", "--wrap", "sleep 600"])
+        ids.append(out.stdout.decode().strip())
+    return ids
+
+
+def _wait_state(hub, user: str, server: str, pred, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        srv = hub.server(user, server)
+        if pred(srv):
+            return srv
+        time.sleep(0.5)
+    raise AssertionError(f"{user}/{server}: condition not met; server is {hub.server(user, server)}")
+
+
+def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, testbed):
+    import signal
+
+    if not hub.server("alice").get("ready"):
+        hub.spawn("alice", {"preset": "debug"})
+        hub.wait_ready("alice")
+    running_job = hub.server("alice")["state"]["job_id"]
+    # QOS normal lets alice run 4 jobs: with 3 sleepers, her second server must queue.
+    sleepers = _sbatch_sleepers(testbed, "alice", 3)
+    try:
+        r = hub.spawn("alice", {"preset": "debug"}, server="second")
+        assert r.status_code == 202, r.text
+        pending = _wait_state(hub, "alice", "second",
+                              lambda s: (s.get("state") or {}).get("job_id"))
+        pending_job = pending["state"]["job_id"]
+        # a notebook job no server refers to (its submission returned as the hub died)
+        orphan = testbed.login_exec("carol", [
+            "sbatch", "--parsable", "-J", "hpcb-nb-carol", "-t", "5", "-c", "1", "--mem=100M",
+            "-o", "/dev/null", "--wrap", "sleep 300"]).stdout.decode().strip()
+        hub.runner.kill(signal.SIGKILL)
+        hub.runner.restart()
+        testbed.login_exec("alice", ["scancel", sleepers.pop()])
+        # the hub forgets the queued server at restart; the re-attach service starts it
+        second = _wait_state(hub, "alice", "second", lambda s: s.get("ready"), timeout=120)
+        first = hub.wait_ready("alice")
+        assert second["state"]["job_id"] == pending_job
+        assert first["state"]["job_id"] == running_job
+        names = [j for j in squeue(testbed, "alice", "%j") if j[0] == "hpcb-nb-alice-second"]
+        assert len(names) == 1  # re-attached, not submitted again
+        carol = [j[0] for j in squeue(testbed, "carol", "%i", "%T") if j[1] != "CANCELLED"]
+        assert orphan not in carol  # swept by the re-attach service
+    finally:
+        testbed.login_exec("alice", ["scancel", *sleepers])
+        hub.stop("alice", "second")
