@@ -85,7 +85,7 @@ async def measure(tb: Testbed, client: SchedulerClient, jobs: dict[str, str],
     stats = faults.rpc_stats(tb)
     ours = stats.user(STATUS_USER, uids[STATUS_USER])
     theirs = sum(stats.user(u, uids[u]) for u in config.USERS)
-    states = sorted({poller.info(j).state.value for j in jobs if poller.info(j)})
+    states = sorted({i.state.value for i in map(poller.info, jobs) if i is not None})
     return {
         "n": len(jobs), "job_states": states,
         "ours": asdict(_side(ours, poller.queries, rounds, busy["ours"], interval)),

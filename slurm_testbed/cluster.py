@@ -241,8 +241,8 @@ class Testbed:
 
     def _run_container(self, image: str, name: str, network, etc: Path,
                        role: str | None = None, ip: str | None = None) -> None:
-        from docker import version
-        from docker.types import EndpointConfig
+        from docker import version  # type: ignore[import-untyped]
+        from docker.types import EndpointConfig  # type: ignore[import-untyped]
         from testcontainers.core.container import DockerContainer
 
         kwargs: dict = {"hostname": name, "labels": self._labels(name), "detach": True}

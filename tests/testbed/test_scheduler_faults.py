@@ -7,7 +7,9 @@ Each test restores the cluster before it ends (the fault helpers' context manage
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import textwrap
 import time
 from collections.abc import AsyncIterator, Iterable
 
@@ -17,6 +19,7 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.poller import StateChange, StatusPoller
 from hpcbridge.site import Site
+from hpcbridge.transport import local as local_transport
 from slurm_testbed import faults
 from slurm_testbed.cluster import PYTHON
 
@@ -66,6 +69,22 @@ async def wait_state(poller: StatusPoller, job_ids: Iterable[str], wanted: set[J
         await asyncio.sleep(0.5)
 
 
+@contextlib.asynccontextmanager
+async def watching(testbed, client: SchedulerClient, jobs: list[str],  # type: ignore[no-untyped-def]
+                   interval: float = 2.0) -> AsyncIterator[tuple[StatusPoller, Recorder]]:
+    """A running poller tracking alice's ``jobs``, once all run; cancels them at the end."""
+    poller = poller_for(client, interval)
+    record = Recorder(poller)
+    try:
+        async with poller:
+            for j in jobs:
+                poller.track(j, "alice")
+            await wait_state(poller, jobs, {JobState.RUNNING})
+            yield poller, record
+    finally:
+        faults.cancel_jobs(testbed, jobs)
+
+
 async def submit(client: SchedulerClient, *extra: str, seconds: int = 600,
                  user: str = "alice") -> str:
     return await client.submit(user, faults.sleep_script(seconds, extra=extra))
@@ -91,23 +110,15 @@ async def test_slurmctld_down_60s_is_unknown_never_gone(testbed, client) -> None
     long_job = await submit(client)
     short_job = await submit(client, seconds=20)  # ends while the controller is down
     jobs = [long_job, short_job]
-    poller = poller_for(client)
-    record = Recorder(poller)
-    try:
-        async with poller:
-            for j in jobs:
-                poller.track(j, "alice")
-            await wait_state(poller, jobs, {JobState.RUNNING})
-            with faults.slurmctld_stopped(testbed):
-                stopped = time.monotonic()
-                await wait_state(poller, jobs, {JobState.UNKNOWN}, timeout=45)
-                await asyncio.sleep(max(0.0, 60 - (time.monotonic() - stopped)))
-                during = {j: record.states(j, since=stopped) for j in jobs}
-            restarted = time.monotonic()
-            await wait_state(poller, [long_job], {JobState.RUNNING})
-            final = await wait_state(poller, [short_job], {JobState.COMPLETED}, timeout=180)
-    finally:
-        faults.cancel_jobs(testbed, jobs)
+    async with watching(testbed, client, jobs) as (poller, record):
+        with faults.slurmctld_stopped(testbed):
+            stopped = time.monotonic()
+            await wait_state(poller, jobs, {JobState.UNKNOWN}, timeout=45)
+            await asyncio.sleep(max(0.0, 60 - (time.monotonic() - stopped)))
+            during = {j: record.states(j, since=stopped) for j in jobs}
+        restarted = time.monotonic()
+        await wait_state(poller, [long_job], {JobState.RUNNING})
+        final = await wait_state(poller, [short_job], {JobState.COMPLETED}, timeout=180)
     for job_id, states in during.items():
         assert JobState.UNKNOWN in states
         assert not any(s.is_terminal for s in states), (job_id, states)
@@ -120,25 +131,17 @@ async def test_slurmctld_down_60s_is_unknown_never_gone(testbed, client) -> None
 async def test_suspended_and_requeued_jobs_are_reported_as_such(testbed, client) -> None:  # type: ignore[no-untyped-def]
     suspended, requeued, held = [await submit(client) for _ in range(3)]
     jobs = [suspended, requeued, held]
-    poller = poller_for(client, interval=1.0)
-    record = Recorder(poller)
-    try:
-        async with poller:
-            for j in jobs:
-                poller.track(j, "alice")
-            await wait_state(poller, jobs, {JobState.RUNNING})
-            faults.suspend(testbed, suspended)
-            faults.requeue(testbed, requeued)
-            faults.requeue(testbed, held, hold=True)
-            await wait_state(poller, [suspended], {JobState.SUSPENDED}, timeout=30)
-            # Slurm shows a requeued job REQUEUED while it completes, then PENDING
-            # (BeginTime) until it runs again; the dialect keeps both as active states
-            infos = await wait_state(poller, [requeued, held],
-                                     {JobState.PENDING, JobState.REQUEUED}, timeout=60)
-            faults.resume(testbed, suspended)
-            await wait_state(poller, [suspended], {JobState.RUNNING}, timeout=30)
-    finally:
-        faults.cancel_jobs(testbed, jobs)
+    async with watching(testbed, client, jobs, interval=1.0) as (poller, record):
+        faults.suspend(testbed, suspended)
+        faults.requeue(testbed, requeued)
+        faults.requeue(testbed, held, hold=True)
+        await wait_state(poller, [suspended], {JobState.SUSPENDED}, timeout=30)
+        # Slurm shows a requeued job REQUEUED while it completes, then PENDING
+        # (BeginTime) until it runs again; the dialect keeps both as active states
+        infos = await wait_state(poller, [requeued, held],
+                                 {JobState.PENDING, JobState.REQUEUED}, timeout=60)
+        faults.resume(testbed, suspended)
+        await wait_state(poller, [suspended], {JobState.RUNNING}, timeout=30)
     assert "requeued" in (infos[held].reason or "").lower()
     for j in jobs:
         assert not any(s.is_terminal for s in record.states(j)), (j, record.states(j))
@@ -149,22 +152,13 @@ async def test_killed_compute_node_fails_its_jobs(testbed, client) -> None:  # t
     node = testbed.info().nodes[0]
     no_requeue = await submit(client, f"--nodelist={node}", "--no-requeue")
     requeue = await submit(client, f"--nodelist={node}")  # Slurm's default: requeue
-    jobs = [no_requeue, requeue]
-    poller = poller_for(client)
-    record = Recorder(poller)
-    try:
-        async with poller:
-            for j in jobs:
-                poller.track(j, "alice")
-            await wait_state(poller, jobs, {JobState.RUNNING})
-            with faults.node_killed(testbed, node):
-                # slurmctld marks the node down after SlurmdTimeout (30 s)
-                failed = await wait_state(poller, [no_requeue],
-                                          {JobState.NODE_FAIL, JobState.FAILED}, timeout=150)
-                back = await wait_state(poller, [requeue],
-                                        {JobState.PENDING, JobState.REQUEUED}, timeout=60)
-    finally:
-        faults.cancel_jobs(testbed, jobs)
+    async with watching(testbed, client, [no_requeue, requeue]) as (poller, record):
+        with faults.node_killed(testbed, node):
+            # slurmctld marks the node down after SlurmdTimeout (30 s)
+            failed = await wait_state(poller, [no_requeue],
+                                      {JobState.NODE_FAIL, JobState.FAILED}, timeout=150)
+            back = await wait_state(poller, [requeue],
+                                    {JobState.PENDING, JobState.REQUEUED}, timeout=60)
     assert failed[no_requeue].state is JobState.NODE_FAIL, failed
     assert back[requeue].state.is_active
     assert not any(s.is_terminal for s in record.states(requeue)), record.states(requeue)
@@ -199,15 +193,12 @@ async def test_hundred_jobs_cost_one_query_per_interval(testbed, client) -> None
     assert stats.user(STATUS_USER, uid) <= 2 * poller.queries, stats
 
 
-SUDOERS = """\
-# The snippet of hpcbridge/transport/local.py's documentation, for the hub account
-Cmnd_Alias HPCBRIDGE = /usr/bin/sbatch, /usr/bin/scancel, /usr/bin/squeue, \\
-    /usr/bin/sacct, /usr/bin/sinfo, /usr/bin/scontrol, /usr/bin/sacctmgr, \\
-    /usr/bin/sshare, /usr/bin/qsub, /usr/bin/qstat, /usr/bin/qdel, \\
-    /usr/bin/mktemp, /usr/bin/dd, /usr/bin/rm
-Defaults!HPCBRIDGE !requiretty, env_reset
-hpcbridge ALL=(%hpcusers,!root) NOPASSWD: HPCBRIDGE
-"""
+def documented_sudoers(hub_account: str) -> str:
+    """The sudoers snippet of the local transport's documentation, for ``hub_account``:
+    the test proves the documented rule is enough (and keeps root out)."""
+    block = (local_transport.__doc__ or "").split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    return textwrap.dedent(block).replace("hubuser", hub_account) + "\n"
+
 
 LOCAL_HUB = """\
 import asyncio, json, sys
@@ -243,7 +234,7 @@ asyncio.run(main())
 def test_local_transport_inside_the_login_node(testbed) -> None:  # type: ignore[no-untyped-def]
     """The hub as its own account on the login node, acting for alice through sudo."""
     path = "/etc/sudoers.d/hpcbridge"
-    testbed.exec("login", ["dd", f"of={path}", "status=none"], input=SUDOERS.encode(),
+    testbed.exec("login", ["dd", f"of={path}", "status=none"], input=documented_sudoers(STATUS_USER).encode(),
                  check=True)
     try:
         testbed.exec("login", ["chmod", "0440", path], check=True)
