@@ -246,7 +246,7 @@ class Testbed:
         from testcontainers.core.container import DockerContainer
 
         kwargs: dict = {"hostname": name, "labels": self._labels(name), "detach": True}
-        if ip:  # a node brought back keeps its address (slurmctld caches node addresses)
+        if ip:  # a node brought back keeps its address, as a rebooted machine would
             kwargs["networking_config"] = {network.name: EndpointConfig(
                 version.__version__, aliases=[name], ipv4_address=ip)}
         (
