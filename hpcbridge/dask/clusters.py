@@ -32,7 +32,7 @@ from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.cluster import Cluster
 
 from hpcbridge.dask.exit import forget, remember
-from hpcbridge.dask.facts import read_limits
+from hpcbridge.dask.facts import StaticLimits, read_limits, read_static
 from hpcbridge.dask.job import HpcPbsJob, HpcSlurmJob, WorkerContext
 from hpcbridge.dask.limits import (
     Limits,
@@ -44,6 +44,7 @@ from hpcbridge.dask.limits import (
     roll_after,
 )
 from hpcbridge.dask.rolling import RollingMixin
+from hpcbridge.dask.specs import JobKey, SpecEntriesMixin, mark_ended
 from hpcbridge.dask.view import hub_dashboard_link, jobs_summary
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.jobs import JobInfo, JobState
@@ -54,20 +55,10 @@ log = logging.getLogger(__name__)
 #: how a worker job may end without counting as a failure: retired, or walltime reached
 NORMAL_ENDS = frozenset({JobState.COMPLETED, JobState.TIMEOUT})
 LIMITS_TTL = 15.0
+STATIC_TTL = 300.0
 
 
-class JobKey:
-    """Adaptive's ``worker_key``: a worker's batch job, so whole jobs are closed together."""
-
-    def __init__(self, processes: int) -> None:
-        self.processes = processes
-
-    def __call__(self, ws: Any) -> str:
-        name = str(ws.name)
-        return name.rsplit("-", 1)[0] if self.processes > 1 else name
-
-
-class _HpcClusterMixin(RollingMixin):
+class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
     """State and behaviour shared by the Slurm and PBS clusters."""
 
     def __init__(self, *, hpcb: WorkerContext, shape: WorkerShape, caps: ProfileCaps,
@@ -87,6 +78,7 @@ class _HpcClusterMixin(RollingMixin):
         self.job_states: dict[str, JobInfo] = {}
         self._jobs_by_id: dict[str, Any] = {}
         self._limits: tuple[float, Limits] | None = None
+        self._static: tuple[float, StaticLimits] | None = None
         self._unsubscribe: Any = None
         self._counter = -1
         self.adapt_limits: asyncio.Future[None] | None = None
@@ -114,6 +106,9 @@ class _HpcClusterMixin(RollingMixin):
             lambda change: loop.call_soon_threadsafe(self._on_change, change))
         if self.rolling:
             self._start_rolling()
+        # read the slow limits (sacctmgr) now, so that the first scale() waits less
+        self._prefetch = asyncio.ensure_future(self._static_limits())
+        self._prefetch.add_done_callback(_log_failure)
 
     def _on_submit(self, job: Any) -> None:
         self._jobs_by_id[str(job.job_id)] = job
@@ -157,14 +152,14 @@ class _HpcClusterMixin(RollingMixin):
         elif self.workers.get(job.name) is job:  # type: ignore[attr-defined]
             # the spec stays; _correct_state submits a new job for it
             del self.workers[job.name]  # type: ignore[attr-defined]
-            _ended(job)
+            mark_ended(job)
 
     def _drop_if_empty(self, job: Any) -> None:
         if job.array_tasks and not job.tasks:
             self.worker_spec.pop(job.name, None)  # type: ignore[attr-defined]
             if self.workers.get(job.name) is job:  # type: ignore[attr-defined]
                 del self.workers[job.name]  # type: ignore[attr-defined]
-            _ended(job)
+            mark_ended(job)
 
     def _give_up(self, job_id: str, info: JobInfo) -> None:
         req = self.hpcb.request
@@ -179,7 +174,7 @@ class _HpcClusterMixin(RollingMixin):
             if not job.tasks:
                 self.worker_spec.pop(name, None)  # type: ignore[attr-defined]
                 del self.workers[name]  # type: ignore[attr-defined]
-                _ended(job)
+                mark_ended(job)
 
     def reset_failures(self) -> None:
         self.failures, self.error = 0, None
@@ -195,79 +190,6 @@ class _HpcClusterMixin(RollingMixin):
         # the poller may have replaced it, and the new job of that name would be
         # cancelled. Job ends are the poller's to report, so skip that step.
         Cluster._update_worker_status(self, op, msg)  # type: ignore[arg-type]
-
-    # -- spec entries ----------------------------------------------------------------
-
-    def _group(self, tasks: list[int] | None) -> list[str] | None:
-        procs = self.hpcb.processes
-        if tasks is None:
-            return [f"-{p}" for p in range(procs)] if procs > 1 else None
-        if procs == 1:
-            return [f"-{t}" for t in tasks]
-        return [f"-{t}-{p}" for t in tasks for p in range(procs)]
-
-    def _single_spec(self, array_tasks: int = 0) -> dict[str, Any]:
-        # names are never reused: a late event about an old job must not hit a new one
-        self._counter += 1
-        name = f"{self._name}-{self._counter}"  # type: ignore[attr-defined]
-        options = dict(self._job_kwargs, array_tasks=array_tasks)  # type: ignore[attr-defined]
-        spec: dict[str, Any] = {"cls": self.job_cls, "options": options}  # type: ignore[attr-defined]
-        group = self._group(list(range(array_tasks)) if array_tasks else None)
-        if group:
-            spec["group"] = group
-        return {name: spec}
-
-    def _regroup(self, name: str) -> None:
-        job = self.workers.get(name)  # type: ignore[attr-defined]
-        spec = self.worker_spec.get(name)  # type: ignore[attr-defined]
-        if job is not None and spec is not None:
-            self.worker_spec[name] = dict(spec, group=self._group(sorted(job.tasks)))  # type: ignore[attr-defined]
-
-    def _entry_jobs(self, name: str) -> int:
-        job = self.workers.get(name)  # type: ignore[attr-defined]
-        if job is not None and job.array_tasks:
-            return len(job.tasks)
-        return self.worker_spec[name]["options"].get("array_tasks") or 1  # type: ignore[attr-defined]
-
-    def planned_jobs(self) -> int:
-        return sum(self._entry_jobs(n) for n in self.worker_spec)  # type: ignore[attr-defined]
-
-    def _set_target_jobs(self, target: int) -> None:
-        total = self.planned_jobs()
-        if target > total:
-            if self.arrays and target - total >= 2:
-                self.worker_spec.update(self._single_spec(target - total))  # type: ignore[attr-defined]
-            else:
-                for _ in range(target - total):
-                    self.worker_spec.update(self._single_spec())  # type: ignore[attr-defined]
-            return
-        # shrink: jobs not submitted yet first, then the newest
-        newest = list(reversed(self.worker_spec))  # type: ignore[attr-defined]
-        names = [n for n in newest if n not in self.workers]  # type: ignore[attr-defined]
-        for name in names + [n for n in newest if n not in names]:
-            if total <= target:
-                break
-            size = self._entry_jobs(name)
-            if size <= total - target:
-                del self.worker_spec[name]  # type: ignore[attr-defined]
-                total -= size
-            else:
-                total -= self._shrink_array(name, total - target)
-
-    def _shrink_array(self, name: str, drop: int) -> int:
-        job = self.workers.get(name)  # type: ignore[attr-defined]
-        if job is None:  # not submitted: ask for fewer tasks
-            spec = self.worker_spec[name]  # type: ignore[attr-defined]
-            tasks = spec["options"]["array_tasks"] - drop
-            options = dict(spec["options"], array_tasks=tasks)
-            self.worker_spec[name] = dict(spec, options=options,  # type: ignore[attr-defined]
-                                          group=self._group(list(range(tasks))))
-            return drop
-        gone = sorted(job.tasks)[-drop:]
-        job.tasks.difference_update(gone)
-        self._regroup(name)
-        self.loop.add_callback(job.cancel, [job.task_job_id(t) for t in gone])  # type: ignore[attr-defined]
-        return len(gone)
 
     # -- scaling ---------------------------------------------------------------------
 
@@ -300,14 +222,23 @@ class _HpcClusterMixin(RollingMixin):
         self.loop.add_callback(self._correct_state)  # type: ignore[attr-defined]
 
     async def current_limits(self, *, refresh: bool = False) -> Limits:
-        """The user's limits, read at most every LIMITS_TTL seconds."""
+        """The user's limits: QOS/association/partition read every STATIC_TTL seconds,
+        budget and the user's other jobs every LIMITS_TTL seconds."""
         now = asyncio.get_running_loop().time()
         if refresh or self._limits is None or now - self._limits[0] > LIMITS_TTL:
             limits, _jobs = await read_limits(
-                self.hpcb.client, self.hpcb.user, self.shape, caps=self._caps,
-                qos_name=self._qos, ours=self._all_job_ids())
+                self.hpcb.client, self.hpcb.user, await self._static_limits(refresh),
+                caps=self._caps, ours=self._all_job_ids())
             self._limits = (now, limits)
         return self._limits[1]
+
+    async def _static_limits(self, refresh: bool = False) -> StaticLimits:
+        now = asyncio.get_running_loop().time()
+        if refresh or self._static is None or now - self._static[0] > STATIC_TTL:
+            static = await read_static(self.hpcb.client, self.hpcb.user, self.shape,
+                                       self._qos)
+            self._static = (now, static)
+        return self._static[1]
 
     def _all_job_ids(self) -> list[str]:
         return [*self._jobs_by_id, *self.job_states]
@@ -354,36 +285,6 @@ class _HpcClusterMixin(RollingMixin):
         self._announce(message)
         return jobs * self.hpcb.processes
 
-    async def scale_down(self, workers: Any) -> None:
-        """Close the jobs *all* of whose workers are named; keep partly named jobs."""
-        named: dict[tuple[str, int | None], int] = {}
-        for w in workers:
-            key = self._locate(str(w))
-            if key is not None:
-                named[key] = named.get(key, 0) + 1
-        for (entry, task), count in named.items():
-            if count < self.hpcb.processes:
-                continue  # closing part of a job would only start it again (thrashing)
-            job = self.workers.get(entry)  # type: ignore[attr-defined]
-            if task is not None and job is not None and job.array_tasks:
-                job.tasks.discard(task)
-                self._regroup(entry)
-                await job.cancel([job.task_job_id(task)])
-                self._drop_if_empty(job)
-            else:
-                self.worker_spec.pop(entry, None)  # type: ignore[attr-defined]
-        await self  # type: ignore[misc]
-
-    def _locate(self, worker: str) -> tuple[str, int | None] | None:
-        for entry, spec in self.worker_spec.items():  # type: ignore[attr-defined]
-            if worker == entry:
-                return entry, None
-            if worker.startswith(entry + "-"):
-                parts = worker[len(entry) + 1:].split("-")
-                is_array = bool(spec["options"].get("array_tasks"))
-                return entry, int(parts[0]) if is_array and parts[0].isdigit() else None
-        return None
-
     # -- views and closing -----------------------------------------------------------
 
     def jobs(self) -> list[JobInfo]:
@@ -427,11 +328,9 @@ class _HpcClusterMixin(RollingMixin):
         forget(self)
 
 
-def _ended(job: Any) -> None:
-    """Mark a job object whose batch job is over as closed, without cancelling it."""
-    if job.status not in (Status.closing, Status.closed):
-        job.status = Status.closed
-        job._event_finished.set()
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("reading limits failed: %s", task.exception())
 
 
 class HpcSlurmCluster(_HpcClusterMixin, SLURMCluster):

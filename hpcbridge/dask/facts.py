@@ -10,6 +10,7 @@ every line must name the asking user, so a name cannot forge another user's job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.limits import Limits, OtherJobs, ProfileCaps, WorkerShape
 from hpcbridge.errors import SchedulerError
 from hpcbridge.jobs import JobState
-from hpcbridge.schedulers.base import Association, Command, Operation, QosLimits
+from hpcbridge.schedulers.base import (
+    Association,
+    Command,
+    Operation,
+    PartitionInfo,
+    QosLimits,
+)
 from hpcbridge.schedulers.slurm import is_job_id, map_state
 from hpcbridge.schedulers.textparse import is_none, parse_int, parse_memory_mb
 
@@ -104,25 +111,45 @@ async def _optional(what: str, coro):  # type: ignore[no-untyped-def]
         return None
 
 
-async def read_limits(client: SchedulerClient, user: str, shape: WorkerShape, *,
-                      caps: ProfileCaps, qos_name: str | None, ours: Iterable[str] = ()
-                      ) -> tuple[Limits, list[UserJob]]:
-    """Every limit that applies to ``user``'s worker jobs of ``shape``, and her jobs."""
-    assocs = await _optional("associations", client.associations(user)) or []
-    assoc = pick_association(assocs, shape.account, shape.partition)
-    account = shape.account or (assoc.account if assoc else None)
-    qos_list = await _optional("QOS", client.qos(as_user=user)) or []
-    partitions = await _optional("partitions", client.partitions(as_user=user)) or []
-    budget = None
-    if account:
-        budget = await _optional("budget", client.budget(account, as_user=user))
-    jobs = await user_jobs(client, user)
-    limits = Limits(
-        qos=pick_qos(qos_list, assoc, qos_name),
+@dataclass(frozen=True)
+class StaticLimits:
+    """The slowly changing part (set by admins): read once, reused for minutes."""
+
+    association: Association | None
+    account: str | None
+    qos: QosLimits | None
+    partition: PartitionInfo | None
+
+
+async def read_static(client: SchedulerClient, user: str, shape: WorkerShape,
+                      qos_name: str | None) -> StaticLimits:
+    """Association, QOS and partition limits (three queries, run at once)."""
+    assocs, qos_list, partitions = await asyncio.gather(
+        _optional("associations", client.associations(user)),
+        _optional("QOS", client.qos(as_user=user)),
+        _optional("partitions", client.partitions(as_user=user)))
+    assoc = pick_association(assocs or [], shape.account, shape.partition)
+    return StaticLimits(
         association=assoc,
-        budget=budget,
-        partition=next((p for p in partitions if p.name == shape.partition), None),
-        caps=caps,
-        others=other_jobs(jobs, ours),
+        account=shape.account or (assoc.account if assoc else None),
+        qos=pick_qos(qos_list or [], assoc, qos_name),
+        partition=next((p for p in partitions or [] if p.name == shape.partition), None),
     )
+
+
+async def _no_budget() -> None:
+    return None
+
+
+async def read_limits(client: SchedulerClient, user: str, static: StaticLimits, *,
+                      caps: ProfileCaps, ours: Iterable[str] = ()
+                      ) -> tuple[Limits, list[UserJob]]:
+    """``static`` plus what changes by the minute (budget, the user's jobs): the limits
+    that apply to ``user``'s worker jobs now, and her jobs."""
+    budget, jobs = await asyncio.gather(
+        _optional("budget", client.budget(static.account, as_user=user))
+        if static.account else _no_budget(),
+        user_jobs(client, user))
+    limits = Limits(qos=static.qos, association=static.association, budget=budget,
+                    partition=static.partition, caps=caps, others=other_jobs(jobs, ours))
     return limits, jobs
