@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from html import escape
 from typing import Any
 
 from dask.utils import parse_bytes
@@ -301,6 +302,15 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         link = super().dashboard_link  # type: ignore[misc]
         port = self.scheduler_info.get("services", {}).get("dashboard")  # type: ignore[attr-defined]
         return hub_dashboard_link(port) or link
+
+    def _repr_html_(self, cluster_status: Any = None) -> str:
+        html = super()._repr_html_(cluster_status)  # type: ignore[misc]
+        lines = [f"<p><b>Batch jobs:</b> {escape(jobs_summary(self.job_states.values()))}</p>"]
+        if self.scale_message:
+            lines.append(f"<p>{escape(self.scale_message)}</p>")
+        if self.error:
+            lines.append(f"<p><b>Error:</b> {escape(self.error)}</p>")
+        return html + "".join(lines)
 
     def __repr__(self) -> str:
         name = type(self).__name__

@@ -215,3 +215,26 @@ def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, c
     assert run("--cluster-id", cluster._name, "--cancel") == 0
     assert_no_jobs_left(testbed, "bob", cluster._name)
     cluster.close()
+
+
+NOTEBOOK = """
+import hpcbridge.dask as hd
+from distributed import Client
+c = hd.cluster(cores=1, memory="1G", walltime="00:05:00", poll_interval=2)
+with Client(c) as client:
+    c.scale(1)
+    client.wait_for_workers(1, timeout=60)
+    print("answer", client.submit(lambda: 42).result())
+c.close()
+print("left", c.live_job_ids())
+"""
+
+
+def test_from_a_notebook_on_a_compute_node(testbed) -> None:  # type: ignore[no-untyped-def]
+    # the normal case: the kernel is itself a job on a node and submits with the node's
+    # own sbatch (local transport, no sudo); carol, because bob may be busy here
+    proc = testbed.exec("c1", ["/opt/hpcbridge/venv/bin/python", "-c", NOTEBOOK],
+                        user="carol", timeout=150)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert "answer 42" in out and "left []" in out

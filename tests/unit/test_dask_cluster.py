@@ -117,6 +117,7 @@ async def test_scale_is_clamped_before_submitting(make) -> None:  # type: ignore
     assert len(fake.scripts) == 4 and len(fake.live()) == 4
     assert "not 10: QOS normal allows 4 jobs per user" in cluster.scale_message
     assert "hpcb-dask-" in repr(cluster) and "4 pending" in repr(cluster)
+    assert "Batch jobs:</b> 4 pending" in cluster._repr_html_()
 
 
 async def test_other_jobs_of_the_user_leave_less_room(make) -> None:  # type: ignore[no-untyped-def]
