@@ -80,6 +80,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self._jobs_by_id: dict[str, Any] = {}
         self._limits: tuple[float, Limits] | None = None
         self._static: tuple[float, StaticLimits] | None = None
+        self._static_reading: asyncio.Future[StaticLimits] | None = None
         self._unsubscribe: Any = None
         self._counter = -1
         self.adapt_limits: asyncio.Future[None] | None = None
@@ -236,8 +237,11 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
     async def _static_limits(self, refresh: bool = False) -> StaticLimits:
         now = asyncio.get_running_loop().time()
         if refresh or self._static is None or now - self._static[0] > STATIC_TTL:
-            static = await read_static(self.hpcb.client, self.hpcb.user, self.shape,
-                                       self._qos)
+            if self._static_reading is None or self._static_reading.done():
+                # one read at a time: a scale() right after start waits for the prefetch
+                self._static_reading = asyncio.ensure_future(read_static(
+                    self.hpcb.client, self.hpcb.user, self.shape, self._qos))
+            static = await self._static_reading
             self._static = (now, static)
         return self._static[1]
 
