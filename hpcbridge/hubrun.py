@@ -34,6 +34,7 @@ c.JupyterHub.hub_port = {hub_port!r}
 c.JupyterHub.db_url = {db!r}
 c.JupyterHub.cookie_secret_file = {cookie!r}
 c.JupyterHub.pid_file = {pidfile!r}
+c.JupyterHub.allow_named_servers = True
 c.JupyterHub.authenticator_class = "hpcbridge.spawner.testbed_auth.TestbedAuthenticator"
 c.TestbedAuthenticator.passwords_file = {passwords!r}
 c.Authenticator.allowed_users = set({users!r})
@@ -61,6 +62,15 @@ def _pid_alive(pidfile: Path) -> int | None:
         return pid
     except (OSError, ValueError):
         return None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a hub this process started and has not reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class Hub:
@@ -155,8 +165,10 @@ class Hub:
             return
         os.kill(pid, sig)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _pid_alive(self.pidfile):
+        while time.monotonic() < deadline and _running(pid):
             time.sleep(0.2)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
 
     def down(self) -> None:
         self.kill()

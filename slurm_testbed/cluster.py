@@ -350,21 +350,21 @@ class Testbed:
 
     def status(self) -> dict:
         containers = self._containers()
-        out: dict = {"up": False, "containers": {c.labels.get(LABEL, c.name): c.status
-                                                 for c in containers}}
+        out: dict = {"up": False, "name": self.name,
+                     "containers": {c.labels.get(LABEL, c.name): c.status for c in containers}}
         if not containers:
+            return out
+        try:
+            out["testbed"] = asdict(self.info())
+        except TestbedError:
             return out
         proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %P %T %C"], timeout=20)
         if proc.returncode == 0:
+            out["up"] = True
             out["nodes"] = [
                 dict(zip(("node", "partition", "state", "cpus_aiot"), line.split()))
                 for line in proc.stdout.decode().splitlines() if line.strip()
             ]
-        try:
-            out.update(asdict(self.info()))
-            out["up"] = proc.returncode == 0
-        except TestbedError:
-            pass
         return out
 
     def down(self, quiet: bool = False) -> None:

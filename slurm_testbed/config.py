@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 CLUSTER = "tb"
 USERS = {"alice": "proj_a", "bob": "proj_a", "carol": "proj_b"}
 CPUS_PER_NODE = 8
-MEMORY_MB_PER_NODE = 16000
+MEMORY_MB_PER_NODE = 16384  # 16G, as the testbed site profile says
 GPUS_ON_GPU_NODE = 2
 #: the proj_b budget, in core-minutes (GrpTRESMins=cpu=...)
 PROJ_B_BUDGET_CPU_MINUTES = 60

@@ -52,6 +52,14 @@ class PortCallbackHandler(APIHandler):
                         if getattr(s, "accepts_port_from", None) and s.accepts_port_from(token)),
                        None)
         if spawner is None:
+            from hpcbridge.spawner.jobenv import token_digest
+
+            self.log.info("port callback refused for %s (token %s): servers %s", user.name,
+                          token_digest(token or "")[:8], {
+                name: (type(s).__name__, getattr(s, "_port", None),
+                       getattr(s, "_detached", None), (getattr(s, "token_digest", "") or "")[:8],
+                       getattr(s, "reported_port", None))
+                for name, s in user.spawners.items()})
             raise web.HTTPError(
                 403, "this token belongs to no server of yours that is waiting for its port")
         spawner.port_reported(port)

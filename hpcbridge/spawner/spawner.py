@@ -122,12 +122,15 @@ class HpcSpawner(Spawner):
         for key in _STATE_KEYS:
             if getattr(self, key):
                 state[key] = getattr(self, key)
+        if self._detached:
+            state["detached"] = True  # JupyterHub may rebuild this object before re-attach
         return state
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
         for key in _STATE_KEYS:
             setattr(self, key, state.get(key))
+        self._detached = bool(state.get("detached"))
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -188,6 +191,7 @@ class HpcSpawner(Spawner):
             raise web.HTTPError(code, f"the scheduler refused the job: {exc}") from None
         self.token_digest = jobenv.token_digest(self.api_token)
         self._save_state_now()
+        self.log.info("%s: submitted job %s", self._log_name, self.job_id)
         self._emit(10, f"submitted job {self.job_id} to {request.queue} "
                        f"({request.cores} cores, {request.memory}, {request.walltime})")
         return await self._wait_until_serving()
@@ -203,17 +207,30 @@ class HpcSpawner(Spawner):
         info = await self._fresh_info()
         if info is not None and (info.state.is_active or info.state is JobState.UNKNOWN):
             return True
+        self.log.info("%s: job %s of a previous start is %s; submitting a new one",
+                      self._log_name, self.job_id, info.state.value if info else "not known")
         self.clear_state()
         return False
 
     async def _wait_until_serving(self) -> str:
         self._follow()
-        port = await self._port
+        try:
+            port = await self._port
+        except BaseException:
+            await self._remove_env_file()  # the job ended (or the start was abandoned) unread
+            raise
         host = await self._node_address()
         self.reported_port = port
         self._emit(95, f"server starting on {self.node} port {port}")
         self._save_state_now()
         return f"http://{host}:{port}"
+
+    async def _remove_env_file(self) -> None:
+        if self.env_file and self.reported_port is None:
+            try:
+                await self._client().transport.remove_file(self.user.name, self.env_file)
+            except HpcBridgeError as exc:
+                self.log.warning("could not remove %s: %s", self.env_file, exc)
 
     def _follow(self) -> None:
         """Subscribe to this job's state changes and have the shared poller track it."""
@@ -222,20 +239,25 @@ class HpcSpawner(Spawner):
             self._unsubscribe = poller.subscribe(self._on_change)
         if self.job_id not in poller.tracked:
             poller.track(self.job_id, self.user.name)
+        elif (known := poller.info(self.job_id)) is not None:
+            self._learn(known)  # no change event comes for what the poller already knows
 
     def _unfollow(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def _on_change(self, change) -> None:
-        if change.job_id != self.job_id:
-            return
-        info: JobInfo = change.current
+    def _learn(self, info: JobInfo) -> None:
         self._info = info
         if info.nodes:
             self.node = info.nodes[0]
             self._node_known.set()
+
+    def _on_change(self, change) -> None:
+        if change.job_id != self.job_id:
+            return
+        info: JobInfo = change.current
+        self._learn(info)
         if self._port is None or self._port.done():
             return
         if info.state.is_terminal:
@@ -321,8 +343,7 @@ class HpcSpawner(Spawner):
         self._info = None
         try:
             await self._client().cancel(self.user.name, [job_id])
-            if self.env_file:  # a job cancelled in the queue never read (and deleted) it
-                await self._client().transport.remove_file(self.user.name, self.env_file)
+            await self._remove_env_file()  # a job cancelled in the queue never read it
         except SchedulerUnavailable as exc:
             self.log.error("cannot cancel job %s now (%s); retrying in background", job_id, exc)
             self.site.cancel_later(self.cluster, self.user.name, job_id)

@@ -27,8 +27,10 @@ def hub(testbed, tmp_path_factory):
     api.runner = runner
     api.passwords = status["users"]
     yield api
-    for user in config.USERS:
-        model = api.request("GET", f"/users/{user}").json()
-        for name in model.get("servers", {}):
-            api.stop(user, name)
-    runner.down()
+    try:
+        for user in config.USERS:
+            model = api.request("GET", f"/users/{user}").json()
+            for name in model.get("servers", {}):
+                api.stop(user, name)
+    finally:
+        runner.down()

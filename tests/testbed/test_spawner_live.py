@@ -184,8 +184,13 @@ def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, tes
         assert first["state"]["job_id"] == running_job
         names = [j for j in squeue(testbed, "alice", "%j") if j[0] == "hpcb-nb-alice-second"]
         assert len(names) == 1  # re-attached, not submitted again
-        carol = [j[0] for j in squeue(testbed, "carol", "%i", "%T") if j[1] != "CANCELLED"]
-        assert orphan not in carol  # swept by the re-attach service
+        deadline = time.monotonic() + 60  # swept by the re-attach service after re-attaching
+        while time.monotonic() < deadline:
+            alive = [j[0] for j in squeue(testbed, "carol", "%i", "%T") if j[1] != "CANCELLED"]
+            if orphan not in alive:
+                break
+            time.sleep(1)
+        assert orphan not in alive
     finally:
         testbed.login_exec("alice", ["scancel", *sleepers])
         hub.stop("alice", "second")
