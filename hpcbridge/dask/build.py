@@ -47,12 +47,13 @@ def worker_request(profile: SiteProfile, user: str, name: str, **overrides: Any
     w = profile.dask.worker
     fields = ("cluster", "partition", "account", "environment", "cores", "memory", "gpus",
               "walltime")
-    values = {k: overrides.get(k) if overrides.get(k) is not None else getattr(w, k)
-              for k in fields}
+    values: dict[str, Any] = {
+        k: overrides.get(k) if overrides.get(k) is not None else getattr(w, k) for k in fields}
     processes = overrides.get("processes") or w.processes
-    request = JobRequest(user=user, job_name=name, command=("python",),
-                         **{k: (str(v) if k in ("memory", "walltime") and v is not None
-                                else v) for k, v in values.items()})
+    for key in ("memory", "walltime"):
+        if values[key] is not None:
+            values[key] = str(values[key])
+    request = JobRequest(user=user, job_name=name, command=("python",), **values)
     return validate_request(profile, request), processes
 
 

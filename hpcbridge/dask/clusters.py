@@ -62,6 +62,15 @@ STATIC_TTL = 300.0
 class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
     """State and behaviour shared by the Slurm and PBS clusters."""
 
+    # provided by SpecCluster (annotations only: nothing shadows the real attributes)
+    status: Any
+    plan: Any
+    scheduler_info: dict[str, Any]
+    scheduler_address: str
+    asynchronous: bool
+    sync: Any
+    _correct_state: Any
+
     def __init__(self, *, hpcb: WorkerContext, shape: WorkerShape, caps: ProfileCaps,
                  qos: str | None = None, poller: StatusPoller | None = None,
                  poll_interval: float = 10.0, arrays: bool = False, max_failures: int = 3,
@@ -104,8 +113,11 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
                                         query_as=self.hpcb.user)
         self._poller.start()
         loop = asyncio.get_running_loop()
-        self._unsubscribe = self._poller.subscribe(
-            lambda change: loop.call_soon_threadsafe(self._on_change, change))
+        def deliver(change: StateChange) -> None:
+            # the poller may run on another loop (a Site's); handle changes on ours
+            loop.call_soon_threadsafe(self._on_change, change)
+
+        self._unsubscribe = self._poller.subscribe(deliver)
         if self.rolling:
             self._start_rolling()
         # read the slow limits (sacctmgr) now, so that the first scale() waits less
@@ -132,7 +144,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         base, _, task_text = job_id.partition("_")
         job = self._jobs_by_id.get(base)
         task = int(task_text) if task_text.isdigit() else 0
-        if job is None or task not in job.tasks or self.status != Status.running:  # type: ignore[attr-defined]
+        if job is None or task not in job.tasks or self.status != Status.running:
             return  # closed on purpose, or the cluster is going away
         job.tasks.discard(task)
         self._arrived.pop(job.name, None)
@@ -144,24 +156,18 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         else:
             self._replace(job, 1)
         self._drop_if_empty(job)
-        self._correct_state()  # type: ignore[attr-defined]
+        self._correct_state()
 
     def _replace(self, job: Any, count: int) -> None:
         if job.array_tasks:
             self._regroup(job.name)
             for _ in range(count):
-                self.worker_spec.update(self._single_spec())  # type: ignore[attr-defined]
-        elif self.workers.get(job.name) is job:  # type: ignore[attr-defined]
+                self.worker_spec.update(self._single_spec())
+        elif self.workers.get(name := job.name) is job:
             # the spec stays; _correct_state submits a new job for it
-            del self.workers[job.name]  # type: ignore[attr-defined]
+            del self.workers[name]
             mark_ended(job)
 
-    def _drop_if_empty(self, job: Any) -> None:
-        if job.array_tasks and not job.tasks:
-            self.worker_spec.pop(job.name, None)  # type: ignore[attr-defined]
-            if self.workers.get(job.name) is job:  # type: ignore[attr-defined]
-                del self.workers[job.name]  # type: ignore[attr-defined]
-            mark_ended(job)
 
     def _give_up(self, job_id: str, info: JobInfo) -> None:
         req = self.hpcb.request
@@ -172,10 +178,10 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
             "Call reset_failures() to try again."
         )
         log.error("%s", self.error)
-        for name, job in list(self.workers.items()):  # type: ignore[attr-defined]
+        for name, job in list(self.workers.items()):
             if not job.tasks:
-                self.worker_spec.pop(name, None)  # type: ignore[attr-defined]
-                del self.workers[name]  # type: ignore[attr-defined]
+                self.worker_spec.pop(name, None)
+                del self.workers[name]
                 mark_ended(job)
 
     def reset_failures(self) -> None:
@@ -210,18 +216,18 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
               cores: int | None = None) -> Any:
         """Scale to ``n`` workers (or ``jobs`` jobs), clamped to what the user may run."""
         workers = self._requested_workers(n, jobs, memory, cores)
-        return self.sync(self._scale_to, workers)  # type: ignore[attr-defined]
+        return self.sync(self._scale_to, workers)
 
     async def _scale_to(self, workers: int) -> None:
         target = 0
-        if workers > 0 and self.status not in (Status.closing, Status.closed):  # type: ignore[attr-defined]
-            if self.error and workers > len(self.plan):  # type: ignore[attr-defined]
+        if workers > 0 and self.status not in (Status.closing, Status.closed):
+            if self.error and workers > len(self.plan):
                 raise HpcBridgeError(self.error)
             plan = await self.plan_scale(workers)
             self._announce(plan.message)
             target = plan.jobs
         self._set_target_jobs(target)
-        self.loop.add_callback(self._correct_state)  # type: ignore[attr-defined]
+        self.loop.add_callback(self._correct_state)
 
     async def current_limits(self, *, refresh: bool = False) -> Limits:
         """The user's limits: QOS/association/partition read every STATIC_TTL seconds,
@@ -251,7 +257,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
     async def plan_scale(self, workers: int) -> ScalePlan:
         """What ``scale(workers)`` would do now, and why (raises when refused)."""
         limits = await self.current_limits()
-        live = sum(len(j.tasks) for j in self.workers.values() if j.job_id)  # type: ignore[attr-defined]
+        live = sum(len(j.tasks) for j in self.workers.values() if j.job_id)
         return plan_scale(workers, self.shape, limits, current_jobs=live,
                           reserved_core_minutes=live * self.shape.core_minutes)
 
@@ -269,13 +275,13 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         if maximum_jobs is not None:
             kwargs["maximum"] = maximum_jobs * procs
         kwargs.setdefault("worker_key", JobKey(procs))
-        if self.asynchronous:  # type: ignore[attr-defined]
+        if self.asynchronous:
             # cannot block here: clamp as soon as the limits are read (scale-ups are
             # clamped on their own meanwhile); await cluster.adapt_limits to wait for it
             adaptive = super().adapt(*args, **kwargs)  # type: ignore[misc]
             self.adapt_limits = asyncio.ensure_future(self._clamp_adaptive(adaptive))
             return adaptive
-        maximum = self.sync(self._adapt_maximum, kwargs.get("maximum", math.inf))  # type: ignore[attr-defined]
+        maximum = self.sync(self._adapt_maximum, kwargs.get("maximum", math.inf))
         kwargs["maximum"], kwargs["minimum"] = maximum, min(kwargs.get("minimum", 0), maximum)
         return super().adapt(*args, **kwargs)  # type: ignore[misc]
 
@@ -285,7 +291,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
 
     async def _adapt_maximum(self, maximum: float) -> int:
         limits = await self.current_limits(refresh=True)
-        live = sum(len(j.tasks) for j in self.workers.values() if j.job_id)  # type: ignore[attr-defined]
+        live = sum(len(j.tasks) for j in self.workers.values() if j.job_id)
         jobs, message = adapt_plan(maximum, self.shape, limits, current_jobs=live)
         self._announce(message)
         return jobs * self.hpcb.processes
@@ -304,7 +310,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
     @property
     def dashboard_link(self) -> str:
         link = super().dashboard_link  # type: ignore[misc]
-        port = self.scheduler_info.get("services", {}).get("dashboard")  # type: ignore[attr-defined]
+        port = self.scheduler_info.get("services", {}).get("dashboard")
         return hub_dashboard_link(port) or link
 
     def _repr_html_(self, cluster_status: Any = None) -> str:
@@ -318,8 +324,8 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
 
     def __repr__(self) -> str:
         name = type(self).__name__
-        text = (f"{name}({self._name!r}, {self.scheduler_address!r}, "  # type: ignore[attr-defined]
-                f"workers={len(self.scheduler_info.get('workers', {}))}, "  # type: ignore[attr-defined]
+        text = (f"{name}({self._name!r}, {self.scheduler_address!r}, "
+                f"workers={len(self.scheduler_info.get('workers', {}))}, "
                 f"jobs: {jobs_summary(self.job_states.values())})")
         return text + (f" ERROR: {self.error}" if self.error else "")
 
@@ -347,13 +353,14 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         log.warning("reading limits failed: %s", task.exception())
 
 
-class HpcSlurmCluster(_HpcClusterMixin, SLURMCluster):
+# scale() keeps dask-jobqueue's signature (n, jobs, memory, cores), not SpecCluster's
+class HpcSlurmCluster(_HpcClusterMixin, SLURMCluster):  # type: ignore[misc]
     """dask-jobqueue's SLURMCluster through hpcbridge: limits, tracking, replacement."""
 
-    job_cls = HpcSlurmJob
+    job_cls = HpcSlurmJob  # type: ignore[assignment]
 
 
-class HpcPbsCluster(_HpcClusterMixin, PBSCluster):
+class HpcPbsCluster(_HpcClusterMixin, PBSCluster):  # type: ignore[misc]
     """dask-jobqueue's PBSCluster through hpcbridge: limits, tracking, replacement."""
 
-    job_cls = HpcPbsJob
+    job_cls = HpcPbsJob  # type: ignore[assignment]

@@ -93,7 +93,10 @@ def pick_association(associations: list[Association], account: str | None,
     """The association a job in ``partition`` charging ``account`` runs under."""
     rows = [a for a in associations if account is None or a.account == account]
     exact = [a for a in rows if a.partition == partition]
-    return (exact or [a for a in rows if not a.partition] or rows or [None])[0]
+    for candidates in (exact, [a for a in rows if not a.partition], rows):
+        if candidates:
+            return candidates[0]
+    return None
 
 
 def pick_qos(qos: list[QosLimits], association: Association | None, wanted: str | None

@@ -91,6 +91,11 @@ def worker_script(ctx: WorkerContext, scheduler: str, name: str, array_tasks: in
 class _HpcJobMixin:
     """Replaces Job.start/close/job_script; keeps dask-jobqueue's constructor and config."""
 
+    # set by dask-jobqueue's Job
+    scheduler: str
+    name: str
+    job_id: str | None
+
     def __init__(self, scheduler: str | None = None, name: str | None = None, *,
                  hpcb: WorkerContext, array_tasks: int = 0, **kwargs: Any) -> None:
         req = hpcb.request

@@ -73,6 +73,12 @@ def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.5) ->
     return check()
 
 
+def wait_for_workers(client: Client, cluster, n: int, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """Like Client.wait_for_workers, failing with the cluster's view of its jobs."""
+    if not wait_until(lambda: len(client.scheduler_info()["workers"]) >= n, timeout):
+        pytest.fail(f"{n} workers did not arrive in {timeout} s: {cluster!r}")
+
+
 def assert_no_jobs_left(testbed, user: str, name: str) -> None:  # type: ignore[no-untyped-def]
     assert wait_until(lambda: not [j for j in squeue(testbed, user, name)
                                    if j[1] not in ("COMPLETING",)], 30), \
@@ -121,7 +127,7 @@ def test_killed_worker_job_is_replaced(testbed, make) -> None:  # type: ignore[n
     cluster = make("bob", **SMALL)
     with Client(cluster) as client:
         cluster.scale(2)
-        client.wait_for_workers(2, timeout=60)
+        wait_for_workers(client, cluster, 2, 60)
         victim = squeue(testbed, "bob", cluster._name)[0][0]
         testbed.login_exec("bob", ["scancel", victim])
         assert wait_until(lambda: cluster.submissions == 3, 30), cluster
@@ -137,7 +143,7 @@ def test_job_array_gives_n_workers_from_one_submission(testbed, make) -> None:  
     cluster = make("bob", arrays=True, **SMALL)
     with Client(cluster) as client:
         cluster.scale(4)
-        client.wait_for_workers(4, timeout=90)
+        wait_for_workers(client, cluster, 4, 90)
         assert cluster.submissions == 1
         names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
         assert names == sorted(f"{cluster._name}-0-{t}" for t in range(4))
@@ -150,7 +156,7 @@ def test_closing_the_cluster_leaves_no_job(testbed, make) -> None:  # type: igno
     cluster = make("bob", cores=2, memory="2G", processes=2, walltime="00:05:00")
     with Client(cluster) as client:
         cluster.scale(4)
-        client.wait_for_workers(4, timeout=60)
+        wait_for_workers(client, cluster, 4, 60)
         assert len(squeue(testbed, "bob", cluster._name)) == 2  # 2 processes per job
         assert "2 running" in repr(cluster)
     cluster.close()
@@ -164,7 +170,7 @@ def test_pbs_dialect_variant(testbed, make) -> None:  # type: ignore[no-untyped-
     cluster = make("bob", profile=profile, **SMALL)
     with Client(cluster) as client:
         cluster.scale(1)
-        client.wait_for_workers(1, timeout=60)
+        wait_for_workers(client, cluster, 1, 60)
         assert client.submit(lambda: 41 + 1).result() == 42
     cluster.close()
     assert_no_jobs_left(testbed, "bob", cluster._name)
