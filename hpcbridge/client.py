@@ -28,6 +28,7 @@ from hpcbridge.errors import (
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.schedulers.base import (
     Association,
+    Availability,
     Budget,
     Command,
     Operation,
@@ -140,6 +141,13 @@ class SchedulerClient:
     async def partitions(self, *, as_user: str | None = None) -> list[PartitionInfo]:
         outputs = await self._query_all(self.dialect.partitions_commands(), as_user)
         return self.dialect.parse_partitions(outputs)
+
+    async def availability(self, *, as_user: str | None = None) -> list[Availability]:
+        command = self.dialect.availability_command()
+        if command is None:
+            return []
+        result = await self._run(command, as_user, Operation.QUERY)
+        return self.dialect.parse_availability(result.stdout)
 
     async def associations(self, user: str) -> list[Association]:
         """The accounts (and limits) ``user`` may charge; [] where the scheduler has none."""

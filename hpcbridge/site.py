@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class Site:
         self._pollers: dict[str, StatusPoller] = {}
         self._addresses: dict[tuple[str, str], str] = {}
         self._retries: set[asyncio.Task[None]] = set()
+        self._cache: dict[tuple, tuple[float, object]] = {}
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
@@ -145,6 +147,36 @@ class Site:
         task = asyncio.get_running_loop().create_task(retry())
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
+
+    async def _cached(self, key: tuple, ttl: float, fetch):
+        """A read-only scheduler answer, shared for ttl seconds (page views cost nothing)."""
+        hit = self._cache.get(key)
+        if hit and time.monotonic() - hit[0] < ttl:
+            return hit[1]
+        try:
+            value = await fetch()
+        except HpcBridgeError as exc:
+            log.warning("%s: %s", key[0], exc)
+            return hit[1] if hit else None
+        self._cache[key] = (time.monotonic(), value)
+        return value
+
+    async def user_accounts(self, cluster: str | None, user: str) -> list[str]:
+        """Accounts the user may charge: the profile's static list or her associations."""
+        c = self.cluster(cluster)
+        if c.accounts.source == "static":
+            return list(c.accounts.names)
+        assocs = await self._cached(("associations", self.cluster_name(cluster), user), 300,
+                                    lambda: self.client(cluster).associations(user))
+        return sorted({a.account for a in assocs or []})
+
+    async def availability(self, cluster: str | None = None) -> dict[str, object]:
+        """Partition -> Availability, refreshed at most once a minute."""
+        c = self.cluster(cluster)
+        found = await self._cached(("availability", self.cluster_name(cluster)), 60,
+                                   lambda: self.client(cluster).availability(
+                                       as_user=c.status_user))
+        return {a.partition: a for a in found or []}
 
     async def close(self) -> None:
         for poller in self._pollers.values():

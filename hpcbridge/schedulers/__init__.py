@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hpcbridge.schedulers.base import (
     Association,
+    Availability,
     Budget,
     Command,
     Operation,
@@ -15,7 +16,7 @@ from hpcbridge.schedulers.pbs import PbsDialect
 from hpcbridge.schedulers.slurm import SlurmDialect
 
 __all__ = [
-    "Association", "Budget", "Command", "Operation", "PartitionInfo", "PbsDialect",
+    "Association", "Availability", "Budget", "Command", "Operation", "PartitionInfo", "PbsDialect",
     "QosLimits", "SchedulerDialect", "SlurmDialect", "dialect_for",
 ]
 

@@ -75,6 +75,17 @@ class PartitionInfo:
 
 
 @dataclass(frozen=True)
+class Availability:
+    """What a partition has free right now (for the spawn form; a snapshot, not a promise)."""
+
+    partition: str
+    idle_cpus: int
+    total_cpus: int
+    idle_nodes: int
+    total_nodes: int
+
+
+@dataclass(frozen=True)
 class Association:
     """What a user may charge: one (account, partition) association and its limits."""
 
@@ -181,6 +192,12 @@ class SchedulerDialect(Protocol):
     def parse_active_jobs(self, stdout: str) -> list[JobInfo]:
         """Jobs with ``job_id``, ``user``, ``state`` and ``name`` set."""
         ...
+
+    def availability_command(self) -> Command | None:
+        """Idle and total CPUs and nodes per partition; None where the scheduler can't say."""
+        ...
+
+    def parse_availability(self, stdout: str) -> list[Availability]: ...
 
     def partitions_commands(self) -> list[Command]: ...
 

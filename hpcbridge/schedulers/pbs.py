@@ -30,6 +30,7 @@ from hpcbridge.errors import (
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.schedulers.base import (
     Association,
+    Availability,
     Budget,
     Command,
     Operation,
@@ -253,6 +254,12 @@ class PbsDialect:
             if info.state.is_active:
                 jobs.append(dataclasses.replace(info, name=attrs.get("Job_Name")))
         return jobs
+
+    def availability_command(self) -> Command | None:
+        return None  # qstat has no portable per-queue idle count
+
+    def parse_availability(self, stdout: str) -> list[Availability]:
+        return []
 
     def partitions_commands(self) -> list[Command]:
         return [Command(("qstat", "-Q", "-f"))]

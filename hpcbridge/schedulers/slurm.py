@@ -24,6 +24,7 @@ from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.schedulers import slurm_queries
 from hpcbridge.schedulers.base import (
     Association,
+    Availability,
     Budget,
     Command,
     Operation,
@@ -291,6 +292,22 @@ class SlurmDialect:
                 jobs.append(JobInfo(job_id=fields[0], state=map_state(fields[2]),
                                     user=fields[1] or None, name=fields[3]))
         return jobs
+
+    def availability_command(self) -> Command | None:
+        # %C and %F: allocated/idle/other/total CPUs and nodes
+        return Command(("sinfo", "--noheader", "--format=%R|%C|%F"))
+
+    def parse_availability(self, stdout: str) -> list[Availability]:
+        out = []
+        for line in stdout.splitlines():
+            fields = line.strip().split("|")
+            if len(fields) != 3:
+                continue
+            cpus, nodes = fields[1].split("/"), fields[2].split("/")
+            if len(cpus) == 4 and len(nodes) == 4 and all(x.isdigit() for x in cpus + nodes):
+                out.append(Availability(fields[0].rstrip("*"), int(cpus[1]), int(cpus[3]),
+                                        int(nodes[1]), int(nodes[3])))
+        return out
 
     def partitions_commands(self) -> list[Command]:
         return [Command(("scontrol", "--oneliner", "show", "partition")),

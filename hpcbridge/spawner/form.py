@@ -8,8 +8,9 @@ arrives, from this form, the REST API or a URL query, with the profile's one gat
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
 from hpcbridge.profiles import SiteProfile
 from hpcbridge.profiles.request import USER_OPTION_KEYS
@@ -22,12 +23,12 @@ _SCRIPT = """
   const show = document.getElementById('hpcb-partition-limits');
   function apply() {
     const l = limits[part.value];
-    if (!l) { return; }
+    if (!l) { show.textContent = ''; return; }
     document.getElementById('hpcb-cores').max = l.cores;
     document.getElementById('hpcb-gpus').max = l.gpus;
     document.getElementById('hpcb-gpus').disabled = l.gpus === 0;
     show.textContent = 'up to ' + l.cores + ' cores, ' + l.memory + ' memory, ' +
-      l.gpus + ' GPUs, walltime ' + l.max_walltime + ' per job';
+      l.gpus + ' GPUs, walltime ' + l.max_walltime + ' per job. ' + l.free;
   }
   part.addEventListener('change', apply);
   apply();
@@ -36,12 +37,16 @@ _SCRIPT = """
 """
 
 
-def partition_limits(profile: SiteProfile) -> dict[str, dict[str, object]]:
+def partition_limits(profile: SiteProfile, free: Mapping[tuple[str, str], Any] | None = None
+                     ) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for cname, cluster in profile.clusters.items():
         for pname, part in cluster.partitions.items():
             key = pname if len(profile.clusters) == 1 else f"{cname}/{pname}"
+            now = (free or {}).get((cname, part.queue or pname))
             out[key] = {
+                "free": (f"now free: {now.idle_cpus} of {now.total_cpus} cores, "
+                         f"{now.idle_nodes} of {now.total_nodes} whole nodes") if now else "",
                 "cluster": cname, "partition": pname, "cores": part.cores_per_node,
                 "memory": str(part.memory_per_node), "gpus": part.gpus_per_node,
                 "max_walltime": str(part.max_walltime),
@@ -59,9 +64,11 @@ def _options(pairs: Sequence[tuple[str, str]], selected: str | None = None) -> s
 
 
 def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
-           last_end: str | None = None) -> str:
-    """HTML of the spawn form for ``user``; ``accounts``: the user's associations."""
-    limits = partition_limits(profile)
+           last_end: str | None = None,
+           free: Mapping[tuple[str, str], Any] | None = None) -> str:
+    """HTML of the spawn form for ``user``; ``accounts``: the user's associations;
+    ``free``: (cluster, partition) -> Availability, a cached snapshot."""
+    limits = partition_limits(profile, free)
     presets = [("", "Custom (choose below)")] + [
         (p.name, p.description or p.name) for p in profile.notebooks]
     first = next(iter(limits))
@@ -70,8 +77,8 @@ def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
                        f'{_options(presets, profile.notebooks[0].name if profile.notebooks else "")}'
                        "</select>"),
         _row("Partition", f'<select name="partition" id="hpcb-partition" class="form-control">'
-                          f'{_options([(k, k) for k in limits], None)}</select>'
-                          '<small id="hpcb-partition-limits"></small>'),
+                          f'{_options([("", "from the preset"), *[(k, k) for k in limits]])}'
+                          '</select><small id="hpcb-partition-limits"></small>'),
         _row("Account", _account_field(accounts)),
         _row("Cores", _number("cores", "hpcb-cores", 1, limits[first]["cores"])),
         _row("Memory", '<input name="memory" id="hpcb-memory" class="form-control" '

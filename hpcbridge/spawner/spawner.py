@@ -90,7 +90,7 @@ class HpcSpawner(Spawner):
 
     @default("options_form")
     def _default_options_form(self):
-        return lambda spawner: form.render(spawner.site.profile, spawner.user.name)
+        return _options_form
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -359,6 +359,16 @@ class HpcSpawner(Spawner):
         while True:
             event = await self._events.get()
             yield event
+
+
+async def _options_form(spawner: HpcSpawner) -> str:
+    site, user = spawner.site, spawner.user.name
+    accounts = sorted({a for name in site.profile.clusters
+                       for a in await site.user_accounts(name, user)})
+    free = {}
+    for name in site.profile.clusters:
+        free.update({(name, p): a for p, a in (await site.availability(name)).items()})
+    return form.render(site.profile, user, accounts, spawner.last_end, free)
 
 
 def _describe_progress(info: JobInfo) -> str:

@@ -1,0 +1,75 @@
+"""The spawn form in a real browser (Debian's Chromium driven by Playwright).
+
+Also writes the screenshots used in the docs, so they always show what users see.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.testbed.hubtools import squeue
+
+pytestmark = pytest.mark.testbed
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if not chromium:
+        message = "browser tests need Debian's chromium and the playwright package"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testbed, browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{hub.url}/hub/login?next=/hub/spawn")
+    page.fill("#username_input", "bob")
+    page.fill("#password_input", hub.passwords["bob"])
+    page.click("#login_submit")
+    page.wait_for_selector("#hpcb-partition")
+
+    limits = page.locator("#hpcb-partition-limits")
+    page.select_option("#hpcb-partition", "gpu")
+    assert "2 GPUs" in limits.inner_text() and "02:00:00" in limits.inner_text()
+    assert page.locator("#hpcb-gpus").get_attribute("max") == "2"
+    page.select_option("#hpcb-partition", "debug")
+    text = limits.inner_text()
+    assert "0 GPUs" in text and "00:30:00" in text and "now free:" in text
+    assert page.locator("#hpcb-gpus").is_disabled()
+    options = page.locator("#hpcb-account option").all_inner_texts()
+    assert "proj_a" in options and "proj_b" not in options  # bob's associations only
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "spawn-form.png"), full_page=True)
+
+    page.select_option("#hpcb-partition", "")
+    page.select_option("#hpcb-preset", "debug")
+    page.click("form button[type=submit], form input[type=submit]")
+    page.wait_for_url("**/user/bob/lab**", timeout=180_000)
+    page.wait_for_selector(".jp-LauncherCard", timeout=120_000)
+    page.wait_for_timeout(1000)  # let the splash screen fade
+    page.screenshot(path=str(SHOTS / "jupyterlab.png"))
+
+    job_id = hub.server("bob")["state"]["job_id"]
+    (job,) = [j for j in squeue(testbed, "bob", "%i", "%T", "%N") if j[0] == job_id]
+    assert job[1] == "RUNNING" and job[2] in testbed.info().nodes
+    hub.stop("bob")
+    hub.wait_stopped("bob")
+    page.close()
