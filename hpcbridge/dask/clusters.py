@@ -85,6 +85,8 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self.error: str | None = None
         #: the last clamping message (None when the last request fitted)
         self.scale_message: str | None = None
+        #: the last scale request as planned: jobs, binding limits, cost and budget
+        self.last_plan: ScalePlan | None = None
         self.job_states: dict[str, JobInfo] = {}
         self._jobs_by_id: dict[str, Any] = {}
         self._limits: tuple[float, Limits] | None = None
@@ -224,7 +226,10 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
             if self.error and workers > len(self.plan):
                 raise HpcBridgeError(self.error)
             plan = await self.plan_scale(workers)
+            self.last_plan = plan
             self._announce(plan.message)
+            if plan.budget_core_hours is not None and plan.cost_core_hours:
+                log.info("%s", plan.cost_message)
             target = plan.jobs
         self._set_target_jobs(target)
         self.loop.add_callback(self._correct_state)

@@ -100,6 +100,14 @@ class ScalePlan:
     def clamped(self) -> bool:
         return self.workers < self.requested_workers
 
+    @property
+    def cost_message(self) -> str:
+        """"new jobs cost 0.50 core-hours of the 1.00 left" (or without a budget)."""
+        text = f"new jobs cost {self.cost_core_hours:.2f} core-hours"
+        if self.budget_core_hours is None:
+            return text
+        return text + f" of the {self.budget_core_hours:.2f} left"
+
 
 def _per(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -37,6 +37,8 @@ class RollingMixin:
         #: entry name -> loop time its first worker arrived
         self._arrived: dict[str, float] = {}
         self._rolling: set[str] = set()
+        #: entries started to take over from a retiring job; adapt must not close them
+        self._successors: set[str] = set()
         self._roll_task: asyncio.Task[None] | None = None
 
     def _start_rolling(self) -> None:
@@ -63,6 +65,7 @@ class RollingMixin:
                     asyncio.ensure_future(self._roll(name, job, arrived))
 
     async def _roll(self, name: str, job: Any, arrived: float) -> None:
+        successor = None
         try:
             successor = await self._start_successor()
             loop = asyncio.get_running_loop()
@@ -80,6 +83,7 @@ class RollingMixin:
         finally:
             self._rolling.discard(name)
             self._arrived.pop(name, None)
+            self._successors.discard(successor or "")
 
     async def _start_successor(self) -> str | None:
         planned = self.planned_jobs()  # type: ignore[attr-defined]
@@ -90,9 +94,11 @@ class RollingMixin:
         if plan.jobs <= planned:
             return None  # no room for one more job: retire first, replace after
         spec = self._single_spec()  # type: ignore[attr-defined]
+        name = next(iter(spec))
+        self._successors.add(name)
         self.worker_spec.update(spec)  # type: ignore[attr-defined]
         await self._correct_state()  # type: ignore[attr-defined]
-        return next(iter(spec))
+        return name
 
     def _worker_names(self, entry: str) -> list[str]:
         procs = self.hpcb.processes  # type: ignore[attr-defined]

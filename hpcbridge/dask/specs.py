@@ -41,6 +41,7 @@ class SpecEntriesMixin:
     _counter: int
     _name: str
     _job_kwargs: dict[str, Any]
+    _successors: set[str]
 
     def _group(self, tasks: list[int] | None) -> list[str] | None:
         procs = self.hpcb.processes
@@ -123,6 +124,8 @@ class SpecEntriesMixin:
         for (entry, task), count in named.items():
             if count < self.hpcb.processes:
                 continue  # closing part of a job would only start it again (thrashing)
+            if entry in self._successors:
+                continue  # it is about to take over from a retiring job
             job = self.workers.get(entry)
             if task is not None and job is not None and job.array_tasks:
                 job.tasks.discard(task)

@@ -244,3 +244,24 @@ def test_from_a_notebook_on_a_compute_node(testbed) -> None:  # type: ignore[no-
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert "answer 42" in out and "left []" in out
+
+
+def test_adapt_with_two_processes_per_job_does_not_thrash(testbed, make) -> None:  # type: ignore[no-untyped-def]
+    cluster = make("bob", cores=2, memory="2G", processes=2, walltime="00:05:00")
+
+    def work(i: int) -> int:
+        time.sleep(0.5)
+        return i
+
+    with Client(cluster) as client:
+        adaptive = cluster.adapt(minimum=0, maximum=4, interval="1s", wait_count=3)
+        assert adaptive.maximum == 4
+        futures = client.map(work, range(80))
+        assert sum(client.gather(futures)) == sum(range(80))
+        del futures
+        # idle: adapt closes whole jobs (both processes) and does not start them again
+        assert wait_until(lambda: not squeue(testbed, "bob", cluster._name), 60), cluster
+        time.sleep(5)
+        assert squeue(testbed, "bob", cluster._name) == []
+        assert cluster.submissions <= 3, cluster.submissions  # 2 jobs (+1 if late)
+    cluster.close()

@@ -288,3 +288,22 @@ async def test_rolling_without_room_keeps_the_job_until_it_ends(make) -> None:  
     await asyncio.sleep(1.5)
     await settle(cluster, fake)
     assert len(fake.scripts) == 1 and entry in cluster.worker_spec
+
+
+async def test_adapt_never_closes_a_successor_before_it_takes_over(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm()
+    cluster = await make(fake)
+    await cluster.scale(1)
+    await settle(cluster, fake)
+    successor = await cluster._start_successor()
+    await settle(cluster, fake)
+    await cluster.scale_down([successor])
+    assert successor in cluster.worker_spec and len(fake.live()) == 2
+
+
+async def test_the_cost_of_a_scale_request_is_kept(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm(budget=Budget("proj_b", {"cpu": 600}, {"cpu": 0}))
+    cluster = await make(fake, walltime="00:10:00", account="proj_b")
+    await cluster.scale(2)
+    assert cluster.last_plan.cost_core_hours == pytest.approx(40 / 60)
+    assert cluster.last_plan.budget_core_hours == 10.0

@@ -250,3 +250,9 @@ def test_rolling_for_a_one_minute_walltime() -> None:
     lifetime, stagger = lifetime_options(timedelta(minutes=1))
     assert (lifetime, stagger, roll_after(lifetime, stagger)) == (
         timedelta(seconds=27), timedelta(seconds=3), timedelta(seconds=14))
+
+
+def test_cost_against_the_budget_is_shown() -> None:
+    plan = plan_scale(1, ONE, Limits(budget=BUDGET))
+    assert plan.cost_message == "new jobs cost 1.00 core-hours of the 1.00 left"
+    assert plan_scale(1, ONE, Limits()).cost_message == "new jobs cost 1.00 core-hours"
