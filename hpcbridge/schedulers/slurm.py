@@ -237,7 +237,9 @@ class SlurmDialect:
         return is_job_id(job_id)
 
     def submit_command(self, script: str, script_path: str | None = None) -> Command:
-        return Command(("sbatch", "--parsable"), stdin=script.encode())
+        # sbatch hands its umask to the job (SLURM_UMASK): job logs and files stay private
+        return Command(("env", "SLURM_UMASK=0077", "sbatch", "--parsable"),
+                       stdin=script.encode())
 
     def parse_submit(self, stdout: str) -> str:
         lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]

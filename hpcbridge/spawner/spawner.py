@@ -76,6 +76,10 @@ class HpcSpawner(Spawner):
     def _default_start_timeout(self) -> int:
         return 900  # queue waits are normal on a batch system
 
+    @default("poll_interval")
+    def _default_poll_interval(self) -> int:
+        return 10  # reads the shared poller's answer: costs the scheduler nothing
+
     @default("http_timeout")
     def _default_http_timeout(self) -> int:
         return 120

@@ -32,7 +32,7 @@ class ScriptedLoginNode(FileOpsMixin):
     async def run(self, argv: Sequence[str], *, user: str | None = None,
                   stdin: bytes | None = None, timeout: float | None = None) -> Result:
         self.calls.append((tuple(argv), user, stdin))
-        answer = self.answers.get(argv[0], Result(0, "", ""))
+        answer = self.answers.get(program(argv), Result(0, "", ""))
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -41,7 +41,15 @@ class ScriptedLoginNode(FileOpsMixin):
         pass
 
     def programs(self) -> list[str]:
-        return [argv[0] for argv, _, _ in self.calls]
+        return [program(argv) for argv, _, _ in self.calls]
+
+
+def program(argv: Sequence[str]) -> str:
+    """The program run, looking through an ``env VAR=value ...`` prefix."""
+    words = list(argv)
+    if words and words[0] == "env":
+        words = [w for w in words[1:] if "=" not in w] or words
+    return words[0]
 
 
 def ok(out: str) -> Result:
@@ -56,7 +64,8 @@ async def test_slurm_submit_sends_script_on_stdin_as_the_user() -> None:
     node = ScriptedLoginNode({"sbatch": ok("4321\n")})
     client = SchedulerClient(SlurmDialect(), node)
     assert await client.submit("alice", "#!/bin/bash\nsleep 1\n") == "4321"
-    assert node.calls == [(("sbatch", "--parsable"), "alice", b"#!/bin/bash\nsleep 1\n")]
+    assert node.calls == [(("env", "SLURM_UMASK=0077", "sbatch", "--parsable"), "alice",
+                           b"#!/bin/bash\nsleep 1\n")]
 
 
 async def test_pbs_submit_writes_a_private_file_and_removes_it() -> None:

@@ -27,7 +27,7 @@ def fx(name: str) -> str:
 
 def test_submit_reads_the_script_on_stdin() -> None:
     cmd = D.submit_command("#!/bin/bash\necho hi\n")
-    assert cmd.argv == ("sbatch", "--parsable")
+    assert cmd.argv == ("env", "SLURM_UMASK=0077", "sbatch", "--parsable")
     assert cmd.stdin == b"#!/bin/bash\necho hi\n"
     assert not D.needs_script_file
 

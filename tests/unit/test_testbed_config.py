@@ -20,7 +20,7 @@ def test_nodes_partitions_and_gpu_node():
     conf = conf_lines(3)
     assert [n.split()[0] for n in conf["NodeName"]] == ["c1", "c2", "c3"]
     assert "Gres=gpu:fake:2" in conf["NodeName"][2]
-    assert all("CPUs=8" in n and "RealMemory=16000" in n for n in conf["NodeName"])
+    assert all("CPUs=8" in n and "RealMemory=16384" in n for n in conf["NodeName"])
     parts = {p.split()[0]: p for p in conf["PartitionName"]}
     assert set(parts) == {"debug", "regular", "gpu"}
     assert "Nodes=c3 " in parts["gpu"] and "MaxTime=00:30:00" in parts["debug"]
