@@ -194,3 +194,32 @@ def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, tes
     finally:
         testbed.login_exec("alice", ["scancel", *sleepers])
         hub.stop("alice", "second")
+
+
+def test_environment_modules_are_loaded_and_job_files_are_private(hub, testbed):
+    r = hub.spawn("bob", {"preset": "debug", "environment": "modules-demo"})
+    assert r.status_code in (201, 202), r.text
+    try:
+        server = hub.wait_ready("bob")
+        job_id = server["state"]["job_id"]
+        (node,) = [j[1] for j in squeue(testbed, "bob", "%i", "%N") if j[0] == job_id]
+        pids = testbed.exec(node, ["pgrep", "-u", "bob", "-f", "jupyterhub-singleuser"],
+                            user="bob").stdout.split()
+        environs = [testbed.exec(node, ["cat", f"/proc/{p.decode()}/environ"], user="bob").stdout
+                    for p in pids]
+        mine = [e for e in environs if f"SLURM_JOB_ID={job_id}\0".encode() in e]
+        assert mine and b"HPCBRIDGE_DEMO_MODULE=1.0\0" in mine[0]
+        log = f"/home/bob/hpcbridge-hpcb-nb-bob-{job_id}.log"
+        mode = testbed.login_exec("bob", ["stat", "-c", "%a", log]).stdout.decode().strip()
+        assert mode == "600"
+        # the token is in no argv on the node and not in the job's script or log
+        token = dict(i.split(b"=", 1) for i in mine[0].split(b"\0") if b"=" in i)[
+            b"JUPYTERHUB_API_TOKEN"]
+        ps = testbed.exec(node, ["ps", "-eo", "args"]).stdout
+        script = testbed.exec("ctl", ["scontrol", "write", "batch_script", job_id, "-"]).stdout
+        text = testbed.login_exec("bob", ["cat", log]).stdout
+        assert token not in ps and token not in script and token not in text
+        assert b"hpcbridge.spawner.launch" in script
+    finally:
+        hub.stop("bob")
+        hub.wait_stopped("bob")
