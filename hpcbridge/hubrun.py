@@ -124,12 +124,14 @@ class Hub:
         self.wait_ready()
         return {**st, "running": True}
 
-    def up_on_testbed(self, tb, users: list[str], interval: float = 15.0) -> dict:
-        """The hub for a running slurm_testbed.Testbed: nodes reach it at the gateway."""
+    def up_on_testbed(self, tb, users: list[str], interval: float = 15.0,
+                      site: str = "") -> dict:
+        """The hub for a running slurm_testbed.Testbed: nodes reach it at the gateway.
+        ``site``: a profile for the testbed (default: the bundled testbed.yaml)."""
         gateway = tb.info().gateway_ip
         connect = f"http://{gateway}:{self.hub_port}"
         env = {**tb.profile_env(), "HPCBRIDGE_HUB_CONNECT_URL": connect}
-        return self.up(env=env, hub_ip=gateway, connect_url=connect, users=users,
+        return self.up(site=site, env=env, hub_ip=gateway, connect_url=connect, users=users,
                        interval=interval)
 
     def start(self, env: dict[str, str]) -> None:

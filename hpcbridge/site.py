@@ -118,12 +118,15 @@ class Site:
         finally:
             unsubscribe()
 
-    async def node_address(self, cluster: str | None, node: str) -> str:
-        """A compute node's address as the login node resolves it (cached)."""
+    async def node_address(self, cluster: str | None, node: str,
+                           user: str | None = None) -> str:
+        """A compute node's address as the login node resolves it (cached); asked as the
+        cluster's status user, or as ``user`` where there is none."""
         key = (self.cluster_name(cluster), node)
         if key not in self._addresses:
             client = self.client(cluster)
-            result = await client.transport.run(["getent", "hosts", node], user=None,
+            who = self.cluster(cluster).status_user or user
+            result = await client.transport.run(["getent", "hosts", node], user=who,
                                                 timeout=15)
             words = result.stdout.split()
             if result.returncode != 0 or not words:

@@ -303,7 +303,7 @@ class HpcSpawner(Spawner):
                          "node for it") from None
         if not self.resolve_nodes_on_login:
             return self.node
-        return await self.site.node_address(self.cluster, self.node)
+        return await self.site.node_address(self.cluster, self.node, self.user.name)
 
     async def _fresh_info(self) -> JobInfo | None:
         """This job's state after the poller's next round (one query for all waiters)."""
