@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 #: how a worker job may end without counting as a failure: retired, or walltime reached
 NORMAL_ENDS = frozenset({JobState.COMPLETED, JobState.TIMEOUT})
-LIMITS_TTL = 15.0
+LIMITS_TTL = 5.0
 STATIC_TTL = 300.0
 
 
@@ -87,6 +87,10 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self.scale_message: str | None = None
         #: the last scale request as planned: jobs, binding limits, cost and budget
         self.last_plan: ScalePlan | None = None
+        #: what scale() last asked for; a clamped cluster grows towards it when room appears
+        self.wanted_workers = 0
+        self.regrow_interval = 5.0
+        self._regrow: asyncio.Task[None] | None = None
         self.job_states: dict[str, JobInfo] = {}
         self._jobs_by_id: dict[str, Any] = {}
         self._limits: tuple[float, Limits] | None = None
@@ -115,6 +119,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
                                         query_as=self.hpcb.user)
         self._poller.start()
         loop = asyncio.get_running_loop()
+
         def deliver(change: StateChange) -> None:
             # the poller may run on another loop (a Site's); handle changes on ours
             loop.call_soon_threadsafe(self._on_change, change)
@@ -122,6 +127,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self._unsubscribe = self._poller.subscribe(deliver)
         if self.rolling:
             self._start_rolling()
+        self._regrow = asyncio.ensure_future(self._regrow_loop())
         # read the slow limits (sacctmgr) now, so that the first scale() waits less
         self._prefetch = asyncio.ensure_future(self._static_limits())
         self._prefetch.add_done_callback(_log_failure)
@@ -169,7 +175,6 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
             # the spec stays; _correct_state submits a new job for it
             del self.workers[name]
             mark_ended(job)
-
 
     def _give_up(self, job_id: str, info: JobInfo) -> None:
         req = self.hpcb.request
@@ -221,6 +226,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         return self.sync(self._scale_to, workers)
 
     async def _scale_to(self, workers: int) -> None:
+        self.wanted_workers = workers
         target = 0
         if workers > 0 and self.status not in (Status.closing, Status.closed):
             if self.error and workers > len(self.plan):
@@ -233,6 +239,20 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
             target = plan.jobs
         self._set_target_jobs(target)
         self.loop.add_callback(self._correct_state)
+
+    async def _regrow_loop(self) -> None:
+        """Limits held by other jobs free up: grow a clamped cluster towards its request."""
+        while True:
+            await asyncio.sleep(self.regrow_interval)
+            plan = self.last_plan
+            if self.error or self.status != Status.running or plan is None or not plan.clamped:
+                continue
+            if self.wanted_workers > len(self.plan):
+                try:
+                    await self._scale_to(self.wanted_workers)
+                except HpcBridgeError as exc:
+                    log.warning("not growing towards %d workers: %s", self.wanted_workers, exc)
+                    self.wanted_workers = len(self.plan)
 
     async def current_limits(self, *, refresh: bool = False) -> Limits:
         """The user's limits: QOS/association/partition read every STATIC_TTL seconds,
@@ -336,6 +356,8 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
 
     async def _close(self) -> None:
         await self._stop_rolling()
+        if self._regrow is not None:
+            self._regrow.cancel()
         await super()._close()  # type: ignore[misc]
         left = self.live_job_ids()
         if left:

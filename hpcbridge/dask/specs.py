@@ -42,6 +42,8 @@ class SpecEntriesMixin:
     _name: str
     _job_kwargs: dict[str, Any]
     _successors: set[str]
+    plan: Any
+    wanted_workers: int
 
     def _group(self, tasks: list[int] | None) -> list[str] | None:
         procs = self.hpcb.processes
@@ -134,6 +136,7 @@ class SpecEntriesMixin:
                 self._drop_if_empty(job)
             else:
                 self.worker_spec.pop(entry, None)
+        self.wanted_workers = min(self.wanted_workers, len(self.plan))
         await self  # type: ignore[misc]
 
     def _drop_if_empty(self, job: Any) -> None:

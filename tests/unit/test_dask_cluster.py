@@ -307,3 +307,22 @@ async def test_the_cost_of_a_scale_request_is_kept(make) -> None:  # type: ignor
     await cluster.scale(2)
     assert cluster.last_plan.cost_core_hours == pytest.approx(40 / 60)
     assert cluster.last_plan.budget_core_hours == 10.0
+
+
+async def test_a_clamped_cluster_grows_when_other_jobs_end(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm(others=3)
+    cluster = await make(fake)
+    cluster.regrow_interval = 0.1
+    cluster._regrow.cancel()
+    cluster._regrow = asyncio.ensure_future(cluster._regrow_loop())
+    await cluster.scale(3)
+    await settle(cluster, fake)
+    assert len(fake.scripts) == 1 and cluster.last_plan.clamped
+    fake.others = 0
+    cluster._limits = None  # the cached limits would otherwise last LIMITS_TTL seconds
+    for _ in range(30):
+        await asyncio.sleep(0.1)
+        if len(fake.scripts) == 3:
+            break
+    await settle(cluster, fake)
+    assert len(fake.scripts) == 3 and not cluster.last_plan.clamped
