@@ -223,3 +223,29 @@ def test_environment_modules_are_loaded_and_job_files_are_private(hub, testbed):
     finally:
         hub.stop("bob")
         hub.wait_stopped("bob")
+
+
+def test_a_user_cannot_reach_or_stop_another_users_server(hub, testbed):
+    if not hub.server("alice").get("ready"):
+        hub.spawn("alice", {"preset": "debug"})
+        hub.wait_ready("alice")
+    bob = hub.user_token("bob")
+    headers = {"Authorization": f"token {bob}"}
+    r = requests.get(f"{hub.url}/user/alice/api/status", headers=headers, timeout=30,
+                     allow_redirects=False)
+    assert r.status_code in (302, 403, 404)
+    r = requests.delete(f"{hub.url}/hub/api/users/alice/server", headers=headers, timeout=30)
+    assert r.status_code in (403, 404)
+    r = requests.post(f"{hub.url}/hub/api/users/alice/server", headers=headers, timeout=30,
+                      json={"preset": "debug"})
+    assert r.status_code in (403, 404)
+    assert hub.server("alice").get("ready")
+
+
+def test_no_server_token_in_the_hub_log(hub, testbed):
+    if not hub.server("alice").get("ready"):
+        hub.spawn("alice", {"preset": "debug"})
+        hub.wait_ready("alice")
+    token = _server_token(hub, testbed, "alice")
+    log = (hub.runner.dir / "jupyterhub.log").read_text(errors="replace")
+    assert token not in log
