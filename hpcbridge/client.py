@@ -135,6 +135,11 @@ class SchedulerClient:
         return [j for j in self.dialect.parse_active_jobs(result.stdout)
                 if (j.name or "").startswith(name_prefix)]
 
+    async def query(self, command: Command, *, as_user: str | None = None) -> str:
+        """Run a read-only query built outside the dialect (e.g. a Slurm-only report);
+        errors are mapped here like every other command's."""
+        return (await self._run(command, as_user, Operation.QUERY)).stdout
+
     async def _query_all(self, commands: Sequence[Command], user: str | None) -> list[str]:
         return [(await self._run(c, user, Operation.QUERY)).stdout for c in commands]
 

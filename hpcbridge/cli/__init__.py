@@ -13,7 +13,7 @@ import sys
 
 # module name -> imported lazily so that `hpcbridge profile validate` does not import
 # JupyterHub or testcontainers
-_GROUPS = ("profile", "doctor", "testbed", "hub")
+_GROUPS = ("profile", "doctor", "testbed", "hub", "dask")
 
 
 def build_parser() -> argparse.ArgumentParser:

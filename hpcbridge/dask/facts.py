@@ -22,7 +22,6 @@ from hpcbridge.jobs import JobState
 from hpcbridge.schedulers.base import (
     Association,
     Command,
-    Operation,
     PartitionInfo,
     QosLimits,
 )
@@ -69,9 +68,8 @@ async def user_jobs(client: SchedulerClient, user: str) -> list[UserJob]:
     if client.dialect.name != "slurm":
         return []
     command = user_jobs_command(user)
-    # through the client's runner so that failures are mapped in its one place
-    result = await client._run(command, user, Operation.QUERY)
-    return parse_user_jobs(result.stdout, user)
+    # through the client so that failures are mapped in its one place
+    return parse_user_jobs(await client.query(command, as_user=user), user)
 
 
 def other_jobs(jobs: Iterable[UserJob], ours: Iterable[str]) -> OtherJobs:
