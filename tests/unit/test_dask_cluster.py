@@ -18,8 +18,7 @@ from hpcbridge.errors import HpcBridgeError, LimitExceeded
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import load_bundled_profile
 from hpcbridge.schedulers import SlurmDialect
-from hpcbridge.schedulers.base import Budget, Command, Operation, QosLimits
-from hpcbridge.transport.base import Result
+from hpcbridge.schedulers.base import Budget, Command, QosLimits
 
 PROFILE = load_bundled_profile("testbed", {})
 
@@ -75,12 +74,13 @@ class FakeSlurm:
     async def budget(self, account: str, *, as_user: str | None = None) -> Budget | None:
         return self.budget_value
 
-    async def _run(self, command: Command, user: str | None, operation: Operation) -> Result:
+    async def query(self, command: Command, *, as_user: str | None = None) -> str:
+        user = as_user
         rows = [f"{j}|{j}|{s.name}|None|{user}|2|4G|hpcb-dask-x"
                 for j, s in self.states.items() if not s.is_terminal]
         rows += [f"{900 + i}|{900 + i}|RUNNING|None|{user}|2|4G|notebook"
                  for i in range(self.others)]
-        return Result(0, "\n".join(rows) + "\n", "")
+        return "\n".join(rows) + "\n"
 
 
 async def settle(cluster, fake: FakeSlurm, rounds: int = 6) -> None:  # type: ignore[no-untyped-def]
