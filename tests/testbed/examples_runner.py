@@ -18,9 +18,12 @@ CELL_TIMEOUT = 300
 
 
 def run(path: Path) -> dict:
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    # the testbed's Python has these; the host's need not
+    import nbformat  # type: ignore[import-not-found,unused-ignore]
+    from nbclient import NotebookClient  # type: ignore[import-not-found,unused-ignore]
+    from nbclient.exceptions import (  # type: ignore[import-not-found,unused-ignore]
+        CellExecutionError,
+    )
 
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
