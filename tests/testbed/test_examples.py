@@ -67,6 +67,7 @@ def test_example_notebooks_run_as_alice_on_the_login_node(testbed, workdir) -> N
                if line.startswith("{")]
     assert [r["notebook"] for r in reports] == list(NOTEBOOKS), proc.stderr.decode()[-3000:]
     for report in reports:
+        print(f"{report['notebook']}: {report['seconds']} s")
         assert report["error"] is None, f"{report['notebook']}:\n{report['error']}"
         assert report["seconds"] < MAX_SECONDS, report
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
