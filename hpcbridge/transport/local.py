@@ -7,11 +7,14 @@ as root, e.g. (``/etc/sudoers.d/hpcbridge``)::
     Cmnd_Alias HPCBRIDGE = /usr/bin/sbatch, /usr/bin/scancel, /usr/bin/squeue, \\
         /usr/bin/sacct, /usr/bin/sinfo, /usr/bin/scontrol, /usr/bin/sacctmgr, \\
         /usr/bin/sshare, /usr/bin/qsub, /usr/bin/qstat, /usr/bin/qdel, \\
-        /usr/bin/mktemp, /usr/bin/dd, /usr/bin/rm
+        /usr/bin/mktemp, /usr/bin/dd, /usr/bin/rm, /usr/bin/mkdir, \\
+        /usr/bin/env SLURM_UMASK=0077 sbatch --parsable
     Defaults!HPCBRIDGE !requiretty, env_reset
     hubuser ALL=(%hpcusers,!root) NOPASSWD: HPCBRIDGE
 
-``mktemp``, ``dd`` and ``rm`` write and remove the temporary script qsub needs.
+``mktemp``, ``dd``, ``rm`` and ``mkdir`` write and remove the temporary script qsub needs and
+a notebook server's private environment file. ``env`` is allowed with exactly the arguments
+that submit with a private umask (``SLURM_UMASK=0077``), nothing else.
 """
 
 from __future__ import annotations

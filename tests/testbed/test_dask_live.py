@@ -127,7 +127,7 @@ def test_killed_worker_job_is_replaced(testbed, make) -> None:  # type: ignore[n
     cluster = make("bob", **SMALL)
     with Client(cluster) as client:
         cluster.scale(2)
-        wait_for_workers(client, cluster, 2, 60)
+        wait_for_workers(client, cluster, 2, 180)
         victim = squeue(testbed, "bob", cluster._name)[0][0]
         testbed.login_exec("bob", ["scancel", victim])
         assert wait_until(lambda: cluster.submissions == 3, 30), cluster
@@ -156,7 +156,7 @@ def test_closing_the_cluster_leaves_no_job(testbed, make) -> None:  # type: igno
     cluster = make("bob", cores=2, memory="2G", processes=2, walltime="00:05:00")
     with Client(cluster) as client:
         cluster.scale(4)
-        wait_for_workers(client, cluster, 4, 60)
+        wait_for_workers(client, cluster, 4, 180)
         assert len(squeue(testbed, "bob", cluster._name)) == 2  # 2 processes per job
         assert "2 running" in repr(cluster)
     cluster.close()
@@ -170,7 +170,7 @@ def test_pbs_dialect_variant(testbed, make) -> None:  # type: ignore[no-untyped-
     cluster = make("bob", profile=profile, **SMALL)
     with Client(cluster) as client:
         cluster.scale(1)
-        wait_for_workers(client, cluster, 1, 60)
+        wait_for_workers(client, cluster, 1, 180)
         assert client.submit(lambda: 41 + 1).result() == 42
     cluster.close()
     assert_no_jobs_left(testbed, "bob", cluster._name)
