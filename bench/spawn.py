@@ -39,7 +39,7 @@ from pathlib import Path
 
 from bench._common import ratio_line, testbed_session, write_results
 from bench.spawn_client import Driver, percentile, queue, slots, summary, wait_queue_empty
-from bench.spawn_summary import OURS, STOCK, print_table, ratios, settings, table
+from bench.spawn_summary import NOTES, OURS, STOCK, print_table, ratios, settings, table
 from bench.stock_hub import StockHub
 from hpcbridge.hubrun import Hub
 from hpcbridge.site import Site
@@ -324,6 +324,7 @@ def run(tb: Testbed, args: argparse.Namespace, save) -> dict:
             data["many"] = phase_many(tb, drivers[OURS], args.many, args.many_timeout)
     data["ratios"] = ratios(data)
     data["summary"] = table(data)
+    data["notes"] = NOTES
     return data
 
 

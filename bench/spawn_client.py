@@ -113,6 +113,8 @@ class Driver:
                                       timeout=(10, max(1.0, deadline - time.monotonic()))
                                       ) as r:
                 for line in r.iter_lines(decode_unicode=True):
+                    if time.monotonic() > deadline:
+                        return  # JupyterHub's keepalives never let the read time out
                     if not line or not line.startswith("data:"):
                         continue
                     event = json.loads(line[5:])
@@ -124,11 +126,12 @@ class Driver:
                         result.outcome, result.message = "failed", event.get("message", "")
                         return
                     result.message = event.get("message", "")
-                    if time.monotonic() > deadline:
-                        return
         except requests.RequestException:
             pass  # the read timed out at the deadline: still pending
-        if result.outcome == "pending" and not self.api.server(result.user, result.server):
+        model = self.api.server(result.user, result.server)
+        if model.get("ready"):  # the stream ended without its ready event
+            result.outcome, result.seconds = "ready", round(time.monotonic() - started, 3)
+        elif not model:
             result.outcome = "failed"  # the stream ended because the server went away
 
     def spawn_many(self, pairs: list[tuple[str, str]], timeout: float = 180) -> list[Spawn]:

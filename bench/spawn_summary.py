@@ -16,6 +16,23 @@ def settings(args: argparse.Namespace, status_interval: float) -> dict:
             "many_bound_s": args.many_timeout, "quick": args.quick}
 
 
+NOTES = [
+    ("Spawn time: REST POST until the hub reports the server ready (its URL answers and the "
+     "proxy routes it); the idle cluster is restored (server stopped, queue empty) between "
+     "cold spawns."),
+    ("Floor: sbatch over SSH as alice until the batch script runs, plus jupyter-lab started "
+     "in that job until its /api answers (JupyterLab's own start-up, without a hub)."),
+    ("Both hubs request partition debug, 1 core, 2G, 30 min; both submit over SSH as the "
+     "user. Stock: batchspawner MultiSlurmSpawner, ssh exec_prefix, poll_interval 30 s; "
+     "hpcbridge: preset 'debug', one batched status query per status_interval for all "
+     "servers."),
+    ("Scheduler load: slurmctld RPCs (sdiag) of the hub accounts (hpcbridge's status user "
+     "and the test users), over a window of steady state with that many servers running."),
+    ("Hub restart: SIGKILL, start again; seconds from the start until every server is "
+     "reported ready again, and the slurmctld RPCs in that time."),
+]
+
+
 def _div(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
