@@ -30,6 +30,12 @@ NOTES = [
      "and the test users), over a window of steady state with that many servers running."),
     ("Hub restart: SIGKILL, start again; seconds from the start until every server is "
      "reported ready again, and the slurmctld RPCs in that time."),
+    ("The stock hub differs from a stock install only off the measured path: its squeue "
+     "format is quoted once more (the stock one breaks under an ssh prefix), USER/HOME/SHELL "
+     "come from the testbed's layout (the users do not exist on the hub's host), and "
+     "http_timeout is 120 s as in hpcbridge."),
+    ("The machine is shared and small (2 CPUs for the hubs, the proxy and every JupyterLab "
+     "of the testbed): spawn times vary by 2x between runs; the RPC counts do not."),
 ]
 
 
