@@ -100,7 +100,7 @@ class Hub:
             return False
 
     def up(self, *, site: str = "", env: dict[str, str], hub_ip: str,
-           connect_url: str, users: list[str], interval: float = 15.0) -> dict:
+           connect_url: str, users: list[str], interval: float = 30.0) -> dict:
         st = self.status()
         if st.get("running"):
             return st
@@ -124,7 +124,7 @@ class Hub:
         self.wait_ready()
         return {**st, "running": True}
 
-    def up_on_testbed(self, tb, users: list[str], interval: float = 15.0,
+    def up_on_testbed(self, tb, users: list[str], interval: float = 30.0,
                       site: str = "") -> dict:
         """The hub for a running slurm_testbed.Testbed: nodes reach it at the gateway.
         ``site``: a profile for the testbed (default: the bundled testbed.yaml)."""

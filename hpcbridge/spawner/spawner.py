@@ -50,7 +50,7 @@ class HpcSpawner(Spawner):
         "reads the HPCBRIDGE_TESTBED_* variables.",
     )
     status_interval = Float(
-        15.0, config=True,
+        30.0, config=True,
         help="Seconds between the cluster-wide batched status queries (one per cluster).",
     )
     resolve_nodes_on_login = Bool(

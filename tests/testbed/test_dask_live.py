@@ -81,7 +81,7 @@ def wait_for_workers(client: Client, cluster, n: int, timeout: float = 60) -> No
 
 def assert_no_jobs_left(testbed, user: str, name: str) -> None:  # type: ignore[no-untyped-def]
     assert wait_until(lambda: not [j for j in squeue(testbed, user, name)
-                                   if j[1] not in ("COMPLETING",)], 30), \
+                                   if j[1] not in ("COMPLETING",)], 90), \
         squeue(testbed, user, name)
 
 
@@ -140,10 +140,13 @@ def test_killed_worker_job_is_replaced(testbed, make) -> None:  # type: ignore[n
 
 
 def test_job_array_gives_n_workers_from_one_submission(testbed, make) -> None:  # type: ignore[no-untyped-def]
+    # jobs of an earlier test still ending would hold QOS slots and split the array
+    assert wait_until(lambda: not [j for j in all_jobs(testbed, "bob")
+                                   if j[1] in ("RUNNING", "PENDING", "COMPLETING")], 120)
     cluster = make("bob", arrays=True, **SMALL)
     with Client(cluster) as client:
         cluster.scale(4)
-        wait_for_workers(client, cluster, 4, 90)
+        wait_for_workers(client, cluster, 4, 180)
         assert cluster.submissions == 1
         names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
         assert names == sorted(f"{cluster._name}-0-{t}" for t in range(4))
