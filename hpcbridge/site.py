@@ -67,8 +67,7 @@ class Site:
                    **kw)
 
     def cluster(self, name: str | None = None) -> Cluster:
-        name = name or self.profile.default_cluster or next(iter(self.profile.clusters))
-        return self.profile.clusters[name]
+        return self.profile.clusters[self.cluster_name(name)]
 
     def cluster_name(self, name: str | None = None) -> str:
         return name or self.profile.default_cluster or next(iter(self.profile.clusters))

@@ -282,11 +282,15 @@ class Testbed:
             time.sleep(0.5)
         raise TestbedError(f"timed out after {timeout:.0f} s waiting for {what}")
 
-    def _nodes_idle(self, names: list[str]) -> bool:
+    def _node_states(self) -> dict[str, str] | None:
+        """Node -> Slurm state as the login node's sinfo says; None if it cannot say."""
         proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %T"], timeout=20)
         if proc.returncode != 0:
-            return False
-        states = dict(line.split() for line in proc.stdout.decode().splitlines() if line)
+            return None
+        return dict(line.split() for line in proc.stdout.decode().splitlines() if line)
+
+    def _nodes_idle(self, names: list[str]) -> bool:
+        states = self._node_states() or {}
         return all(states.get(n) == "idle" for n in names)
 
     def _ssh_ready(self) -> bool:
@@ -342,11 +346,7 @@ class Testbed:
             return False
 
     def _nodes_idle_or_busy(self, names: list[str]) -> bool:
-        proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %T"], timeout=20)
-        if proc.returncode != 0:
-            return False
-        seen = {line.split()[0] for line in proc.stdout.decode().splitlines() if line}
-        return set(names) <= seen
+        return set(names) <= set(self._node_states() or {})
 
     def status(self) -> dict:
         containers = self._containers()

@@ -21,6 +21,8 @@ import json
 from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
+from hpcbridge.spawner.jobenv import token_digest
+
 ROUTE = r"/api/batchspawner"
 
 
@@ -52,8 +54,6 @@ class PortCallbackHandler(APIHandler):
                         if getattr(s, "accepts_port_from", None) and s.accepts_port_from(token)),
                        None)
         if spawner is None:
-            from hpcbridge.spawner.jobenv import token_digest
-
             self.log.info("port callback refused for %s (token %s): servers %s", user.name,
                           token_digest(token or "")[:8], {
                 name: (type(s).__name__, getattr(s, "_port", None),
