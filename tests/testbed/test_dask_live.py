@@ -161,7 +161,8 @@ def test_closing_the_cluster_leaves_no_job(testbed, make) -> None:  # type: igno
         cluster.scale(4)
         wait_for_workers(client, cluster, 4, 180)
         assert len(squeue(testbed, "bob", cluster._name)) == 2  # 2 processes per job
-        assert "2 running" in repr(cluster)
+        # the cluster's poller learns the second job started at its next round
+        assert wait_until(lambda: "2 running" in repr(cluster), 60), repr(cluster)
     cluster.close()
     assert_no_jobs_left(testbed, "bob", cluster._name)
     assert cluster.live_job_ids() == []
