@@ -8,7 +8,7 @@ import shutil
 import pytest
 import requests
 
-from tests.testbed.hubtools import HubApi
+from tests.testbed.hubtools import HubApi, port_offset
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,9 @@ def hub(testbed, tmp_path_factory):
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    runner = Hub(tmp_path_factory.mktemp("hub"), public_port=8100, hub_port=8181)
+    offset = port_offset()
+    runner = Hub(tmp_path_factory.mktemp("hub"), public_port=8100 + offset,
+                 hub_port=8181 + offset)
     status = runner.up_on_testbed(testbed, users=list(config.USERS), interval=3.0)
     api = HubApi(status["hub_url"], status["admin_token"])
     api.runner = runner

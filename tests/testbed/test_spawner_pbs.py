@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.hubtools import HubApi, squeue
+from tests.testbed.hubtools import HubApi, port_offset, squeue
 
 pytestmark = pytest.mark.testbed
 
@@ -18,7 +18,8 @@ PBS_PROFILE = Path(__file__).resolve().parents[2] / "site_profiles" / "testbed-p
 def pbs_hub(testbed, tmp_path_factory):
     from hpcbridge.hubrun import Hub
 
-    runner = Hub(tmp_path_factory.mktemp("pbshub"), public_port=8110, hub_port=8191)
+    runner = Hub(tmp_path_factory.mktemp("pbshub"), public_port=8110 + port_offset(),
+                 hub_port=8191 + port_offset())
     status = runner.up_on_testbed(testbed, users=["bob"], interval=3.0,
                                   site=str(PBS_PROFILE))
     api = HubApi(status["hub_url"], status["admin_token"])
