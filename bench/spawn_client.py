@@ -18,7 +18,7 @@ import requests
 
 from slurm_testbed import faults
 from slurm_testbed.cluster import Testbed
-from tests.testbed.hubtools import HubApi
+from bench.hubapi import HubApi
 
 
 @dataclass
