@@ -18,10 +18,15 @@ RESULTS = REPO / "docs" / "benchmarks"
 
 @contextlib.contextmanager
 def testbed_session(nodes: int = 3) -> Iterator[Testbed]:
-    """The testbed named by HPCBRIDGE_TESTBED_NAME, brought up if needed; taken down
-    afterwards only when this run started it (and HPCBRIDGE_TESTBED_KEEP is not 1)."""
+    """The testbed named by HPCBRIDGE_TESTBED_NAME with at least ``nodes`` compute nodes,
+    brought up if needed (again, if it had fewer); taken down afterwards only when this
+    run started it (and HPCBRIDGE_TESTBED_KEEP is not 1)."""
     tb = Testbed()
     was_up = tb.reusable()
+    if was_up and len(tb.info().nodes) < nodes:
+        tb.progress(f"up with fewer than {nodes} nodes; starting it again")
+        tb.down()
+        was_up = False
     tb.up(nodes=nodes)
     try:
         yield tb

@@ -121,7 +121,18 @@ async def run(tb: Testbed, sizes: tuple[int, ...], rounds: int, interval: float)
         await site.close()
     return {"interval_s": interval, "rounds": rounds, "default_interval_s": DEFAULT_INTERVAL,
             "status_user": STATUS_USER, "per_job_command": " ".join(PER_JOB_QUERY),
-            "results": results}
+            "results": results, "summary": summary(results),
+            "ratios": {f"rpc/min n={r['n']} per-job/ours": r["ratio_per_job_over_ours"]
+                       for r in results}}
+
+
+def summary(results: list[dict]) -> list[dict]:
+    """Rows for the report: RPCs per minute at the tools' default 30 s interval."""
+    return [{"measure": f"status queries, {r['n']} tracked jobs: slurmctld RPCs/min at 30 s",
+             "hpcbridge": r["ours"]["rpc_per_min_at_30s"],
+             "per-job squeue (batchspawner)": r["per_job"]["rpc_per_min_at_30s"],
+             "ratio": r["ratio_per_job_over_ours"], "ratio_is": "per-job/hpcbridge"}
+            for r in results]
 
 
 def _print(r: dict) -> None:
@@ -135,16 +146,28 @@ def _print(r: dict) -> None:
           flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds per N")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    args = parser.parse_args(argv)
-    with testbed_session() as tb:
-        data = asyncio.run(run(tb, tuple(args.sizes), args.rounds, args.interval))
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--quick", action="store_true", help="2 rounds per N")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    p.add_argument("--rounds", type=int, default=4, help="rounds per N")
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    return p
+
+
+def bench(tb: Testbed, args: argparse.Namespace) -> dict:
+    if args.quick:
+        args.rounds = 2
+    data = asyncio.run(run(tb, tuple(args.sizes), args.rounds, args.interval))
     path = write_results("poller_load", data)
     print(f"wrote {path.name}")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    with testbed_session() as tb:
+        bench(tb, args)
     return 0
 
 

@@ -11,16 +11,18 @@ submitting over SSH as the user, both with the same request (partition debug, 1 
    node (``jupyter-lab`` started in the job until its ``/api`` answers); median of runs.
 2. **cold spawns**, idle cluster: REST ``POST`` → the hub reports the server ready,
    alternating the two hubs, the server stopped and the queue empty between spawns.
-3. **concurrent spawns**: 8 at once (named servers of alice, bob, carol within QOS
-   MaxJobsPerUser=4; carol at most one, her account's core-minute budget allows no more).
-4. **scheduler load**: slurmctld RPCs (``sdiag``) of the hub's accounts over a window
-   with 1 and then 10 running servers (QOS raised for 10); stock batchspawner polls each
-   server every ``Spawner.poll_interval`` (30 s), hpcbridge runs one query per
+3. **concurrent spawns**: 8 at once (named servers of alice and bob, QOS MaxJobsPerUser
+   raised to 4 of each).
+4. **at scale** (:mod:`bench.spawn_scale`), one hub after the other: 50 spawned at once
+   (QOS raised so all may run), slurmctld RPCs (``sdiag``) of the hub's accounts over a
+   window with 50, 10 and 1 running servers, and a **hub restart** with 20 (SIGKILL, start
+   again, until every server is reported ready; RPCs in that time). Stock batchspawner
+   polls each server every ``Spawner.poll_interval`` (30 s), hpcbridge runs one query per
    ``status_interval`` (15 s, hubrun's default) for every server.
-5. **hub restart** with those 10 servers: SIGKILL, start again, time until every server is
-   reported ready, and slurmctld RPCs in that time.
-6. **50 concurrent spawns**, hpcbridge only: QOS lets every job be submitted but still runs
-   4 per user; how many are ready within a bound, how many wait queued, none failed.
+5. **over QOS limits**: 50 spawns at once with QOS normal as configured (4 running per
+   user; only the submit limit raised): how many are ready within a bound, how many wait
+   queued, how many failed, and what the hub told the user.
+6. **stages**: hpcbridge's per-stage times, from the ``spawn stages:`` lines of its hub log.
 
 Run: ``python -m bench.spawn [--quick]``; writes ``docs/benchmarks/spawn.json``.
 """
@@ -30,23 +32,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import stages
 from bench._common import ratio_line, testbed_session, write_results
-from bench.spawn_client import Driver, percentile, queue, slots, summary, wait_queue_empty
+from bench.spawn_client import Driver, percentile, slots, summary, wait_queue_empty
+from bench.spawn_scale import caps_for, hub_uids, phase_over_qos, phase_scale, qos_for
 from bench.spawn_summary import NOTES, OURS, STOCK, print_table, ratios, settings, table
+from bench.stages import LogTail
 from bench.stock_hub import StockHub
 from hpcbridge.hubrun import Hub
 from hpcbridge.site import Site
 from slurm_testbed import config, faults
 from slurm_testbed.cluster import Testbed
 
-HUB_ACCOUNTS = ("hpcbridge", *config.USERS)  # whose RPCs are the hubs' (not root's)
 FLOOR_USER = "alice"
 #: HpcSpawner.status_interval, as hubrun configures it by default
 STATUS_INTERVAL = 15.0
@@ -149,25 +152,6 @@ def phase_cold(tb: Testbed, drivers: dict[str, Driver], n: int) -> dict:
             for name, rows in spawns.items()}
 
 
-def caps_for(n: int) -> dict[str, int]:
-    """Servers per user for ``n`` at once: carol one (her budget), the rest alice and bob."""
-    rest = max(0, n - 1)
-    return {"alice": max(1, -(-rest // 2)), "bob": rest // 2, "carol": 1 if n > 1 else 0}
-
-
-@contextlib.contextmanager
-def qos_for(tb: Testbed, running: int = 0, submitted: int = 0) -> Iterator[None]:
-    """Raise the QOS limits only as far as ``running`` and ``submitted`` jobs per user
-    need; the testbed's values come back afterwards."""
-    limits = {}
-    if running > config.QOS_MAX_JOBS_PER_USER:
-        limits["MaxJobsPerUser"] = running
-    if max(running, submitted) > config.QOS_MAX_SUBMIT_PER_USER:
-        limits["MaxSubmitJobsPerUser"] = max(running, submitted)
-    with faults.qos_limits(tb, **limits) if limits else contextlib.nullcontext():
-        yield
-
-
 def phase_concurrent(tb: Testbed, drivers: dict[str, Driver], n: int) -> dict:
     pairs = slots(n, caps_for(n), "c")
     out = {"n": n, "servers": [f"{u}/{s}" for u, s in pairs]}
@@ -179,100 +163,6 @@ def phase_concurrent(tb: Testbed, drivers: dict[str, Driver], n: int) -> dict:
                   f" p95 {out[name]['p95_s']} s", flush=True)
             driver.stop_all(tb, pairs)
     return out
-
-
-# -- 4. scheduler load, 5. hub restart ---------------------------------------------------
-
-def hub_uids(tb: Testbed) -> dict[str, int]:
-    """uids of the hubs' accounts (slurmctld may know ``hpcbridge`` only by uid)."""
-    return {u: int(tb.exec("login", ["id", "-u", u], check=True).stdout)
-            for u in HUB_ACCOUNTS}
-
-
-def rpc_window(tb: Testbed, seconds: float, uids: dict[str, int]) -> dict:
-    """slurmctld RPCs of the hub accounts (and all) over ``seconds`` of steady state."""
-    faults.reset_rpc_stats(tb)
-    time.sleep(seconds)
-    return _rpcs(faults.rpc_stats(tb), seconds, uids)
-
-
-def _rpcs(stats: faults.RpcStats, seconds: float, uids: dict[str, int]) -> dict:
-    per = {u: n for u in HUB_ACCOUNTS if (n := stats.user(u, uids[u]))}
-    hub = sum(per.values())
-    return {"seconds": round(seconds, 1), "hub_rpcs": hub,
-            "rpc_per_min": round(hub * 60 / seconds, 1) if seconds else None,
-            "hub_rpcs_by_account": per,
-            "all_rpcs": stats.total - stats.by_type.get("REQUEST_STATS_INFO", 0),
-            "by_type": {k: v for k, v in stats.by_type.items() if k != "REQUEST_STATS_INFO"}}
-
-
-def measure_restart(tb: Testbed, driver: Driver, hub: Hub, pairs: list[tuple[str, str]],
-                    uids: dict[str, int]) -> dict:
-    hub.kill(signal.SIGKILL)
-    faults.reset_rpc_stats(tb)
-    started = time.monotonic()
-    hub.restart()
-    answering = time.monotonic() - started
-    driver.wait_all_ready(pairs, timeout=300)
-    seconds = time.monotonic() - started
-    rpcs = _rpcs(faults.rpc_stats(tb), seconds, uids)
-    result = {"n": len(pairs), "hub_answers_s": round(answering, 2),
-              "all_ready_s": round(seconds, 2), "hub_rpcs": rpcs["hub_rpcs"],
-              "hub_rpcs_by_account": rpcs["hub_rpcs_by_account"], "by_type": rpcs["by_type"]}
-    print(f"restart {driver.name} with {len(pairs)} servers: all ready after "
-          f"{result['all_ready_s']} s (hub answered at {result['hub_answers_s']} s), "
-          f"{result['hub_rpcs']} slurmctld RPCs", flush=True)
-    return result
-
-
-def phase_load(tb: Testbed, driver: Driver, hub: Hub, sizes: list[int], window: float,
-               settle: float, uids: dict[str, int]) -> dict:
-    """Windows with ``sizes`` running servers, then the hub restart with the last size."""
-    caps = caps_for(max(sizes))
-    pairs = slots(max(sizes), caps, "l")
-    running: list[tuple[str, str]] = []
-    windows = []
-    with qos_for(tb, max(caps.values())):
-        try:
-            for n in sorted(sizes):
-                spawns = driver.spawn_many(pairs[len(running):n], timeout=240)
-                running = pairs[:n]
-                driver.wait_all_ready(running, timeout=120)
-                time.sleep(settle)
-                rpcs = rpc_window(tb, window, uids)
-                windows.append({"n": n, "spawn": summary(spawns), **rpcs})
-                print(f"load {driver.name} n={n}: {rpcs['hub_rpcs']} RPCs in {window:.0f} s = "
-                      f"{rpcs['rpc_per_min']}/min {rpcs['by_type']}", flush=True)
-            restart = measure_restart(tb, driver, hub, running, uids)
-        finally:
-            driver.stop_all(tb, running or pairs)
-    return {"windows": windows, "restart": restart}
-
-
-# -- 6. many concurrent spawns ---------------------------------------------------------
-
-def phase_many(tb: Testbed, driver: Driver, n: int, timeout: float) -> dict:
-    per_user = -(-n // len(config.USERS))
-    pairs = slots(n, dict.fromkeys(config.USERS, per_user), "m")
-    with qos_for(tb, submitted=per_user):
-        try:
-            spawns = driver.spawn_many(pairs, timeout=timeout)
-            jobs = queue(tb)
-        finally:
-            driver.stop_all(tb, pairs, timeout=120)
-    reasons: dict[str, int] = {}
-    for line in jobs:
-        _, state, reason, _ = line.split(" ", 3)
-        key = f"{state} ({reason})" if state == "PENDING" else state
-        reasons[key] = reasons.get(key, 0) + 1
-    wrong = [s.row() for s in spawns if s.outcome in ("failed", "refused")]
-    result = {"n": n, "bound_s": timeout, **summary(spawns), "jobs_at_bound": reasons,
-              "wrong_failures": wrong, "qos": {"MaxJobsPerUser": config.QOS_MAX_JOBS_PER_USER,
-                                               "MaxSubmitJobsPerUser": max(
-                                                   per_user, config.QOS_MAX_SUBMIT_PER_USER)}}
-    print(f"{n} concurrent {driver.name}: {result['outcomes']} within {timeout:.0f} s, "
-          f"jobs {reasons}, ready p50 {result['p50_s']} s p95 {result['p95_s']} s", flush=True)
-    return result
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -305,56 +195,97 @@ def hubs(tb: Testbed) -> Iterator[tuple[dict[str, Driver], dict[str, Hub]]]:
         faults.cancel_all(tb)
 
 
+def _stages(tail: LogTail) -> dict:
+    out = stages.summarize(tail.read())
+    tail.mark()
+    return out
+
+
 def run(tb: Testbed, args: argparse.Namespace, save) -> dict:
     data: dict = {"settings": settings(args, STATUS_INTERVAL)}
     wait_queue_empty(tb)
     data["floor"] = phase_floor(tb, args.floor_runs)
     save(data)
     with hubs(tb) as (drivers, runners):
+        tail = LogTail(runners[OURS].dir / "jupyterhub.log")
+        data["stages"] = {}
         data["cold"] = phase_cold(tb, drivers, args.spawns)
+        data["stages"]["cold"] = _stages(tail)
         save(data)
         data["concurrent"] = phase_concurrent(tb, drivers, args.concurrent)
+        data["stages"][f"concurrent {args.concurrent}"] = _stages(tail)
         save(data)
         uids = hub_uids(tb)
-        data["load"] = {name: phase_load(tb, driver, runners[name], args.load_sizes,
-                                         args.window, args.settle, uids)
-                        for name, driver in drivers.items()}
-        save(data)
-        if args.many:
-            data["many"] = phase_many(tb, drivers[OURS], args.many, args.many_timeout)
+        data["scale"] = {}
+        for name, driver in drivers.items():
+            data["scale"][name] = phase_scale(
+                tb, driver, runners[name], top=max(args.load_sizes), sizes=args.load_sizes,
+                restart_n=args.restart, window=args.window, settle=args.settle,
+                spawn_timeout=args.scale_timeout, uids=uids)
+            if name == OURS:
+                data["stages"][f"concurrent {max(args.load_sizes)}"] = _stages(tail)
+            save(data)
+        if args.over_qos:
+            data["over_qos"] = {name: phase_over_qos(tb, driver, args.over_qos, args.qos_bound)
+                                for name, driver in drivers.items()}
     data["ratios"] = ratios(data)
     data["summary"] = table(data)
     data["notes"] = NOTES
     return data
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--quick", action="store_true",
-                   help="small sizes: 2 floor runs, 4 spawns, 4 concurrent, load 1 and 4 with "
-                        "40 s windows, no 50-spawn phase")
+                   help="small sizes: 1 floor run, 3 spawns, 4 concurrent, 6 at once with load "
+                        "windows at 1 and 6 (30 s) and the restart with 3, 12 over QOS")
     p.add_argument("--floor-runs", type=int, default=3)
     p.add_argument("--spawns", type=int, default=10, help="cold spawns per hub")
     p.add_argument("--concurrent", type=int, default=8)
-    p.add_argument("--load-sizes", type=int, nargs="+", default=[1, 10],
-                   help="running servers per load window; the hub restart uses the largest")
+    p.add_argument("--load-sizes", type=int, nargs="+", default=[1, 10, 50],
+                   help="running servers per load window; the largest are spawned at once")
+    p.add_argument("--restart", type=int, default=20, help="running servers at the restart")
     p.add_argument("--window", type=float, default=60.0, help="seconds per load window")
     p.add_argument("--settle", type=float, default=5.0)
-    p.add_argument("--many", type=int, default=50, help="concurrent hpcbridge spawns; 0: skip")
-    p.add_argument("--many-timeout", type=float, default=90.0)
-    args = p.parse_args(argv)
+    p.add_argument("--scale-timeout", type=float, default=300.0,
+                   help="bound for each of the largest number of concurrent spawns")
+    p.add_argument("--over-qos", type=int, default=50,
+                   help="concurrent spawns with QOS normal as configured; 0: skip")
+    p.add_argument("--qos-bound", type=float, default=90.0)
+    return p
+
+
+def nodes_for(args: argparse.Namespace) -> int:
+    """Testbed nodes for the largest number of 1-core servers (8 CPUs a node), one spare."""
+    return max(3, -(-max(args.load_sizes) // config.CPUS_PER_NODE) + 1)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    args = parser().parse_args(argv)
     if args.quick:
-        args.floor_runs, args.spawns, args.concurrent = 2, 4, 4
-        args.load_sizes, args.window, args.many = [1, 4], 40.0, 0
+        args.floor_runs, args.spawns, args.concurrent = 1, 3, 4
+        args.load_sizes, args.restart, args.window = [1, 6], 3, 30.0
+        args.over_qos, args.qos_bound, args.scale_timeout = 12, 40.0, 180.0
+    return args
+
+
+def bench(tb: Testbed, args: argparse.Namespace) -> dict:
+    """Every phase on a running testbed; writes ``spawn.json`` (also after each phase)."""
     started = time.monotonic()
-    with testbed_session() as tb:
-        data = run(tb, args, lambda d: write_results("spawn", {**d, "complete": False}))
+    data = run(tb, args, lambda d: write_results("spawn", {**d, "complete": False}))
     data["elapsed_s"] = round(time.monotonic() - started, 1)
     path = write_results("spawn", {**data, "complete": True})
     print_table(data["summary"])
     for label, value in data["ratios"].items():
-        print(ratio_line(f"{label} =", value))
+        print(ratio_line(f"{label} =", value), flush=True)
     print(f"wrote {path.name} in {data['elapsed_s']:.0f} s")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    with testbed_session(nodes=nodes_for(args)) as tb:
+        bench(tb, args)
     return 0
 
 

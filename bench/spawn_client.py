@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 
 import requests
 
+from bench.hubapi import HubApi
 from slurm_testbed import faults
 from slurm_testbed.cluster import Testbed
-from bench.hubapi import HubApi
 
 
 @dataclass
@@ -159,8 +159,10 @@ class Driver:
             time.sleep(0.25)
         return round(time.monotonic() - started, 3)
 
-    def stop_all(self, tb: Testbed, pairs: list[tuple[str, str]], timeout: float = 90) -> None:
-        """Stop every server of ``pairs`` and wait until the queue is empty again."""
+    def stop_all(self, tb: Testbed, pairs: list[tuple[str, str]], timeout: float = 90,
+                 leave: int = 0) -> None:
+        """Stop every server of ``pairs`` and wait until the queue holds no more than
+        ``leave`` jobs (0: empty again)."""
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(pairs)))) as pool:
             list(pool.map(lambda p: self.api.stop(*p), pairs))
         for user, server in pairs:
@@ -169,7 +171,10 @@ class Driver:
             except AssertionError:
                 print(f"{self.name}: {user}/{server} did not stop; cancelling its jobs",
                       flush=True)
-        wait_queue_empty(tb, timeout)
+        if leave:
+            wait_queue_at_most(tb, leave, timeout)
+        else:
+            wait_queue_empty(tb, timeout)
 
 
 def queue(tb: Testbed) -> list[str]:
@@ -189,6 +194,15 @@ def wait_queue_empty(tb: Testbed, timeout: float = 60) -> None:
             print(f"jobs left after {timeout:.0f} s, cancelling them: {left}", flush=True)
             faults.cancel_all(tb)
             cancelled, deadline = True, time.monotonic() + 30
+        time.sleep(0.5)
+
+
+def wait_queue_at_most(tb: Testbed, n: int, timeout: float = 60) -> None:
+    """Until the queue holds no more than ``n`` jobs (stopped servers' jobs gone)."""
+    deadline = time.monotonic() + timeout
+    while len(queue(tb)) > n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"more than {n} jobs still queued after {timeout:.0f} s")
         time.sleep(0.5)
 
 

@@ -12,8 +12,9 @@ def settings(args: argparse.Namespace, status_interval: float) -> dict:
             "hpcbridge_status_interval_s": status_interval, "batchspawner_poll_interval_s": 30.0,
             "stock": "batchspawner 1.3 MultiSlurmSpawner over ssh (bench/stock_hub.py)",
             "spawns": args.spawns, "concurrent": args.concurrent, "load_sizes": args.load_sizes,
-            "window_s": args.window, "floor_runs": args.floor_runs, "many": args.many,
-            "many_bound_s": args.many_timeout, "quick": args.quick}
+            "restart": args.restart, "window_s": args.window, "settle_s": args.settle,
+            "scale_bound_s": args.scale_timeout, "floor_runs": args.floor_runs,
+            "over_qos": args.over_qos, "over_qos_bound_s": args.qos_bound, "quick": args.quick}
 
 
 NOTES = [
@@ -26,10 +27,16 @@ NOTES = [
      "user. Stock: batchspawner MultiSlurmSpawner, ssh exec_prefix, poll_interval 30 s; "
      "hpcbridge: preset 'debug', one batched status query per status_interval for all "
      "servers."),
+    ("At scale, one hub after the other: the largest number of servers spawned at once "
+     "(QOS raised so all may run, alice and bob), then stopped down to each smaller size."),
     ("Scheduler load: slurmctld RPCs (sdiag) of the hub accounts (hpcbridge's status user "
      "and the test users), over a window of steady state with that many servers running."),
     ("Hub restart: SIGKILL, start again; seconds from the start until every server is "
      "reported ready again, and the slurmctld RPCs in that time."),
+    ("Over QOS limits: QOS normal as configured (4 running jobs per user), only its submit "
+     "limit raised so that every job is accepted; ready / still queued / failed at the bound."),
+    ("Stages: medians of hpcbridge's own 'spawn stages:' log lines (one per spawn) over each "
+     "phase; the stock hub logs no such breakdown."),
     ("The stock hub differs from a stock install only off the measured path: its squeue "
      "format is quoted once more (the stock one breaks under an ssh prefix), USER/HOME/SHELL "
      "come from the testbed's layout (the users do not exist on the hub's host), and "
@@ -43,67 +50,103 @@ def _div(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+T_RATIO = f"{OURS}/{STOCK}"  # times: below 1 is faster
+L_RATIO = f"{STOCK}/{OURS}"  # scheduler load: above 1 is fewer RPCs
+
+
 def ratios(d: dict) -> dict[str, float | None]:
-    cold, conc, floor = d["cold"], d["concurrent"], d["floor"]["total_s"]
+    cold, floor = d["cold"], d["floor"]["total_s"]
     out = {
-        "spawn_p50 hpcbridge/batchspawner": _div(cold[OURS]["p50_s"], cold[STOCK]["p50_s"]),
-        "spawn_p95 hpcbridge/batchspawner": _div(cold[OURS]["p95_s"], cold[STOCK]["p95_s"]),
-        "spawn_p50 hpcbridge/floor": _div(cold[OURS]["p50_s"], floor),
-        "spawn_p50 batchspawner/floor": _div(cold[STOCK]["p50_s"], floor),
-        f"concurrent{conc['n']}_p50 hpcbridge/batchspawner":
-            _div(conc[OURS]["p50_s"], conc[STOCK]["p50_s"]),
-        f"concurrent{conc['n']}_p95 hpcbridge/batchspawner":
-            _div(conc[OURS]["p95_s"], conc[STOCK]["p95_s"]),
+        f"spawn_p50 {T_RATIO}": _div(cold[OURS]["p50_s"], cold[STOCK]["p50_s"]),
+        f"spawn_p95 {T_RATIO}": _div(cold[OURS]["p95_s"], cold[STOCK]["p95_s"]),
+        f"spawn_p50 {OURS}/floor": _div(cold[OURS]["p50_s"], floor),
+        f"spawn_p50 {STOCK}/floor": _div(cold[STOCK]["p50_s"], floor),
     }
-    load = d["load"]
-    for ours, theirs in zip(load[OURS]["windows"], load[STOCK]["windows"], strict=True):
-        out[f"rpc/min n={ours['n']} batchspawner/hpcbridge"] = _div(
-            theirs["rpc_per_min"], ours["rpc_per_min"])
-    r_ours, r_theirs = load[OURS]["restart"], load[STOCK]["restart"]
-    out[f"restart n={r_ours['n']} seconds hpcbridge/batchspawner"] = _div(
-        r_ours["all_ready_s"], r_theirs["all_ready_s"])
-    out[f"restart n={r_ours['n']} rpcs batchspawner/hpcbridge"] = _div(
-        r_theirs["hub_rpcs"], r_ours["hub_rpcs"])
+    for label, block in _concurrent(d):
+        n = block[OURS]["n"]
+        for q in ("p50", "p95"):
+            out[f"{label}{n}_{q} {T_RATIO}"] = _div(block[OURS][f"{q}_s"],
+                                                    block[STOCK][f"{q}_s"])
+        out[f"{label}{n}_ready {T_RATIO}"] = _div(_count(block[OURS], "ready"),
+                                                  _count(block[STOCK], "ready"))
+    scale = d.get("scale", {})
+    if OURS in scale and STOCK in scale:
+        for ours, theirs in zip(scale[OURS]["windows"], scale[STOCK]["windows"], strict=True):
+            out[f"rpc/min n={ours['n']} {L_RATIO}"] = _div(theirs["rpc_per_min"],
+                                                          ours["rpc_per_min"])
+        ro, rt = scale[OURS]["restart"], scale[STOCK]["restart"]
+        if ro and rt:
+            out[f"restart n={ro['n']} seconds {T_RATIO}"] = _div(ro["all_ready_s"],
+                                                                rt["all_ready_s"])
+            out[f"restart n={ro['n']} rpcs {L_RATIO}"] = _div(rt["hub_rpcs"], ro["hub_rpcs"])
     return out
+
+
+def _count(block: dict, outcome: str) -> int:
+    return block.get("outcomes", {}).get(outcome, 0)
+
+
+def _concurrent(d: dict) -> list[tuple[str, dict]]:
+    """(label, {hub: figures}) of every concurrent-spawn measurement of both hubs."""
+    out = [("concurrent", d["concurrent"])]
+    scale = d.get("scale", {})
+    if all(scale.get(h, {}).get("concurrent") for h in (OURS, STOCK)):
+        out.append(("concurrent", {h: scale[h]["concurrent"] for h in (OURS, STOCK)}))
+    return out
+
+
+def _row(measure: str, ours: object, stock: object, ratio: float | None = None,
+         ratio_is: str | None = None) -> dict:
+    return {"measure": measure, OURS: ours, STOCK: stock, "ratio": ratio,
+            "ratio_is": ratio_is if ratio is not None else None}
 
 
 def table(d: dict) -> list[dict]:
     """One row per figure: hpcbridge, batchspawner, ratio (rendered by bench.report)."""
-    cold, conc, load = d["cold"], d["concurrent"], d["load"]
-    r = d["ratios"]
-    n = conc["n"]
-    rows = [{"measure": "floor: sbatch→running + JupyterLab start-up (s)",
-             OURS: d["floor"]["total_s"], STOCK: d["floor"]["total_s"], "ratio": None}]
+    cold, r = d["cold"], d["ratios"]
+    rows = [_row("floor: sbatch→running + JupyterLab start-up (s)", d["floor"]["total_s"],
+                 d["floor"]["total_s"])]
     for q in ("p50", "p95"):
-        rows.append({"measure": f"cold spawn {q} (s)", OURS: cold[OURS][f"{q}_s"],
-                     STOCK: cold[STOCK][f"{q}_s"],
-                     "ratio": r[f"spawn_{q} hpcbridge/batchspawner"]})
-    for q in ("p50", "p95"):
-        rows.append({"measure": f"{n} concurrent spawns {q} (s)", OURS: conc[OURS][f"{q}_s"],
-                     STOCK: conc[STOCK][f"{q}_s"],
-                     "ratio": r[f"concurrent{n}_{q} hpcbridge/batchspawner"]})
-    rows.append({"measure": f"{n} concurrent spawns ready",
-                 OURS: conc[OURS]["outcomes"].get("ready", 0),
-                 STOCK: conc[STOCK]["outcomes"].get("ready", 0), "ratio": None})
-    for ours, theirs in zip(load[OURS]["windows"], load[STOCK]["windows"], strict=True):
-        rows.append({"measure": f"slurmctld RPCs/min, {ours['n']} running",
-                     OURS: ours["rpc_per_min"], STOCK: theirs["rpc_per_min"],
-                     "ratio": r[f"rpc/min n={ours['n']} batchspawner/hpcbridge"]})
-    ro, rt = load[OURS]["restart"], load[STOCK]["restart"]
-    rows.append({"measure": f"hub restart, {ro['n']} servers: all ready (s)",
-                 OURS: ro["all_ready_s"], STOCK: rt["all_ready_s"],
-                 "ratio": r[f"restart n={ro['n']} seconds hpcbridge/batchspawner"]})
-    rows.append({"measure": f"hub restart, {ro['n']} servers: slurmctld RPCs",
-                 OURS: ro["hub_rpcs"], STOCK: rt["hub_rpcs"],
-                 "ratio": r[f"restart n={ro['n']} rpcs batchspawner/hpcbridge"]})
-    if many := d.get("many"):
-        rows.append({"measure": f"{many['n']} concurrent spawns: ready / queued / failed "
-                                f"within {many['bound_s']:.0f} s",
-                     OURS: "{} / {} / {}".format(*(many["outcomes"].get(k, 0) for k in (
-                         "ready", "pending", "failed"))), STOCK: None, "ratio": None})
-        if refused := many["outcomes"].get("refused"):
-            rows[-1][OURS] += f" ({refused} refused)"
+        rows.append(_row(f"cold spawn, idle cluster, {q} (s)", cold[OURS][f"{q}_s"],
+                         cold[STOCK][f"{q}_s"], r[f"spawn_{q} {T_RATIO}"], T_RATIO))
+    for label, block in _concurrent(d):
+        n = block[OURS]["n"]
+        for q in ("p50", "p95"):
+            rows.append(_row(f"{n} concurrent spawns {q} (s)", block[OURS][f"{q}_s"],
+                             block[STOCK][f"{q}_s"], r[f"{label}{n}_{q} {T_RATIO}"], T_RATIO))
+        rows.append(_row(f"{n} concurrent spawns: ready of {n}", _count(block[OURS], "ready"),
+                         _count(block[STOCK], "ready"), r[f"{label}{n}_ready {T_RATIO}"],
+                         T_RATIO))
+    scale = d.get("scale", {})
+    if OURS in scale and STOCK in scale:
+        for ours, theirs in zip(scale[OURS]["windows"], scale[STOCK]["windows"], strict=True):
+            rows.append(_row(f"slurmctld RPCs/min, {ours['n']} running servers",
+                             ours["rpc_per_min"], theirs["rpc_per_min"],
+                             r[f"rpc/min n={ours['n']} {L_RATIO}"], L_RATIO))
+        ro, rt = scale[OURS]["restart"], scale[STOCK]["restart"]
+        if ro and rt:
+            rows.append(_row(f"hub restart, {ro['n']} servers: all ready again (s)",
+                             ro["all_ready_s"], rt["all_ready_s"],
+                             r[f"restart n={ro['n']} seconds {T_RATIO}"], T_RATIO))
+            rows.append(_row(f"hub restart, {ro['n']} servers: slurmctld RPCs",
+                             ro["hub_rpcs"], rt["hub_rpcs"],
+                             r[f"restart n={ro['n']} rpcs {L_RATIO}"], L_RATIO))
+    if over := d.get("over_qos"):
+        n, bound = over[OURS]["n"], over[OURS]["bound_s"]
+        rows.append(_row(f"{n} spawns over QOS limits: ready / queued / failed within "
+                         f"{bound:.0f} s", *(_over(over[h]) for h in (OURS, STOCK))))
+    for phase, st in d.get("stages", {}).items():
+        for stage, seconds in st.get("median_s", {}).items():
+            rows.append(_row(f"{OURS} spawn stage '{stage}', {phase}, median (s)",
+                             seconds, None))
     return rows
+
+
+def _over(block: dict) -> str:
+    text = " / ".join(str(_count(block, k)) for k in ("ready", "pending", "failed"))
+    if refused := _count(block, "refused"):
+        text += f" ({refused} refused)"
+    return text
 
 
 def print_table(rows: list[dict]) -> None:
@@ -114,6 +157,4 @@ def print_table(rows: list[dict]) -> None:
     print(f"\n{'measure':<{width}}  {OURS:>12}  {STOCK:>12}  {'ratio':>6}")
     for r in rows:
         print(f"{r['measure']:<{width}}  {cell(r[OURS]):>12}  {cell(r[STOCK]):>12}  "
-              f"{cell(r['ratio']):>6}")
-
-
+              f"{cell(r['ratio']):>6}  {cell(r.get('ratio_is'))}")

@@ -82,18 +82,27 @@ def measure(tb: Testbed, nodes: int, settle: float, repeat: int) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=3, help="up/down cycles (median)")
-    parser.add_argument("--settle", type=float, default=5.0,
-                        help="seconds between all nodes idle and reading memory")
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--quick", action="store_true", help="one up/down cycle")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=3, help="up/down cycles (median)")
+    p.add_argument("--settle", type=float, default=5.0,
+                   help="seconds between all nodes idle and reading memory")
+    return p
+
+
+def bench(args: argparse.Namespace) -> dict:
+    """Cycles of the testbed named by HPCBRIDGE_TESTBED_NAME; a testbed that was up is
+    brought up again at the end (with as many nodes as it had)."""
+    if args.quick:
+        args.repeat = 1
     tb = Testbed()
     was_up = tb.reusable()
+    nodes_before = len(tb.info().nodes) if was_up else 0
     data = {"nodes": args.nodes, **measure(tb, args.nodes, args.settle, args.repeat)}
     if was_up:
-        tb.up(nodes=args.nodes)  # as it was found
+        tb.up(nodes=nodes_before)  # as it was found
     if data["build"] == "cached":
         print(f"image build: cached (checked in {data['build_seconds']} s)")
     else:
@@ -105,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(data['memory_bytes'])} containers")
     path = write_results("testbed_up", data)
     print(f"wrote {path.name}")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    bench(parser().parse_args(argv))
     return 0
 
 

@@ -1,0 +1,211 @@
+"""PNG plots of the benchmark results (matplotlib, the ``bench`` extra):
+``python -m bench.plots`` draws every plot its results allow into ``docs/benchmarks/``.
+
+Each plot is a function of the parsed JSON and an output path, so it can be drawn from
+recorded results without a testbed. A plot whose figures are missing is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from bench._common import RESULTS
+
+OURS = "hpcbridge"
+COLORS = {"hpcbridge": "#1f77b4", "batchspawner": "#d62728", "dask-jobqueue": "#d62728",
+          "warm": "#2ca02c", "cold": "#7f7f7f"}
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ready_seconds(block: dict) -> list[float]:
+    return [r["seconds"] for r in block.get("runs", [])
+            if r.get("outcome") == "ready" and r.get("seconds") is not None]
+
+
+def spawn_groups(spawn: dict) -> list[tuple[str, dict[str, list[float]]]]:
+    """(label, {hub: ready seconds}) per spawn measurement with runs of both hubs."""
+    groups = []
+    hubs = [h for h in spawn.get("cold", {}) if isinstance(spawn["cold"][h], dict)]
+    if spawn.get("cold"):
+        groups.append(("cold, idle cluster", {h: _ready_seconds(spawn["cold"][h]) for h in hubs}))
+    if conc := spawn.get("concurrent"):
+        groups.append((f"{conc['n']} at once", {h: _ready_seconds(conc[h]) for h in hubs
+                                                if h in conc}))
+    scale = spawn.get("scale", {})
+    blocks = {h: scale[h]["concurrent"] for h in hubs if scale.get(h, {}).get("concurrent")}
+    if blocks:
+        n = next(iter(blocks.values()))["n"]
+        groups.append((f"{n} at once", {h: _ready_seconds(b) for h, b in blocks.items()}))
+    return [(label, g) for label, g in groups if any(g.values())]
+
+
+def plot_spawn(spawn: dict, out: Path) -> Path | None:
+    """Spawn latency distributions, ours vs stock, per measurement."""
+    groups = spawn_groups(spawn)
+    if not groups:
+        return None
+    plt = _pyplot()
+    hubs = list(dict.fromkeys(h for _, g in groups for h in g))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(hubs)
+    for j, hub in enumerate(hubs):
+        pos = [i + (j - (len(hubs) - 1) / 2) * width for i in range(len(groups))]
+        data = [g.get(hub, []) or [float("nan")] for _, g in groups]
+        box = ax.boxplot(data, positions=pos, widths=width * 0.8, patch_artist=True,
+                         showfliers=False, manage_ticks=False,
+                         medianprops={"color": "black"})
+        for patch in box["boxes"]:
+            patch.set_facecolor(COLORS.get(hub, "#999999"))
+            patch.set_alpha(0.35)
+        for x, values in zip(pos, data, strict=True):
+            ax.scatter([x] * len(values), values, s=10, color=COLORS.get(hub, "#999999"),
+                       zorder=3, label=None)
+        ax.plot([], [], "s", color=COLORS.get(hub, "#999999"), label=hub)
+    ax.set_xticks(range(len(groups)), [f"{label}\n(n={max(map(len, g.values()))})"
+                                       for label, g in groups])
+    ax.set_ylabel("seconds to ready (REST POST → ready)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Spawn latency: hpcbridge vs stock batchspawner (same testbed, same run)")
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out)
+
+
+def rpc_series(spawn: dict) -> dict[str, list[tuple[int, float]]]:
+    """hub -> [(running servers, slurmctld RPCs/min)] from the load windows."""
+    scale = spawn.get("scale", {})
+    return {h: [(w["n"], w["rpc_per_min"]) for w in s.get("windows", [])
+                if w.get("rpc_per_min") is not None]
+            for h, s in scale.items() if s.get("windows")}
+
+
+def plot_rpc(spawn: dict, out: Path) -> Path | None:
+    """slurmctld RPCs per minute against running servers, ours vs stock."""
+    series = rpc_series(spawn)
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for hub, points in series.items():
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, "o-", color=COLORS.get(hub, "#999999"), label=hub)
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(4, 6),
+                        fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xticks(sorted({x for p in series.values() for x, _ in p}))
+    ax.get_xaxis().set_major_formatter(_plain_ticks())
+    ax.set_xlabel("running notebook servers")
+    ax.set_ylabel("slurmctld RPCs per minute (sdiag)")
+    ax.set_title("Scheduler load of the hub's status queries")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def _plain_ticks():  # type: ignore[no-untyped-def]
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: f"{v:g}")
+
+
+def plot_dask(dask: dict, out: Path) -> Path | None:
+    """Time to N Dask workers per scenario, ours vs plain dask-jobqueue, runs as dots."""
+    results = dask.get("results") or []
+    if not results:
+        return None
+    tools = [k for k in results[0] if isinstance(results[0][k], dict) and "seconds" in
+             results[0][k]]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / len(tools)
+    for j, tool in enumerate(tools):
+        xs = [i + (j - (len(tools) - 1) / 2) * width for i in range(len(results))]
+        ys = [r[tool]["seconds"] for r in results]
+        ax.bar(xs, ys, width * 0.9, color=COLORS.get(tool, "#999999"), alpha=0.6, label=tool)
+        for x, r in zip(xs, results, strict=True):
+            runs = [run["seconds"] for run in r[tool].get("runs", [])]
+            ax.scatter([x] * len(runs), runs, s=10, color="black", zorder=3)
+    ax.set_xticks(range(len(results)), [f"{r['scenario']}\n{r['workers']} workers, "
+                                        f"{r['jobs']} jobs" for r in results])
+    ax.set_ylabel("seconds to all workers (median bar, runs as dots)")
+    ax.set_title("Dask: time to N workers, hpcbridge vs dask-jobqueue")
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_warm(warm: dict, out: Path) -> Path | None:
+    """Warm pool vs cold spawn, p50 and p95 (when bench/spawn_warm.py measured them)."""
+    kinds = [k for k in ("warm", "cold") if isinstance(warm.get(k), dict)
+             and warm[k].get("p50") is not None]
+    if len(kinds) < 2:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for j, kind in enumerate(kinds):
+        ys = [warm[kind].get(q) for q in ("p50", "p95")]
+        ax.bar([i + (j - 0.5) * 0.4 for i in range(2)], [y or 0 for y in ys], 0.36,
+               color=COLORS[kind], label=kind)
+    ax.set_xticks(range(2), ["p50", "p95"])
+    ax.set_ylabel("seconds to ready")
+    ax.set_title("hpcbridge spawn: warm pool vs cold")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out)
+
+
+def _save(fig, out: Path) -> Path:  # type: ignore[no-untyped-def]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    # no timestamp in the file: the same figures give the same bytes
+    fig.savefig(out, dpi=110, metadata={"Software": None})
+    fig.clf()
+    _pyplot().close(fig)
+    return out
+
+
+#: file drawn -> (results file it reads, how)
+PLOTS: dict[str, tuple[str, Callable[[dict, Path], Path | None]]] = {
+    "spawn_latency.png": ("spawn", plot_spawn),
+    "rpc_per_min.png": ("spawn", plot_rpc),
+    "dask_time.png": ("dask_scale", plot_dask),
+    "spawn_warm.png": ("spawn_warm", plot_warm),
+}
+
+
+def draw_all(results: Path = RESULTS) -> list[Path]:
+    drawn = []
+    for name, (stem, draw) in PLOTS.items():
+        source = results / f"{stem}.json"
+        target = results / name
+        if source.exists() and (path := draw(json.loads(source.read_text()), target)):
+            drawn.append(path)
+        elif target.exists():
+            target.unlink()  # no figures for it any more: no stale picture
+    return drawn
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    for path in draw_all(args.results):
+        print(f"wrote {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
