@@ -1,39 +1,45 @@
 """Time to N Dask workers and submit commands: hpcbridge.dask vs plain dask-jobqueue.
 
-Runs on the testbed as bob (``hpcbridge testbed up`` first):
+Runs on the testbed as bob (brought up if needed):
 
-    python bench/dask_scale.py [--repeat 2]
+    python -m bench.dask_scale [--repeat 5] [--only n3 ...] [--quick]
 
 Plain dask-jobqueue runs where its ``sbatch`` works, on the login node (it shells out
-locally); hpcbridge runs here and submits over SSH, as a notebook or hub would. Each
-scenario prints one line per tool and its ratios on their own lines:
+locally); hpcbridge runs here and submits over SSH, as a notebook or hub would. Both
+are timed the same way: from ``cluster.scale(N)``, called right after the cluster and
+its client exist, until ``client.wait_for_workers(N)`` returns.
 
-    ratio time <scenario> ours/plain 0.93
-    ratio submissions <scenario> ours/plain 0.25
+:func:`run` is what ``python -m bench all`` calls: per scenario one warm-up run of each
+tool (discarded: the first SSH login, cold caches on the nodes), then ``repeat`` runs
+of each, alternating which tool goes first; medians, slurmctld RPC counts around every
+run (``sdiag``, through :mod:`bench.dask_bench`), ratios on their own lines:
 
-QOS normal allows 4 jobs per user, so the large N uses several processes per job
-(4 jobs × 4 processes: 16 of the 24 testbed cores, leaving room for other users).
+    ratio time n3 hpcbridge/dask-jobqueue 0.93
+
+QOS normal runs 4 jobs per user (array tasks count one by one), so the large N uses
+several processes per job: the largest scenario is as many whole-node jobs as the QOS
+and the testbed's nodes allow, one 1-core worker per core (24 on 3 nodes, 32 on 4+).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from distributed import Client
 
 import hpcbridge.dask as hd
-from hpcbridge.profiles import DaskCaps, load_bundled_profile
 from hpcbridge.site import Site
+from slurm_testbed import config
 from slurm_testbed.cluster import Testbed
 
 USER = "bob"
 PYTHON = "/opt/hpcbridge/venv/bin/python"
+QOS_MAX_JOBS = 4  # QOS normal's MaxJobsPerUser on the testbed
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,14 @@ SCENARIOS = (
     Scenario("n16-array", 16, 4, 4, True),
 )
 
+
+def largest_scenario(tb: Testbed) -> Scenario:
+    """The most 1-core workers the testbed holds for one user: whole-node jobs."""
+    jobs = min(QOS_MAX_JOBS, len(tb.info().nodes))
+    per_job = config.CPUS_PER_NODE
+    return Scenario(f"n{jobs * per_job}-array", jobs * per_job, per_job, per_job, True)
+
+
 PLAIN = """
 import json, sys, time
 from dask_jobqueue import SLURMCluster
@@ -66,14 +80,19 @@ cluster = SLURMCluster(cores=s["cores"], processes=s["processes"], memory=f"{s['
 client = Client(cluster)
 t0 = time.monotonic()
 cluster.scale(s["workers"])
-client.wait_for_workers(s["workers"], timeout=180)
+client.wait_for_workers(s["workers"], timeout=s["timeout"])
 elapsed = time.monotonic() - t0
 cluster.close()
 print(json.dumps({"seconds": elapsed, "submissions": s["workers"] // s["processes"]}))
 """
 
 
-def wait_for_empty_queue(tb: Testbed, timeout: float = 60) -> None:
+def _timeout(s: Scenario) -> int:
+    # many workers start on 2 shared cores: a nanny and a worker interpreter each
+    return 180 + 5 * s.workers
+
+
+def wait_for_empty_queue(tb: Testbed, timeout: float = 90) -> None:
     """Jobs of the previous run may still be completing; they count against QOS limits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,7 +112,7 @@ def run_ours(tb: Testbed, site: Site, profile, s: Scenario) -> dict:  # type: ig
         with Client(cluster) as client:
             t0 = time.monotonic()
             cluster.scale(s.workers)
-            client.wait_for_workers(s.workers, timeout=180)
+            client.wait_for_workers(s.workers, timeout=_timeout(s))
             return {"seconds": time.monotonic() - t0, "submissions": cluster.submissions}
     finally:
         cluster.close()
@@ -102,37 +121,92 @@ def run_ours(tb: Testbed, site: Site, profile, s: Scenario) -> dict:  # type: ig
 def run_plain(tb: Testbed, s: Scenario) -> dict:
     wait_for_empty_queue(tb)
     spec = {"cores": s.cores, "processes": s.processes, "workers": s.workers,
-            "host": tb.info().login_ip}
-    proc = tb.login_exec(USER, [PYTHON, "-c", PLAIN, json.dumps(spec)], timeout=300)
+            "host": tb.info().login_ip, "timeout": _timeout(s)}
+    proc = tb.login_exec(USER, [PYTHON, "-c", PLAIN, json.dumps(spec)],
+                         timeout=_timeout(s) + 120)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.decode()[-2000:])
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 
 
-def main() -> int:
+def scenarios_for(tb: Testbed, quick: bool, only: list[str] | None = None) -> list[Scenario]:
+    every = [*SCENARIOS, largest_scenario(tb)]
+    if only:
+        return [s for s in every if s.name in only]
+    return [every[0]] if quick else every
+
+
+def measure_scenario(tb: Testbed, site: Site, profile, s: Scenario,  # type: ignore[no-untyped-def]
+                     repeat: int, warmup: bool = True) -> dict:
+    """``repeat`` runs of each tool, alternating which goes first, after one warm-up each."""
+    from bench import dask_bench as db
+
+    def ours() -> dict:
+        return db._timed(tb, lambda: run_ours(tb, site, profile, s))
+
+    def plain() -> dict:
+        return db._timed(tb, lambda: run_plain(tb, s))
+
+    if warmup:
+        ours(), plain()
+    runs: dict[str, list[dict]] = {db.OURS: [], db.PLAIN: []}
+    for i in range(repeat):
+        order = [(db.OURS, ours), (db.PLAIN, plain)]
+        for name, one in order if i % 2 == 0 else reversed(order):
+            runs[name].append(one())
+    row: dict[str, Any] = {"scenario": s.name, "workers": s.workers, "jobs": s.jobs,
+                           "processes": s.processes}
+    for name, rows in runs.items():
+        row[name] = {k: db._median(rows, k) for k in ("seconds", "submissions", "rpcs",
+                                                      "submit_rpcs")}
+        row[name]["runs"] = rows
+    if s.arrays:
+        # the issue's goal at large N: at most N/8 submissions with arrays
+        row["submissions_goal_max"] = s.workers / 8
+        row["submissions_goal_met"] = row[db.OURS]["submissions"] <= s.workers / 8
+    db._print(row)
+    return row
+
+
+NOTES = [
+    ("Each tool: one warm-up run per scenario (discarded), then the runs alternate which "
+     "tool goes first; the figures are medians. Limits read by an earlier cluster of the "
+     "same process (QOS, association, partition: 300 s) are reused, as in a notebook."),
+    ("Largest scenario: as many whole-node jobs as QOS normal (4 jobs per user; each array "
+     "task counts as a job) and the testbed's nodes allow, one 1-core worker per core."),
+]
+
+
+def run(testbed: Testbed, quick: bool = False, repeat: int | None = None,
+        only: list[str] | None = None) -> dict:
+    """Every scenario (quick: n3 only, 3 runs each), as ``python -m bench all`` wants it:
+    the contents of ``docs/benchmarks/dask_scale.json`` (not written here)."""
+    from bench import dask_bench as db
+
+    repeat = repeat or (3 if quick else 5)
+    profile, site = db._profile(testbed)
+    results = [measure_scenario(testbed, site, profile, s, repeat)
+               for s in scenarios_for(testbed, quick, only)]
+    return {"user": USER, "repeat": repeat, "warmup_runs": 1, "alternated": True,
+            "results": results, "ratios": db.ratios(results), "summary": db.table(results),
+            "notes": [*db.NOTES, *NOTES], "quick": quick}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench._common import ratio_line, testbed_session, write_results
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--only", default=None, help="one scenario by name")
-    args = parser.parse_args()
-    tb = Testbed()
-    profile = load_bundled_profile("testbed", {**os.environ, **tb.profile_env()})
-    # the bundled caps (8 cores per user) are for notebooks; the bench measures the tools
-    profile = profile.model_copy(update={"dask": profile.dask.model_copy(
-        update={"per_user": DaskCaps()})})
-    site = Site(profile)
-    for s in SCENARIOS:
-        if args.only and s.name != args.only:
-            continue
-        ours = [run_ours(tb, site, profile, s) for _ in range(args.repeat)]
-        plain = [run_plain(tb, s) for _ in range(args.repeat)]
-        o_t = statistics.median(r["seconds"] for r in ours)
-        p_t = statistics.median(r["seconds"] for r in plain)
-        o_n, p_n = ours[0]["submissions"], plain[0]["submissions"]
-        print(f"{s.name}: {s.workers} workers in {s.jobs} jobs of {s.processes} processes; "
-              f"hpcbridge {o_t:.2f} s, {o_n} submissions; dask-jobqueue {p_t:.2f} s, "
-              f"{p_n} submissions")
-        print(f"ratio time {s.name} ours/plain {o_t / p_t:.2f}")
-        print(f"ratio submissions {s.name} ours/plain {o_n / p_n:.2f}")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per tool (default 5)")
+    parser.add_argument("--only", nargs="+", default=None, help="scenarios by name")
+    parser.add_argument("--quick", action="store_true", help="n3 only, 3 runs per tool")
+    parser.add_argument("--no-write", action="store_true", help="print, write no JSON")
+    args = parser.parse_args(argv)
+    with testbed_session() as tb:
+        data = run(tb, args.quick, args.repeat, args.only)
+    for label, value in data["ratios"].items():
+        print(ratio_line(label, value))
+    if not args.no_write:
+        print(f"wrote {write_results('dask_scale', data).name}")
     return 0
 
 

@@ -73,7 +73,7 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
             poller: StatusPoller | None = None, scheduler_host: str | None = None,
             interface: str | None = None, arrays: bool = False, max_failures: int = 3,
             poll_interval: float = 10.0, n_workers: int = 0, asynchronous: bool = False,
-            **overrides: Any) -> HpcSlurmCluster | HpcPbsCluster:
+            inherit_env: bool = True, **overrides: Any) -> HpcSlurmCluster | HpcPbsCluster:
     """A dask-jobqueue cluster whose workers are batch jobs sized by the site profile.
 
     ``overrides`` change the profile's ``dask.worker`` (``cluster``, ``partition``,
@@ -82,6 +82,10 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
     ``user`` (default: whoever runs this) through ``client``, or ``site.client(...)``
     (a :class:`hpcbridge.site.Site`), or this machine's own scheduler commands. Remaining
     keyword arguments go to dask-jobqueue (e.g. ``scheduler_options``).
+
+    ``inherit_env`` (Slurm): worker jobs start with this process's environment, like
+    dask-jobqueue's; False keeps the profile's ``--export=NONE``, whose ``su -`` on the
+    node may delay each job's start by a second (see ``docs/dask.md``).
     """
     known = {"cluster", "partition", "account", "environment", "cores", "memory", "gpus",
              "walltime", "processes"}
@@ -101,6 +105,7 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
         profile=profile, client=client, user=user,
         request=replace(req.to_request(), memory=str(req.memory), walltime=str(req.walltime)),
         processes=processes, lifetime=lifetime, lifetime_stagger=stagger, interface=interface,
+        inherit_env=inherit_env,
     )
     shape = WorkerShape(cores=req.cores, memory_mb=int(req.memory) // 2**20,
                         processes=processes, walltime=walltime, partition=req.queue,

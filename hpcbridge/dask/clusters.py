@@ -33,7 +33,13 @@ from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.cluster import Cluster
 
 from hpcbridge.dask.exit import forget, remember
-from hpcbridge.dask.facts import StaticLimits, read_limits, read_static
+from hpcbridge.dask.facts import (
+    StaticLimits,
+    keep_static,
+    read_limits,
+    read_static,
+    recent_static,
+)
 from hpcbridge.dask.job import HpcPbsJob, HpcSlurmJob, WorkerContext
 from hpcbridge.dask.limits import (
     Limits,
@@ -103,7 +109,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self._init_rolling(
             roll_after(hpcb.lifetime, hpcb.lifetime_stagger).total_seconds(),
             (hpcb.lifetime - hpcb.lifetime_stagger).total_seconds())
-        hpcb.on_submit = self._on_submit
+        hpcb.on_submit, hpcb.on_cancel = self._on_submit, self._on_cancel
         kwargs.setdefault("scheduler_options", {}).setdefault("dashboard_address", ":0")
         super().__init__(hpcb=hpcb, processes=hpcb.processes, **kwargs)  # type: ignore[call-arg]
         remember(self)
@@ -138,6 +144,13 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
             self.job_states[job_id] = JobInfo(job_id, JobState.PENDING, reason="submitted")
             if self._poller is not None:
                 self._poller.track(job_id, self.hpcb.user)
+
+    def _on_cancel(self, job_ids: list[str]) -> None:
+        # so that closing does not cancel them a second time; the poller confirms later
+        for job_id in job_ids:
+            if job_id in self.job_states:
+                self.job_states[job_id] = JobInfo(job_id, JobState.CANCELLED,
+                                                  reason="cancelled by the cluster")
 
     def live_job_ids(self) -> list[str]:
         """Ids of this cluster's jobs that may still run (what closing must cancel)."""
@@ -268,11 +281,18 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
     async def _static_limits(self, refresh: bool = False) -> StaticLimits:
         now = asyncio.get_running_loop().time()
         if refresh or self._static is None or now - self._static[0] > STATIC_TTL:
+            client, user = self.hpcb.client, self.hpcb.user
+            known = None if refresh else recent_static(client, user, self.shape, self._qos,
+                                                       STATIC_TTL)
+            if known is not None:
+                self._static = (now, known)
+                return known
             if self._static_reading is None or self._static_reading.done():
                 # one read at a time: a scale() right after start waits for the prefetch
                 self._static_reading = asyncio.ensure_future(read_static(
-                    self.hpcb.client, self.hpcb.user, self.shape, self._qos))
+                    client, user, self.shape, self._qos))
             static = await self._static_reading
+            keep_static(client, user, self.shape, self._qos, static)
             self._static = (now, static)
         return self._static[1]
 

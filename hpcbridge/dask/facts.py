@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.limits import Limits, OtherJobs, ProfileCaps, WorkerShape
@@ -120,6 +123,8 @@ class StaticLimits:
     account: str | None
     qos: QosLimits | None
     partition: PartitionInfo | None
+    #: every query answered (a partial read is not shared with other clusters)
+    complete: bool = True
 
 
 async def read_static(client: SchedulerClient, user: str, shape: WorkerShape,
@@ -135,7 +140,36 @@ async def read_static(client: SchedulerClient, user: str, shape: WorkerShape,
         account=shape.account or (assoc.account if assoc else None),
         qos=pick_qos(qos_list or [], assoc, qos_name),
         partition=next((p for p in partitions or [] if p.name == shape.partition), None),
+        complete=None not in (assocs, qos_list, partitions),
     )
+
+
+#: client -> (user, partition, account, QOS) -> (monotonic time read, limits)
+_STATIC: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[float, StaticLimits]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _static_key(user: str, shape: WorkerShape, qos_name: str | None) -> tuple[Any, ...]:
+    return (user, shape.partition, shape.account, qos_name)
+
+
+def recent_static(client: SchedulerClient, user: str, shape: WorkerShape,
+                  qos_name: str | None, ttl: float) -> StaticLimits | None:
+    """Static limits another cluster of this process read less than ``ttl`` seconds ago.
+
+    They are set by admins and change rarely; reading them costs two ``sacctmgr`` calls
+    (a slurmdbd round trip each, ~0.3 s), so a notebook's second cluster reuses them.
+    """
+    hit = _STATIC.get(client, {}).get(_static_key(user, shape, qos_name))
+    return hit[1] if hit and time.monotonic() - hit[0] < ttl else None
+
+
+def keep_static(client: SchedulerClient, user: str, shape: WorkerShape,
+                qos_name: str | None, static: StaticLimits) -> None:
+    if not static.complete:
+        return
+    _STATIC.setdefault(client, {})[_static_key(user, shape, qos_name)] = (
+        time.monotonic(), static)
 
 
 async def _no_budget() -> None:

@@ -49,6 +49,10 @@ class WorkerContext:
     on_submit: Callable[[Any], None] = lambda job: None
     submissions: int = 0
     extra_worker_args: tuple[str, ...] = field(default_factory=tuple)
+    #: Slurm: the job starts with the submitting process's environment (see worker_script)
+    inherit_env: bool = True
+    #: called with job ids right after they were cancelled (the cluster marks them)
+    on_cancel: Callable[[list[str]], None] = lambda job_ids: None
 
 
 def worker_argv(ctx: WorkerContext, scheduler: str, name: str, *, array: bool) -> list[str]:
@@ -76,15 +80,26 @@ def _memory_bytes(memory: str | int | None) -> int:
 
 
 def worker_script(ctx: WorkerContext, scheduler: str, name: str, array_tasks: int = 0) -> str:
-    """The batch script of one worker job (or one array of ``array_tasks`` workers)."""
+    """The batch script of one worker job (or one array of ``array_tasks`` workers).
+
+    With ``ctx.inherit_env`` a Slurm worker job exports the submitting environment, as
+    dask-jobqueue's do, instead of the profile's ``--export=NONE``: NONE implies
+    ``--get-user-env``, and slurmd (before 23.02, which adds ``--export=NIL``) then
+    runs ``su - USER`` for every job and, when that child has not been reaped at once,
+    sleeps a whole second -- measured on one of three concurrent jobs in most rounds.
+    The submitter is the user's own process (her notebook, or an SSH login as her),
+    never the hub, and the script's login shell sets up the environment anyway.
+    """
     words = worker_argv(ctx, scheduler, name + ("-" + TASK_FIELD if array_tasks else ""),
                         array=bool(array_tasks))
     script = render_script(ctx.profile, replace(ctx.request, command=tuple(words)))
-    if not array_tasks:
-        return script
     lines = script.split("\n")
-    # directives must come before the first command; right after the shebang they do
-    lines.insert(1, f"#SBATCH --array=0-{array_tasks - 1}")
+    if ctx.inherit_env:
+        lines = ["#SBATCH --export=ALL" if ln.startswith("#SBATCH --export=") else ln
+                 for ln in lines]
+    if array_tasks:
+        # directives must come before the first command; right after the shebang they do
+        lines.insert(1, f"#SBATCH --array=0-{array_tasks - 1}")
     return "\n".join(lines)
 
 
@@ -136,6 +151,8 @@ class _HpcJobMixin:
                 await self.hpcb.client.cancel(self.hpcb.user, job_ids)
             except HpcBridgeError as exc:
                 log.warning("cancelling %s failed: %s", ", ".join(job_ids), exc)
+            else:
+                self.hpcb.on_cancel(job_ids)
 
     async def close(self) -> None:
         await self.cancel(self.job_ids)

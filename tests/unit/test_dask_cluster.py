@@ -34,6 +34,9 @@ class FakeSlurm:
         self.budget_value = budget
         self.others = others
         self._next = 100
+        self.qos_reads = 0
+        #: raise this from the next QOS read (a scheduler that cannot answer)
+        self.qos_error: Exception | None = None
 
     async def submit(self, user: str, script: str) -> str:
         job_id = str(self._next)
@@ -66,6 +69,10 @@ class FakeSlurm:
         return []
 
     async def qos(self, names: Sequence[str] = (), *, as_user: str | None = None) -> list:
+        self.qos_reads += 1
+        if self.qos_error is not None:
+            error, self.qos_error = self.qos_error, None
+            raise error
         return [QosLimits("normal", max_jobs_per_user=4, max_submit_jobs_per_user=8)]
 
     async def partitions(self, *, as_user: str | None = None) -> list:
@@ -215,7 +222,8 @@ async def test_close_cancels_every_job(make) -> None:  # type: ignore[no-untyped
     await cluster.scale(3)
     await settle(cluster, fake)
     await cluster.close()
-    assert fake.live() == [] and len(set(fake.cancelled)) == 3
+    # each job once: closing does not cancel again what the jobs' own close cancelled
+    assert fake.live() == [] and sorted(fake.cancelled) == ["100", "101", "102"]
 
 
 async def test_scale_down_closes_whole_jobs_only(make) -> None:  # type: ignore[no-untyped-def]
@@ -326,3 +334,29 @@ async def test_a_clamped_cluster_grows_when_other_jobs_end(make) -> None:  # typ
             break
     await settle(cluster, fake)
     assert len(fake.scripts) == 3 and not cluster.last_plan.clamped
+
+
+async def test_a_second_cluster_reuses_the_static_limits(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm()
+    first = await make(fake)
+    await first.scale(10)
+    await settle(first, fake)
+    second = await make(fake)
+    await second.scale(10)
+    await settle(second, fake)
+    assert fake.qos_reads == 1
+    # the QOS bound still holds across both: the second sees the first's jobs as others
+    assert len(fake.live()) == 4 and len(second.plan) == 0
+    assert "4 held by your other jobs" in second.scale_message
+
+
+async def test_a_failed_limits_read_is_not_shared(make) -> None:  # type: ignore[no-untyped-def]
+    from hpcbridge.errors import SchedulerUnavailable
+
+    fake = FakeSlurm()
+    fake.qos_error = SchedulerUnavailable("slurmdbd is down")
+    first = await make(fake)
+    await first.current_limits()
+    second = await make(fake)
+    limits = await second.current_limits()
+    assert fake.qos_reads == 2 and limits.qos is not None

@@ -129,6 +129,16 @@ def test_worker_script_goes_through_the_profile() -> None:
     assert "--array" not in script
 
 
+def test_worker_jobs_export_the_submitting_environment() -> None:
+    # --export=NONE would make slurmd run `su -` per job (up to 1 s late on Slurm 22.05)
+    script = worker_script(_ctx(), "tcp://10.0.0.1:8786", "w")
+    assert "#SBATCH --export=ALL" in script and "--export=NONE" not in script
+    from dataclasses import replace
+
+    kept = worker_script(replace(_ctx(), inherit_env=False), "tcp://10.0.0.1:8786", "w")
+    assert "#SBATCH --export=NONE" in kept and "--export=ALL" not in kept
+
+
 def test_array_script_has_one_array_directive_and_a_task_name() -> None:
     script = worker_script(_ctx(), "tcp://10.0.0.1:8786", "hpcb-dask-abc123-0", 8)
     lines = script.splitlines()
