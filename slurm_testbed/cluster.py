@@ -2,7 +2,8 @@
 
 Topology (shared design, "Testbed topology"): ``db`` (MariaDB + slurmdbd), ``ctl``
 (slurmctld), ``login`` (sshd, Slurm client, torque wrappers) and ``c1..cN`` (slurmd), on a
-network of their own, sharing ``/home``. Containers are found again by name, so every
+network of their own, sharing ``/home``; ``/home/dave`` (config.SMALL_HOME_USER) is a
+small tmpfs of its own, shared the same way, for disk-full faults. Containers are found again by name, so every
 command (``up``, ``status``, ``exec``, ``down``) works from a fresh process.
 """
 
@@ -105,6 +106,10 @@ class Testbed:
     def home_volume(self) -> str:
         return f"{self.name}-home"
 
+    @property
+    def small_home_volume(self) -> str:
+        return f"{self.name}-home-{config.SMALL_HOME_USER}"
+
     def _labels(self, role: str) -> dict[str, str]:
         return {LABEL: role, NAME_LABEL: self.name}
 
@@ -182,12 +187,12 @@ class Testbed:
     def _up(self, nodes: int) -> TestbedInfo:
         existing = self._containers()
         if existing:
-            if self.reusable():
+            if self.reusable() and self._images_current():
                 info = self.info()
                 self.progress(f"already up with {len(info.nodes)} nodes; reusing it")
                 return info
-            self.progress("a broken, half-started or other checkout's testbed exists; "
-                          "removing it first")
+            self.progress("a broken, half-started, out-of-date (containers/ changed) or "
+                          "other checkout's testbed exists; removing it first")
             self._down()
         started = time.monotonic()
         refs = images.ensure_images(self.engine, self.shared_dir / "build", self.progress)
@@ -211,6 +216,9 @@ class Testbed:
 
         client = self.engine.docker_client()
         client.volumes.create(self.home_volume, labels=self._labels("home"))
+        client.volumes.create(self.small_home_volume, driver="local",
+                              driver_opts=config.small_home_volume_options(),
+                              labels=self._labels("home"))
         network = Network(docker_network_kw={"labels": self._labels("network")})
         network.name = self.network_name
         network.create()
@@ -258,6 +266,7 @@ class Testbed:
             .with_volume_mapping(str(etc), "/etc/testbed", "ro")
             .with_volume_mapping(str(REPO), SRC_MOUNT, "ro")
             .with_volume_mapping(self.home_volume, "/home", "rw")
+            .with_volume_mapping(self.small_home_volume, f"/home/{config.SMALL_HOME_USER}", "rw")
             .with_kwargs(**kwargs)
             .start()
         )
@@ -344,6 +353,13 @@ class Testbed:
             return info.src == str(REPO) and self._nodes_idle_or_busy(info.nodes)
         except TestbedError:
             return False
+
+    def _images_current(self) -> bool:
+        """Do ctl and db run the images the checkout's Containerfiles make now? (A testbed
+        started before a change of containers/ lacks what the tests expect.)"""
+        refs = images.image_refs(self.engine)
+        running = {c.labels.get(LABEL): c.attrs["Config"]["Image"] for c in self._containers()}
+        return running.get("ctl") == refs["slurm"] and running.get("db") == refs["db"]
 
     def _nodes_idle_or_busy(self, names: list[str]) -> bool:
         return set(names) <= set(self._node_states() or {})

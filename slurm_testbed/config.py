@@ -17,6 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CLUSTER = "tb"
 USERS = {"alice": "proj_a", "bob": "proj_a", "carol": "proj_b"}
+#: a user whose home is a tiny filesystem of its own, shared by login and compute nodes,
+#: for disk-full faults; kept out of USERS (no hub login, no share of load tests)
+SMALL_HOME_USER = "dave"
+SMALL_HOME_ACCOUNT = "proj_a"
+SMALL_HOME_UID = 2004  # as containers/base/Containerfile creates him
+USERS_GID = 2000  # hpcusers
+SMALL_HOME_MB = 8
 CPUS_PER_NODE = 8
 MEMORY_MB_PER_NODE = 16384  # 16G, as the testbed site profile says
 GPUS_ON_GPU_NODE = 2
@@ -145,10 +152,21 @@ def accounting_commands() -> list[list[str]]:
         cmd + ["add", "account", "proj_b", "Description=project B", "Organization=lab",
                f"GrpTRESMins=cpu={PROJ_B_BUDGET_CPU_MINUTES}"],
     ]
-    for user, account in USERS.items():
+    for user, account in {**USERS, SMALL_HOME_USER: SMALL_HOME_ACCOUNT}.items():
         out.append(cmd + ["add", "user", user, f"Account={account}",
                           f"DefaultAccount={account}"])
     return out
+
+
+def small_home_volume_options() -> dict[str, str]:
+    """Driver options of the small home: a tmpfs of SMALL_HOME_MB in memory (no host disk).
+
+    Sized in 4 KiB pages (``nr_blocks``): podman 4 reads ``size=`` in ``o`` as a disk quota
+    request and refuses it where the filesystem has no project quota.
+    """
+    pages = SMALL_HOME_MB * 256
+    return {"type": "tmpfs", "device": "tmpfs",
+            "o": f"nr_blocks={pages},uid={SMALL_HOME_UID},gid={USERS_GID},mode=0700"}
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class Engine:
         return proc
 
     def docker_client(self):  # -> docker.DockerClient (imported lazily)
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         return docker.DockerClient(base_url=self.docker_host, timeout=120)
 

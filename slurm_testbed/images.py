@@ -72,14 +72,19 @@ def debian_mirror() -> str:
     )
 
 
-def ensure_bookworm(engine: Engine, cache: Path, progress: Progress) -> str:
-    """The image every testbed image starts from."""
+def bookworm_ref(engine: Engine) -> str:
+    """The image every testbed image starts from (its name; it may not exist yet)."""
     if os.environ.get("HPCBRIDGE_BASE_IMAGE"):
         return os.environ["HPCBRIDGE_BASE_IMAGE"]
-    mirror = debian_mirror()
-    ref = image_name(engine, "bookworm", _hash_tree(SUITE, mirror, "minbase-v1"))
-    if image_exists(engine, ref):
+    return image_name(engine, "bookworm", _hash_tree(SUITE, debian_mirror(), "minbase-v1"))
+
+
+def ensure_bookworm(engine: Engine, cache: Path, progress: Progress) -> str:
+    """The image every testbed image starts from, imported from debootstrap if missing."""
+    ref = bookworm_ref(engine)
+    if os.environ.get("HPCBRIDGE_BASE_IMAGE") or image_exists(engine, ref):
         return ref
+    mirror = debian_mirror()
     if not shutil.which("debootstrap"):
         raise TestbedError(
             "no base image: install debootstrap (apt-get install debootstrap) or set "
@@ -144,19 +149,29 @@ def _build(engine: Engine, ref: str, context: Path, base: str, progress: Progres
     progress(f"built {ref} in {time.monotonic() - started:.0f} s")
 
 
+def image_refs(engine: Engine, bookworm: str | None = None) -> dict[str, str]:
+    """Image name -> reference (content-hash tag) for the checkout's Containerfiles:
+    ``bookworm``, ``base``, ``slurm`` and ``db``. Builds nothing."""
+    bookworm = bookworm or bookworm_ref(engine)
+    base = image_name(engine, "base", _hash_tree(bookworm, CONTAINERS / "base"))
+    slurm = image_name(engine, "slurm", _hash_tree(base, CONTAINERS / "slurm"))
+    db = image_name(engine, "db", _hash_tree(slurm, CONTAINERS / "db"))
+    return {"bookworm": bookworm, "base": base, "slurm": slurm, "db": db}
+
+
 def ensure_images(engine: Engine, cache: Path, progress: Progress) -> dict[str, str]:
     """Build (or reuse) base, slurm and db images; return role -> image reference."""
     cache.mkdir(parents=True, exist_ok=True)
-    bookworm = ensure_bookworm(engine, cache, progress)
+    refs = image_refs(engine, ensure_bookworm(engine, cache, progress))
+    bookworm, base, slurm, db = refs["bookworm"], refs["base"], refs["slurm"], refs["db"]
 
-    base = image_name(engine, "base", _hash_tree(bookworm, CONTAINERS / "base"))
     if not image_exists(engine, base):
         _build(engine, base, CONTAINERS / "base", bookworm, progress)
 
     slurm_dir = CONTAINERS / "slurm"
-    slurm = image_name(engine, "slurm", _hash_tree(base, slurm_dir))
     if not image_exists(engine, slurm):
-        wheels = cache / "wheels" / _hash_tree(slurm_dir / "requirements.txt")
+        # keyed by the requirements' text: a changed list fetches its wheels again
+        wheels = cache / "wheels" / _hash_tree((slurm_dir / "requirements.txt").read_text())
         fetch_wheels(slurm_dir / "requirements.txt", wheels, progress)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             ctx = Path(tmp) / "ctx"
@@ -164,7 +179,6 @@ def ensure_images(engine: Engine, cache: Path, progress: Progress) -> dict[str, 
             shutil.copytree(wheels, ctx / "wheels")
             _build(engine, slurm, ctx, base, progress)
 
-    db = image_name(engine, "db", _hash_tree(slurm, CONTAINERS / "db"))
     if not image_exists(engine, db):
         _build(engine, db, CONTAINERS / "db", slurm, progress)
     return {"slurm": slurm, "db": db}

@@ -27,8 +27,9 @@ wait_for() {  # wait_for SECONDS CMD... : poll until CMD succeeds
 }
 
 make_homes() {
-    for u in alice bob carol; do
-        if [ ! -d /home/$u ]; then
+    for u in alice bob carol dave; do
+        # dave's home is a mount point of its own: new when it is empty
+        if [ ! -d /home/$u ] || [ -z "$(ls -A /home/$u)" ]; then
             install -d -o $u -g hpcusers -m 0700 /home/$u
             cp -rT /etc/skel /home/$u && chown -R $u:hpcusers /home/$u
         fi
