@@ -159,22 +159,33 @@ class Driver:
             time.sleep(0.25)
         return round(time.monotonic() - started, 3)
 
-    def stop_all(self, tb: Testbed, pairs: list[tuple[str, str]], timeout: float = 90,
-                 leave: int = 0) -> None:
-        """Stop every server of ``pairs`` and wait until the queue holds no more than
-        ``leave`` jobs (0: empty again)."""
+    def stop_servers(self, pairs: list[tuple[str, str]], timeout: float = 90) -> None:
+        """Stop every server of ``pairs`` through the hub, until the hub has none of them."""
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(pairs)))) as pool:
             list(pool.map(lambda p: self.api.stop(*p), pairs))
         for user, server in pairs:
             try:
                 self.api.wait_stopped(user, server, timeout=timeout)
             except AssertionError:
-                print(f"{self.name}: {user}/{server} did not stop; cancelling its jobs",
-                      flush=True)
+                print(f"{self.name}: {user}/{server} did not stop", flush=True)
+
+    def stop_all(self, tb: Testbed, pairs: list[tuple[str, str]], timeout: float = 90,
+                 leave: int = 0) -> None:
+        """Stop every server of ``pairs`` and wait until the queue holds no more than
+        ``leave`` jobs (0: empty again; what is left then is cancelled)."""
+        self.stop_servers(pairs, timeout)
         if leave:
             wait_queue_at_most(tb, leave, timeout)
         else:
             wait_queue_empty(tb, timeout)
+
+
+def left_after(tb: Testbed, seconds: float) -> list[str]:
+    """Jobs still queued after up to ``seconds`` of waiting for the queue to empty."""
+    deadline = time.monotonic() + seconds
+    while (left := queue(tb)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return left
 
 
 def queue(tb: Testbed) -> list[str]:

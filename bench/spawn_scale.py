@@ -16,12 +16,14 @@ import signal
 import time
 from collections.abc import Iterator
 
-from bench.spawn_client import Driver, queue, slots, summary
+from bench.spawn_client import Driver, left_after, queue, slots, summary, wait_queue_empty
 from hpcbridge.hubrun import Hub
 from slurm_testbed import config, faults
 from slurm_testbed.cluster import Testbed
 
 HUB_ACCOUNTS = ("hpcbridge", *config.USERS)  # whose RPCs are the hubs' (not root's)
+#: seconds after the hub stopped every server until a job still queued counts as orphaned
+ORPHAN_WAIT = 30.0
 
 
 def caps_for(n: int) -> dict[str, int]:
@@ -145,12 +147,16 @@ def phase_over_qos(tb: Testbed, driver: Driver, n: int, timeout: float) -> dict:
     submit limit is raised, so every job is accepted and the rest wait queued."""
     per_user = -(-n // len(config.USERS))
     pairs = slots(n, dict.fromkeys(config.USERS, per_user), "m")
+    left: list[str] = []
     with qos_for(tb, submitted=per_user):
         try:
             spawns = driver.spawn_many(pairs, timeout=timeout)
             jobs = queue(tb)
         finally:
-            driver.stop_all(tb, pairs, timeout=180)
+            driver.stop_servers(pairs, timeout=120)
+            # jobs the hub no longer knows of, still queued or running: orphans
+            left = left_after(tb, ORPHAN_WAIT)
+            wait_queue_empty(tb, 5)  # cancels them
     reasons: dict[str, int] = {}
     for line in jobs:
         _, state, reason, _ = line.split(" ", 3)
@@ -162,9 +168,11 @@ def phase_over_qos(tb: Testbed, driver: Driver, n: int, timeout: float) -> dict:
         if s.outcome != "ready" and s.message:
             messages[s.message[:120]] = messages.get(s.message[:120], 0) + 1
     result = {"n": n, "bound_s": timeout, **summary(spawns), "jobs_at_bound": reasons,
-              "wrong_failures": wrong, "last_messages_not_ready": messages,
+              "jobs_left_after_stop": len(left), "wrong_failures": wrong,
+              "last_messages_not_ready": messages,
               "qos": {"MaxJobsPerUser": config.QOS_MAX_JOBS_PER_USER,
                       "MaxSubmitJobsPerUser": max(per_user, config.QOS_MAX_SUBMIT_PER_USER)}}
     print(f"{n} over QOS {driver.name}: {result['outcomes']} within {timeout:.0f} s, "
-          f"jobs {reasons}, ready p50 {result['p50_s']} s p95 {result['p95_s']} s", flush=True)
+          f"jobs {reasons}, ready p50 {result['p50_s']} s p95 {result['p95_s']} s, "
+          f"{len(left)} jobs left {ORPHAN_WAIT:.0f} s after every server stopped", flush=True)
     return result

@@ -2,11 +2,12 @@
 
 The spawner logs one INFO line per spawn, e.g.::
 
-    [I 2026-11-23 23:01:02.345 JupyterHub spawner:310] alice: spawn stages: env 0.12 s,
-    submit 0.08 s, queued 1.10 s, port 2.10 s, address 0.15 s
+    [I 2026-11-23 23:01:02.345 JupyterHub spawner:269] alice:c1: spawn stages: env 0.12 s,
+    submit 0.08 s, queued 1.10 s, port 2.10 s, address 0.15 s (total 3.55 s)
 
-(on one line). Stage names are taken as logged, so a renamed or added stage shows up
-in the figures without a change here.
+(on one line; ``alice`` for a default server). Stage names are taken as logged, so a
+renamed or added stage shows up in the figures without a change here; the total, when
+logged, is kept as the stage ``total``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import re
 import statistics
 from pathlib import Path
 
-_LINE = re.compile(r"(?P<who>[^\s:]+(?:/[^\s:]*)?): spawn stages: (?P<stages>.+?)\s*$")
+_LINE = re.compile(r"(?P<who>\S+): spawn stages: (?P<stages>.+?)"
+                   r"(?:\s*\(total (?P<total>\d+(?:\.\d+)?) s\))?\s*$")
 _STAGE = re.compile(r"^\s*(?P<name>[A-Za-z][\w-]*(?: [A-Za-z][\w-]*)*)\s+"
                     r"(?P<seconds>\d+(?:\.\d+)?)\s*s\s*$")
 
@@ -31,7 +33,11 @@ def parse_line(line: str) -> dict | None:
         if s is None:
             return None  # not the format we know: better none than a wrong figure
         stages[s.group("name")] = float(s.group("seconds"))
-    return {"who": m.group("who"), "stages": stages} if stages else None
+    if not stages:
+        return None
+    if m.group("total") is not None:
+        stages["total"] = float(m.group("total"))
+    return {"who": m.group("who"), "stages": stages}
 
 
 def parse(text: str) -> list[dict]:
