@@ -168,7 +168,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         if job is None or task not in job.tasks or self.status != Status.running:
             return  # closed on purpose, or the cluster is going away
         job.tasks.discard(task)
-        self._arrived.pop(job.name, None)
+        self._arrived.pop((job.name, task if job.array_tasks else None), None)
         if info.state not in NORMAL_ENDS:
             self.failures += 1
             log.warning("worker job %s ended %s (%s)", job_id, info.state.value, info.reason)
@@ -212,8 +212,8 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
             self.failures = 0  # a worker arrived: the set-up works
             for info in msg["workers"].values():
                 where = self._locate(str(info.get("name")))
-                if where is not None and where[1] is None:
-                    self._worker_arrived(where[0])
+                if where is not None:
+                    self._worker_arrived(where)
         # SpecCluster closes a job some seconds after its worker left, by *name*: by then
         # the poller may have replaced it, and the new job of that name would be
         # cancelled. Job ends are the poller's to report, so skip that step.

@@ -272,7 +272,7 @@ async def test_rolling_starts_a_successor_then_retires_the_old_job(make) -> None
     await settle(cluster, fake)
     (entry,) = cluster.worker_spec
     old = fake.live()[0]
-    cluster._worker_arrived(entry)  # the fake's workers never connect: say one did
+    cluster._worker_arrived((entry, None))  # the fake's workers never connect: say one did
     for _ in range(40):
         await asyncio.sleep(0.1)
         if fake.states[old] is JobState.CANCELLED:
@@ -292,7 +292,7 @@ async def test_rolling_without_room_keeps_the_job_until_it_ends(make) -> None:  
     await cluster.scale(1)
     await settle(cluster, fake)
     (entry,) = cluster.worker_spec
-    cluster._worker_arrived(entry)
+    cluster._worker_arrived((entry, None))
     await asyncio.sleep(1.5)
     await settle(cluster, fake)
     assert len(fake.scripts) == 1 and entry in cluster.worker_spec
@@ -360,3 +360,43 @@ async def test_a_failed_limits_read_is_not_shared(make) -> None:  # type: ignore
     second = await make(fake)
     limits = await second.current_limits()
     assert fake.qos_reads == 2 and limits.qos is not None
+
+
+async def test_an_array_task_rolls_to_a_successor_job(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm()
+    cluster = await make(fake, arrays=True, cores=1, memory="1G")
+    cluster._roll_after, cluster._roll_deadline = 0.0, 0.5
+    await cluster._stop_rolling()
+    cluster._start_rolling()
+    await cluster.scale(2)
+    await settle(cluster, fake)
+    (entry,) = cluster.worker_spec
+    cluster._worker_arrived((entry, 1))  # task 1's worker arrived (the fake's never do)
+    for _ in range(40):
+        await asyncio.sleep(0.1)
+        if fake.states["100_1"] is JobState.CANCELLED:
+            break
+    await settle(cluster, fake)
+    assert fake.states["100_1"] is JobState.CANCELLED
+    assert fake.states["100_0"] is JobState.PENDING  # the other task keeps running
+    assert len(fake.scripts) == 2 and "--array" not in fake.scripts[1]
+    assert sorted(fake.live()) == ["100_0", "101"] and len(cluster.plan) == 2
+    assert cluster.worker_spec[entry]["group"] == ["-0"] and cluster.failures == 0
+
+
+async def test_an_array_task_without_room_is_replaced_when_it_ends(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm(others=2)  # QOS normal: 4 jobs, 2 held elsewhere, 2 ours
+    cluster = await make(fake, arrays=True, cores=1, memory="1G")
+    cluster._roll_after, cluster._roll_deadline = 0.0, 0.5
+    await cluster._stop_rolling()
+    cluster._start_rolling()
+    await cluster.scale(2)
+    await settle(cluster, fake)
+    (entry,) = cluster.worker_spec
+    cluster._worker_arrived((entry, 0))
+    await asyncio.sleep(1.0)
+    await settle(cluster, fake)
+    assert len(fake.scripts) == 1  # no room for a successor: nothing submitted early
+    fake.states["100_0"] = JobState.COMPLETED  # its worker retired and left
+    await settle(cluster, fake)
+    assert len(fake.scripts) == 2 and len(fake.live()) == 2 and cluster.failures == 0
