@@ -127,9 +127,17 @@ def run_all(args: argparse.Namespace) -> int:
         run.step("dask_scale", lambda: dask_bench.bench(
             tb, dask_bench.parser().parse_args(_flag(quick))))
         run.step("spawn_warm", lambda: run_warm(tb, quick))
-    write_results("run", {**facts, "quick": quick, "command": "python -m bench all"
-                          + (" --quick" if quick else ""), "steps": run.steps,
-                          "elapsed_s": round(time.monotonic() - started, 1)})
+    steps = run.steps
+    previous = RESULTS / "run.json"
+    if only != set(STEPS) and previous.exists():  # a partial run: the others stay as they were
+        steps = {**json.loads(previous.read_text()).get("steps", {}), **run.steps}
+    for step in run.steps.values():
+        step["measured_at"] = facts.get("measured_at")
+    write_results("run", {**facts, "quick": quick, "command": " ".join(
+                              ["python -m bench all", *(["--quick"] if quick else []),
+                               *([f"--only {' '.join(sorted(only))}"] if only != set(STEPS)
+                                 else [])]),
+                          "steps": steps, "elapsed_s": round(time.monotonic() - started, 1)})
     finish()
     failed = [n for n, s in run.steps.items() if s["status"] == "failed"]
     print(f"\nbench all: {len(run.steps)} steps in {time.monotonic() - started:.0f} s"

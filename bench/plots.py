@@ -107,6 +107,7 @@ def plot_rpc(spawn: dict, out: Path) -> Path | None:
     ax.set_yscale("symlog", linthresh=1)
     ax.set_xticks(sorted({x for p in series.values() for x, _ in p}))
     ax.get_xaxis().set_major_formatter(_plain_ticks())
+    ax.get_xaxis().set_minor_formatter(_plain_ticks(minor=True))
     ax.set_xlabel("running notebook servers")
     ax.set_ylabel("slurmctld RPCs per minute (sdiag)")
     ax.set_title("Scheduler load of the hub's status queries")
@@ -115,10 +116,10 @@ def plot_rpc(spawn: dict, out: Path) -> Path | None:
     return _save(fig, out)
 
 
-def _plain_ticks():  # type: ignore[no-untyped-def]
-    from matplotlib.ticker import FuncFormatter
+def _plain_ticks(minor: bool = False):  # type: ignore[no-untyped-def]
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    return FuncFormatter(lambda v, _: f"{v:g}")
+    return NullFormatter() if minor else FuncFormatter(lambda v, _: f"{v:g}")
 
 
 def plot_dask(dask: dict, out: Path) -> Path | None:
