@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 
 from slurm_testbed import faults
 from tests.testbed.hubtools import squeue
@@ -22,6 +23,17 @@ def _running_server(hub, user: str) -> dict:
         r = hub.spawn(user, {"preset": "debug"})
         assert r.status_code in (201, 202), r.text
     return hub.wait_ready(user)
+
+
+def _login(hub, user: str) -> requests.Session:
+    """A browser's session of ``user`` (HTML pages take no API token)."""
+    session = requests.Session()
+    session.get(f"{hub.url}/hub/login", timeout=30)
+    r = session.post(f"{hub.url}/hub/login", timeout=60, data={
+        "username": user, "password": hub.passwords[user],
+        "_xsrf": session.cookies.get("_xsrf", "")})
+    assert r.status_code == 200 and "/hub/login" not in r.url, r.url
+    return session
 
 
 def _accounting_answers(testbed) -> bool:
@@ -48,6 +60,10 @@ def test_accounting_down_drops_no_server_and_spawns_and_stops_go_on(hub, testbed
     try:
         with faults.slurmdbd_stopped(testbed):  # MariaDB too
             assert not _accounting_answers(testbed)
+            # the spawn form lists a user's accounts from sacctmgr: it still renders, with
+            # the accounts it knew or a free-text account field
+            page = _login(hub, "bob").get(f"{hub.url}/hub/spawn/bob", timeout=60)
+            assert page.status_code == 200 and 'name="account"' in page.text, page.url
             r = hub.spawn("bob", {"preset": "debug"})
             assert r.status_code in (201, 202), r.text
             bob_job = hub.wait_ready("bob")["state"]["job_id"]
