@@ -30,6 +30,7 @@ def check_profile(profile: SiteProfile) -> Iterator[Finding]:
         yield from _check_cluster(("clusters", name), cluster)
     yield from _check_presets(profile)
     yield from _check_dask(profile)
+    yield from _check_warm_pool(profile)
 
 
 def _check_cluster(path: Path, cluster: Cluster) -> Iterator[Finding]:
@@ -118,3 +119,23 @@ def _check_dask(profile: SiteProfile) -> Iterator[Finding]:
         yield ("dask", "per_user", "max_memory"), (
             f"max_memory {caps.max_memory} is less than one worker's memory {worker.memory}"
         )
+
+
+def _check_warm_pool(profile: SiteProfile) -> Iterator[Finding]:
+    pool = profile.hub.warm_pool
+    names = [p.name for p in profile.notebooks]
+    for index, name in enumerate(pool.presets):
+        path: Path = ("hub", "warm_pool", "presets", index)
+        preset = profile.preset(name)
+        if preset is None:
+            yield _unknown(path, "preset", name, names)
+            continue
+        if pool.presets.index(name) != index:
+            yield path, f"preset '{name}' is listed twice"
+        request = JobRequest(user="nobody", preset=name)
+        resolved, _ = resolve_request(profile, request, require_account=False)
+        if resolved is not None and resolved.walltime <= pool.max_idle:
+            yield ("hub", "warm_pool", "max_idle"), (
+                f"max_idle {pool.max_idle} is not less than preset '{name}' walltime "
+                f"{resolved.walltime}: a warm job could hand over a server with no time left"
+            )

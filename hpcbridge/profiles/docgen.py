@@ -26,6 +26,7 @@ SECTIONS = (
     ("Conda", "clusters.NAME.environments.NAME.conda"),
     ("Container", "clusters.NAME.environments.NAME.container"),
     ("Hub", "hub"),
+    ("WarmPool", "hub.warm_pool"),
     ("NotebookPreset", "notebooks[]"),
     ("Dask", "dask"),
     ("DaskWorker", "dask.worker"),

@@ -275,6 +275,38 @@ class Dask(_Model):
     per_user: DaskCaps = Field(default_factory=DaskCaps, description="Per-user caps.")
 
 
+class WarmPool(_Model):
+    """Notebook jobs started ahead of time, as their user, for spawns in under a second.
+
+    After a user logs in, the hub submits ``per_user`` jobs per listed preset *as that
+    user*; each starts on a compute node, imports Jupyter and waits for the hub. A spawn
+    whose options resolve to the same job as a preset is given one of them at once. A
+    warm job that waits ``max_idle`` ends by itself (its waiting time is charged to the
+    user's account like any job). There is no shared pool identity: a batch job cannot
+    change its user, so a server started as a pool account would see that account's
+    files, not the user's (see docs/admin/hub.md).
+    """
+
+    presets: list[Name] = Field(
+        default_factory=list,
+        description="Notebook presets kept warm (names from `notebooks`). Empty: no pool.",
+    )
+    per_user: int = Field(1, ge=1, le=4, description="Warm jobs per preset and user.")
+    max_jobs: Count = Field(
+        20, description="Most warm jobs waiting on the whole site at once (all users)."
+    )
+    max_idle: Walltime = Field(
+        Walltime.parse("00:15:00"),
+        description="How long a warm job waits for its user before it ends by itself. "
+        "A server started from it has this much less walltime at most.",
+    )
+    identity: Literal["user"] = Field(
+        "user",
+        description="Whose job a warm job is: `user` (the only value: a job per user, "
+        "after her login). A shared pool account is refused by design.",
+    )
+
+
 class Hub(_Model):
     """How jobs reach the JupyterHub."""
 
@@ -282,6 +314,10 @@ class Hub(_Model):
         None,
         description="Base URL of the hub as compute nodes reach it, e.g. "
         "`http://10.0.0.1:8081`. Unset: the hub's own setting.",
+    )
+    warm_pool: WarmPool = Field(
+        default_factory=WarmPool,
+        description="Pre-started notebook jobs per user (off unless presets are listed).",
     )
 
 

@@ -65,3 +65,51 @@ class PortCallbackHandler(APIHandler):
         spawner.port_reported(port)
         self.set_status(201)
         self.finish(json.dumps({"message": f"port {port} accepted"}))
+
+
+WARM_ROUTE = r"/api/hpcbridge/warm"
+
+
+def parse_warm_body(body: object) -> tuple[str, str]:
+    """(id, secret) from a warm job's poll; ValueError for anything else."""
+    if not isinstance(body, dict) or set(body) != {"id", "secret"}:
+        raise ValueError("the body must be exactly {\"id\": ..., \"secret\": ...}")
+    warm_id, secret = body["id"], body["secret"]
+    if not (isinstance(warm_id, str) and isinstance(secret, str)
+            and 0 < len(warm_id) <= 64 and 0 < len(secret) <= 128):
+        raise ValueError("id and secret must be short strings")
+    return warm_id, secret
+
+
+class WarmPollHandler(web.RequestHandler):
+    """POST {"id", "secret"} from a warm-pool job: long poll for a server to become.
+
+    Authenticated by the job's own secret (see :mod:`hpcbridge.spawner.warm`), not by a
+    cookie or a hub token, so there is no cross-site request to guard against: the xsrf
+    check does not apply. Answers 200 {"env": {...}} (the server's environment, for the
+    job's own user only), 204 (no spawn yet: ask again), 410 (not a warm job of this hub:
+    end), 400 (malformed).
+    """
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    async def post(self) -> None:
+        from hpcbridge.spawner import warm
+
+        try:
+            warm_id, secret = parse_warm_body(json.loads(self.request.body or b"null"))
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        try:
+            env = await warm.wait_for_owner(warm_id, secret)
+        except warm.UnknownWarmJob:
+            self.set_status(410)
+            self.finish({"message": "not a warm job of this hub"})
+            return
+        if env is None:
+            self.set_status(204)
+            self.finish()
+            return
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"env": env})

@@ -11,6 +11,8 @@ other code imported batchspawner (shared design, known defect 1).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import sys
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 from tornado import web
 
 from hpcbridge.spawner import reattach
-from hpcbridge.spawner.api import ROUTE, PortCallbackHandler
+from hpcbridge.spawner.api import ROUTE, WARM_ROUTE, PortCallbackHandler, WarmPollHandler
 
 _VULNERABLE = "BatchSpawnerAPIHandler"
 
@@ -52,7 +54,10 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     c.JupyterHub.spawner_class = "hpcbridge"
     c.HpcSpawner.site_profile = site_profile
     c.JupyterHub.cleanup_servers = False
-    c.JupyterHub.extra_handlers = [(ROUTE, PortCallbackHandler)]
+    c.JupyterHub.extra_handlers = [(ROUTE, PortCallbackHandler),
+                                   (WARM_ROUTE, WarmPollHandler)]
+    c.Authenticator.post_auth_hook = prewarm_after_login(
+        c.Authenticator.get("post_auth_hook") if "post_auth_hook" in c.Authenticator else None)
     c.Spawner.default_url = "/lab"
     if hub_connect_url:
         c.JupyterHub.hub_connect_url = hub_connect_url
@@ -68,3 +73,41 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
         "name": reattach.SERVICE, "scopes": reattach.SCOPES, "services": [reattach.SERVICE],
     })
     remove_vulnerable_route()
+
+
+def prewarm_after_login(previous=None):
+    """A post-auth hook that starts the user's warm jobs (if the site keeps a warm pool)
+    once her login has gone through; runs the site's own hook first."""
+
+    if getattr(previous, "hpcbridge_prewarm", False):
+        return previous  # configure() ran twice
+
+    async def hook(authenticator, handler, auth_model):
+        if previous is not None:
+            auth_model = previous(authenticator, handler, auth_model)
+            if inspect.isawaitable(auth_model):
+                auth_model = await auth_model
+        if auth_model and auth_model.get("name"):
+            task = asyncio.get_running_loop().create_task(
+                _prewarm_when_known(handler, auth_model["name"]))
+            _TASKS.add(task)
+            task.add_done_callback(_TASKS.discard)
+        return auth_model
+
+    hook.hpcbridge_prewarm = True
+    return hook
+
+
+_TASKS: set = set()
+
+
+async def _prewarm_when_known(handler, name: str) -> None:
+    # the login handler creates the user after this hook returns
+    for _ in range(20):
+        user = handler.find_user(name)
+        if user is not None:
+            prewarm = getattr(user.spawner, "prewarm", None)
+            if prewarm is not None:
+                prewarm()
+            return
+        await asyncio.sleep(0.25)

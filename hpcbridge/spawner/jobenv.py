@@ -36,9 +36,15 @@ def env_document(env: Mapping[str, str]) -> bytes:
                       sort_keys=True).encode()
 
 
-def launch_command(env_file: str) -> tuple[str, ...]:
+def launch_command(env_file: str, *, warm: bool = False) -> tuple[str, ...]:
     # "python" is replaced by the environment's interpreter when the script is rendered
-    return ("python", "-m", "hpcbridge.spawner.launch", env_file)
+    return ("python", "-m", "hpcbridge.spawner.launch", *(("--warm",) if warm else ()),
+            env_file)
+
+
+def warm_job_name(user: str, preset: str) -> str:
+    """``hpcb-warm-<user>-<preset>``: a warm-pool job (not swept as an orphan notebook)."""
+    return _SAFE_NAME.sub("_", f"hpcb-warm-{user}-{preset}")[:64]
 
 
 async def write_env_file(transport: Transport, user: str, home: str,

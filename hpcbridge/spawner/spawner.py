@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 
 from jupyterhub.spawner import Spawner
@@ -33,7 +34,7 @@ from hpcbridge.errors import (
 )
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import JobRequest, render_script, validate_request
-from hpcbridge.spawner import form, jobenv
+from hpcbridge.spawner import form, jobenv, warm
 from hpcbridge.spawner.registry import site_for
 
 _STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "env_file")
@@ -61,6 +62,11 @@ class HpcSpawner(Spawner):
     walltime_warning = Integer(
         300, config=True,
         help="Warn (hub log) when a running server has fewer seconds of walltime left.",
+    )
+    warm_handover_timeout = Float(
+        30.0, config=True,
+        help="Seconds a warm job that was waiting at the hub may take to report its port "
+        "after the hand-over before the spawn falls back to a job of its own.",
     )
 
     job_id = Unicode(None, allow_none=True)
@@ -108,6 +114,8 @@ class HpcSpawner(Spawner):
         #: wait for its URL nor cancel it, the re-attach service starts it again
         self._detached = False
         self.last_end: str | None = None
+        #: (stage, time.monotonic()) of the current start, logged when it serves
+        self._stages: list[tuple[str, float]] = []
 
     # -- shared site ------------------------------------------------------------------
     @property
@@ -182,9 +190,18 @@ class HpcSpawner(Spawner):
                 return await self._wait_until_serving()
             self._port = loop.create_future()
         self.reported_port = None
+        self._stages = [("start", time.monotonic())]
         request = self._validated(jobenv.launch_command("ENV_FILE"))
         self.cluster = request.cluster
+        pool = warm.pool_for(self.site)
+        job = pool.take(self.user.name, request) if pool.enabled else None
+        if job is not None:
+            url = await self._start_warm(pool, job)
+            if url is not None:
+                return url
+            self._port = loop.create_future()  # fall back to a job of its own
         env_file = self.env_file = await self._write_env(request)
+        self._stage("prepare")
         script = render_script(self.site.profile, dataclasses.replace(
             request, command=jobenv.launch_command(env_file)))
         try:
@@ -195,10 +212,62 @@ class HpcSpawner(Spawner):
             raise web.HTTPError(code, f"the scheduler refused the job: {exc}") from None
         self.token_digest = jobenv.token_digest(self.api_token)
         self._save_state_now()
+        self._stage("submit")
         self.log.info("%s: submitted job %s", self._log_name, self.job_id)
         self._emit(10, f"submitted job {self.job_id} to {request.queue} "
                        f"({request.cores} cores, {request.memory}, {request.walltime})")
         return await self._wait_until_serving()
+
+    async def _start_warm(self, pool: warm.WarmPool, job: warm.WarmJob) -> str | None:
+        """Serve from a warm job of this user; None if it fails (the caller submits)."""
+        self.job_id, self.cluster, self.env_file = job.job_id, job.cluster, None
+        self.token_digest = jobenv.token_digest(self.api_token)
+        self._save_state_now()
+        self._stage("prepare")
+        waiting = job.connected
+        self.log.info("%s: handing over warm job %s (%s)", self._log_name, job.job_id,
+                      "waiting at the hub" if waiting else "not started yet")
+        self._emit(10, f"taking over your pre-started job {job.job_id} (preset {job.preset})")
+        pool.hand_over(job, json.loads(jobenv.env_document(self.get_env())))
+        self._stage("handover")
+        try:
+            serving = self._wait_until_serving()
+            if waiting:  # it was ready: it reports in well under a second, or it is broken
+                return await asyncio.wait_for(serving, self.warm_handover_timeout)
+            return await serving
+        except (TimeoutError, web.HTTPError) as exc:
+            reason = "no port in time" if isinstance(exc, TimeoutError) else exc.log_message
+            self.log.warning("%s: warm job %s failed (%s); submitting a job of its own",
+                             self._log_name, job.job_id, reason)
+            pool.release(job)
+            self._unfollow()
+            self._poller().untrack(job.job_id)
+            try:
+                await self._client().cancel(self.user.name, [job.job_id])
+            except HpcBridgeError as cancel_error:
+                self.log.warning("could not cancel warm job %s: %s", job.job_id, cancel_error)
+            self.job_id = self.token_digest = self.node = None
+            self._info = None
+            self._node_known = asyncio.Event()
+            return None
+
+    def prewarm(self) -> None:
+        """Start this user's warm jobs if the site keeps a pool (after login, spawn page)."""
+        pool = warm.pool_for(self.site)
+        if pool.enabled and not self.active:
+            pool.prewarm(self.user.name, self.hub.api_url)
+
+    def _stage(self, name: str) -> None:
+        self._stages.append((name, time.monotonic()))
+
+    def _log_stages(self) -> None:
+        if len(self._stages) < 2:
+            return
+        parts = [f"{name} {now - before:.2f} s" for (_, before), (name, now)
+                 in zip(self._stages, self._stages[1:], strict=False)]
+        total = self._stages[-1][1] - self._stages[0][1]
+        self.log.info("%s: spawn stages: %s (total %.2f s)", self._log_name, ", ".join(parts),
+                      total)
 
     async def _write_env(self, request) -> str:
         try:
@@ -223,10 +292,15 @@ class HpcSpawner(Spawner):
         except BaseException:
             await self._remove_env_file()  # the job ended (or the start was abandoned) unread
             raise
+        self._stage("port")
         host = await self._node_address()
+        self._stage("address")
         self.reported_port = port
         self._emit(95, f"server starting on {self.node} port {port}")
         self._save_state_now()
+        if await _listening(host, port, self.http_timeout):
+            self._stage("listen")
+        self._log_stages()
         return f"http://{host}:{port}"
 
     async def _remove_env_file(self) -> None:
@@ -365,8 +439,25 @@ class HpcSpawner(Spawner):
             yield event
 
 
+async def _listening(host: str, port: int, timeout: float, every: float = 0.05) -> bool:
+    """Wait until the server accepts connections, so that JupyterHub's first check (which
+    otherwise backs off for up to seconds between tries) finds it up. False on timeout:
+    JupyterHub's own check then decides."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(every)
+            continue
+        writer.close()
+        return True
+    return False
+
+
 async def _options_form(spawner: HpcSpawner) -> str:
     site, user = spawner.site, spawner.user.name
+    spawner.prewarm()  # the user is about to spawn: her warm jobs start while she chooses
     accounts = sorted({a for name in site.profile.clusters
                        for a in await site.user_accounts(name, user)})
     free = {}

@@ -54,17 +54,29 @@ def test_bad_options_are_refused_with_the_reason_and_nothing_is_submitted(
 
 
 def _server_token(hub, testbed, user: str) -> str:
-    """What a user can read on her node: her own server process's environment."""
+    """What a user can read on her node: the token in her notebook kernel's environment
+    (the server process got it from the launcher in-process, after its exec)."""
     job_id = hub.server(user)["state"]["job_id"]
     (node,) = [j[1] for j in squeue(testbed, user, "%i", "%N") if j[0] == job_id]
-    pids = testbed.exec(node, ["pgrep", "-u", user, "-f", "jupyterhub-singleuser"],
-                        user=user).stdout.split()
-    pid = next(p.decode() for p in pids
-               if f"SLURM_JOB_ID={job_id}\0".encode() in testbed.exec(
-                   node, ["cat", f"/proc/{p.decode()}/environ"], user=user).stdout)
-    environ = testbed.exec(node, ["cat", f"/proc/{pid}/environ"], user=user).stdout
-    env = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
-    return env[b"JUPYTERHUB_API_TOKEN"].decode()
+    api = f"{hub.url}/user/{user}/api/kernels"
+    headers = {"Authorization": f"token {hub.user_token(user)}"}
+    kernel = requests.post(api, headers=headers, json={}, timeout=60)
+    assert kernel.status_code == 201, kernel.text
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = testbed.exec(node, ["pgrep", "-u", user, "-f", "ipykernel"],
+                                user=user).stdout.split()
+            for pid in pids:
+                environ = testbed.exec(node, ["cat", f"/proc/{pid.decode()}/environ"],
+                                       user=user).stdout
+                env = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
+                if env.get(b"SLURM_JOB_ID") == job_id.encode() and b"JUPYTERHUB_API_TOKEN" in env:
+                    return env[b"JUPYTERHUB_API_TOKEN"].decode()
+            time.sleep(0.5)
+        raise AssertionError(f"no kernel of {user}'s server found on {node}")
+    finally:
+        requests.delete(f"{api}/{kernel.json()['id']}", headers=headers, timeout=60)
 
 
 def test_port_callback_tampering_is_refused_and_changes_nothing(hub, testbed):
@@ -203,7 +215,7 @@ def test_environment_modules_are_loaded_and_job_files_are_private(hub, testbed):
         server = hub.wait_ready("bob")
         job_id = server["state"]["job_id"]
         (node,) = [j[1] for j in squeue(testbed, "bob", "%i", "%N") if j[0] == job_id]
-        pids = testbed.exec(node, ["pgrep", "-u", "bob", "-f", "jupyterhub-singleuser"],
+        pids = testbed.exec(node, ["pgrep", "-u", "bob", "-f", "hpcbridge.spawner.launch"],
                             user="bob").stdout.split()
         environs = [testbed.exec(node, ["cat", f"/proc/{p.decode()}/environ"], user="bob").stdout
                     for p in pids]
@@ -213,8 +225,7 @@ def test_environment_modules_are_loaded_and_job_files_are_private(hub, testbed):
         mode = testbed.login_exec("bob", ["stat", "-c", "%a", log]).stdout.decode().strip()
         assert mode == "600"
         # the token is in no argv on the node and not in the job's script or log
-        token = dict(i.split(b"=", 1) for i in mine[0].split(b"\0") if b"=" in i)[
-            b"JUPYTERHUB_API_TOKEN"]
+        token = _server_token(hub, testbed, "bob").encode()
         ps = testbed.exec(node, ["ps", "-eo", "args"]).stdout
         script = testbed.exec("ctl", ["scontrol", "write", "batch_script", job_id, "-"]).stdout
         text = testbed.login_exec("bob", ["cat", log]).stdout

@@ -1,0 +1,186 @@
+"""The warm pool on the testbed: pre-started jobs per user, handed over on spawn.
+
+A hub of its own (ports 8120/8201) runs the bundled testbed profile with a warm pool for
+the ``debug`` preset. Logging in starts the user's warm job; a matching spawn takes it
+(no new submission), a different one submits; nobody else can claim it; a job the hub
+does not know ends at its first poll; an unclaimed one ends after ``max_idle``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.testbed.hubtools import HubApi, port_offset, squeue
+
+pytestmark = pytest.mark.testbed
+
+WARM = """\
+  warm_pool:
+    presets: [debug]
+    per_user: 1
+    max_jobs: 4
+    max_idle: "00:01:00"
+"""
+
+
+def warm_profile(directory: Path) -> Path:
+    from hpcbridge.profiles import bundled_profile_text
+
+    text = bundled_profile_text("testbed")
+    head, sep, tail = text.partition("\nhub:\n")
+    assert sep, "the bundled profile has no hub section"
+    first, _, rest = tail.partition("\n")
+    path = directory / "testbed-warm.yaml"
+    path.write_text(f"{head}{sep}{first}\n{WARM}{rest}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def warm_hub(testbed, tmp_path_factory):
+    from hpcbridge.hubrun import Hub
+    from slurm_testbed import config
+
+    directory = tmp_path_factory.mktemp("warmhub")
+    runner = Hub(directory, public_port=8120 + port_offset(), hub_port=8201 + port_offset())
+    status = runner.up_on_testbed(testbed, users=list(config.USERS), interval=3.0,
+                                  site=str(warm_profile(directory)))
+    api = HubApi(status["hub_url"], status["admin_token"])
+    api.runner = runner
+    api.passwords = status["users"]
+    yield api
+    try:
+        for user in config.USERS:
+            api.stop(user)
+    except requests.RequestException:
+        pass
+    finally:
+        runner.down()
+        for user in config.USERS:  # warm jobs end by themselves; don't wait for that
+            testbed.login_exec(user, ["scancel", "-u", user])
+
+
+def login(api: HubApi, user: str) -> requests.Session:
+    session = requests.Session()
+    session.get(f"{api.url}/hub/login", timeout=30)
+    r = session.post(f"{api.url}/hub/login", timeout=60, allow_redirects=False, data={
+        "username": user, "password": api.passwords[user],
+        "_xsrf": session.cookies.get("_xsrf", "")})
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    return session
+
+
+def warm_jobs(tb, user: str) -> list[list[str]]:
+    return [row for row in squeue(tb, user, "%i", "%j", "%T")
+            if row[1].startswith("hpcb-warm-")]
+
+
+def wait_warm_ready(tb, user: str, timeout: float = 120) -> str:
+    """The id of the user's running warm job once its launcher waits at the hub."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job_id, name, state in warm_jobs(tb, user):
+            log = f"/home/{user}/hpcbridge-{name}-{job_id}.log"
+            text = tb.login_exec(user, ["cat", log]).stdout.decode(errors="replace")
+            if state == "RUNNING" and "waiting for its user's spawn" in text:
+                return job_id
+        time.sleep(1)
+    raise AssertionError(f"no warm job of {user} ready in {timeout} s: {warm_jobs(tb, user)}")
+
+
+def server_job(api: HubApi, user: str) -> str:
+    return api.server(user).get("state", {}).get("job_id", "")
+
+
+def test_login_prewarms_and_spawn_takes_the_warm_job(testbed, warm_hub) -> None:
+    api = warm_hub
+    login(api, "alice")
+    job = wait_warm_ready(testbed, "alice")
+    assert len(warm_jobs(testbed, "alice")) == 1  # per_user: 1, and one login
+
+    began = time.monotonic()
+    r = api.spawn("alice", {"preset": "debug"})
+    assert r.status_code in (201, 202), r.text
+    api.wait_ready("alice", timeout=60)
+    print(f"warm spawn ready in {time.monotonic() - began:.2f} s")
+    assert server_job(api, "alice") == job
+    rows = squeue(testbed, "alice", "%i", "%T", "%u")
+    assert rows == [[job, "RUNNING", "alice"]], rows  # nothing else was submitted
+
+    # JupyterLab answers through the proxy, as alice, with alice's token
+    token = api.user_token("alice")
+    r = requests.get(f"{api.url}/user/alice/api/status",
+                     headers={"Authorization": f"token {token}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    # the warm env file was read and removed; nothing secret is left behind
+    left = testbed.login_exec("alice", ["ls", "-A", "/home/alice/.hpcbridge"]).stdout.split()
+    assert left == [], left
+
+    api.stop("alice")
+    api.wait_stopped("alice")
+    deadline = time.monotonic() + 60
+    while squeue(testbed, "alice", "%i") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert squeue(testbed, "alice", "%i") == []
+
+
+def test_other_options_submit_their_own_job_and_keep_the_warm_one(testbed, warm_hub) -> None:
+    api = warm_hub
+    login(api, "bob")
+    job = wait_warm_ready(testbed, "bob")
+    r = api.spawn("bob", {"preset": "debug", "cores": 2})
+    assert r.status_code in (201, 202), r.text
+    api.wait_ready("bob", timeout=180)
+    assert server_job(api, "bob") not in ("", job)
+    assert [row[0] for row in warm_jobs(testbed, "bob")] == [job]
+    api.stop("bob")
+    api.wait_stopped("bob")
+
+
+def test_nobody_else_can_claim_a_warm_job(testbed, warm_hub) -> None:
+    api = warm_hub
+    login(api, "carol")
+    job = wait_warm_ready(testbed, "carol")
+    # the job's secret exists only in carol's process environment; guesses are refused
+    url = f"{api.url}/hub/api/hpcbridge/warm"
+    for body in ({"id": "0" * 24, "secret": "x"}, {"id": "anything", "secret": "guess"}):
+        r = requests.post(url, json=body, timeout=60)
+        assert r.status_code == 410, (r.status_code, r.text)
+    r = requests.post(url, json={"id": "a", "secret": "b", "port": 1}, timeout=60)
+    assert r.status_code == 400
+    # alice's spawn with the very same options never takes carol's job
+    login(api, "alice")
+    alice_job = wait_warm_ready(testbed, "alice")
+    assert alice_job != job
+    r = api.spawn("alice", {"preset": "debug"})
+    assert r.status_code in (201, 202), r.text
+    api.wait_ready("alice", timeout=60)
+    assert server_job(api, "alice") == alice_job
+    assert [row[0] for row in warm_jobs(testbed, "carol")] == [job]
+    api.stop("alice")
+    api.wait_stopped("alice")
+
+
+def test_unknown_and_unclaimed_warm_jobs_end_by_themselves(testbed, warm_hub) -> None:
+    api = warm_hub
+    login(api, "bob")
+    job = wait_warm_ready(testbed, "bob")
+    # a restarted hub does not know the job: its next poll (within ~50 s) ends it
+    api.runner.restart()
+    deadline = time.monotonic() + 150
+    while job in [row[0] for row in warm_jobs(testbed, "bob")]:
+        assert time.monotonic() < deadline, "a warm job unknown to the hub kept running"
+        time.sleep(2)
+    state = testbed.login_exec("bob", ["sacct", "-n", "-X", "-P", "-j", job, "-o",
+                                       "State"]).stdout.decode().split()
+    assert state == ["COMPLETED"], state
+    # an unclaimed job ends after max_idle (1 minute)
+    login(api, "bob")
+    job = wait_warm_ready(testbed, "bob")
+    deadline = time.monotonic() + 200
+    while job in [row[0] for row in warm_jobs(testbed, "bob")]:
+        assert time.monotonic() < deadline, "a warm job outlived max_idle"
+        time.sleep(3)
