@@ -150,14 +150,15 @@ def plot_dask(dask: dict, out: Path) -> Path | None:
 
 def plot_warm(warm: dict, out: Path) -> Path | None:
     """Warm pool vs cold spawn, p50 and p95 (when bench/spawn_warm.py measured them)."""
-    kinds = [k for k in ("warm", "cold") if isinstance(warm.get(k), dict)
-             and warm[k].get("p50") is not None]
+    from bench.report import warm_figure
+
+    kinds = [k for k in ("warm", "cold") if warm_figure(warm, k, "p50") is not None]
     if len(kinds) < 2:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for j, kind in enumerate(kinds):
-        ys = [warm[kind].get(q) for q in ("p50", "p95")]
+        ys = [warm_figure(warm, kind, q) for q in ("p50", "p95")]
         ax.bar([i + (j - 0.5) * 0.4 for i in range(2)], [y or 0 for y in ys], 0.36,
                color=COLORS[kind], label=kind)
     ax.set_xticks(range(2), ["p50", "p95"])

@@ -182,6 +182,13 @@ def render_file(stem: str, data: dict) -> list[str]:
     return lines
 
 
+def warm_figure(warm: dict | None, kind: str, q: str) -> float | None:
+    """``warm``/``cold`` p50 or p95 of spawn_warm.json (``p50_s``, or ``p50``)."""
+    block = (warm or {}).get(kind) or {}
+    value = block.get(f"{q}_s", block.get(q))
+    return value if isinstance(value, int | float) else None
+
+
 def warm_rows(warm: dict | None, spawn: dict | None) -> list[dict]:
     """The warm pool's figures as summary rows: hpcbridge warm against stock batchspawner's
     cold spawn of the same run (the stock tool has no pool), hpcbridge cold alongside."""
@@ -193,9 +200,9 @@ def warm_rows(warm: dict | None, spawn: dict | None) -> list[dict]:
             stock = {**(stock or {}), "p95": row.get("batchspawner")}
     rows = []
     for q in ("p50", "p95"):
-        ours = ((warm or {}).get("warm") or {}).get(q)
+        ours = warm_figure(warm, "warm", q)
         theirs = (stock or {}).get(q)
-        cold = ((warm or {}).get("cold") or {}).get(q)
+        cold = warm_figure(warm, "cold", q)
         rows.append({"measure": f"warm pool spawn {q} (s)" + (
                          f"; hpcbridge cold in that run {fmt(cold)}" if cold is not None else ""),
                      "hpcbridge": ours, "batchspawner (cold, no pool)": theirs,

@@ -109,7 +109,8 @@ def _write(results: Path, **files: dict) -> None:
 def test_report_overview_has_every_figure_with_its_ratio(tmp_path: Path) -> None:
     results = tmp_path / "benchmarks"
     _write(results, spawn=spawn_data(), dask_scale=dask_data(),
-           spawn_warm={"warm": {"p50": 1.5, "p95": 2.0}, "cold": {"p50": 4.0, "p95": 5.0}},
+           spawn_warm={"warm": {"p50_s": 1.5, "p95_s": 2.0}, "cold": {"p50_s": 4.0,
+                                                                      "p95_s": 5.0}},
            run={"command": "python -m bench all", "cpus": 2, "memory_gib": 23.4,
                 "versions": {"slurm": "25.05.0"}, "testbed_nodes": 8,
                 "steps": {"spawn": {"status": "ok", "seconds": 900.0}}})
