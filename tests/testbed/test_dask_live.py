@@ -203,6 +203,33 @@ def test_computation_outlives_three_worker_walltimes(testbed, make) -> None:  # 
     assert_no_jobs_left(testbed, "bob", cluster._name)
 
 
+def test_array_tasks_roll_to_successors_before_they_retire(testbed, make, caplog) -> None:  # type: ignore[no-untyped-def]
+    # 1-minute walltime: each task gets a successor job ~14 s after its worker arrived
+    # and retires once that job's worker is there; the work goes on across the hand-over
+    assert wait_until(lambda: not [j for j in all_jobs(testbed, "bob")
+                                   if j[1] in ("RUNNING", "PENDING", "COMPLETING")], 120)
+    caplog.set_level("INFO", logger="hpcbridge.dask.rolling")
+    cluster = make("bob", arrays=True, cores=1, memory="1G", walltime="00:01:00")
+
+    def _slow(i: int) -> int:  # local: pickled by value (nodes cannot import tests/)
+        time.sleep(1.0)
+        return i
+
+    with Client(cluster) as client:
+        cluster.scale(2)
+        wait_for_workers(client, cluster, 2, 180)
+        futures = client.map(_slow, range(80))
+        assert client.submit(sum, futures).result(timeout=240) == sum(range(80))
+    rolled = [r.getMessage() for r in caplog.records
+              if r.getMessage().startswith("retiring worker job") and "_" in
+              r.getMessage().split()[3] and "successor None" not in r.getMessage()]
+    submissions = cluster.submissions
+    cluster.close()
+    assert rolled, [r.getMessage() for r in caplog.records]
+    assert submissions >= 2 and cluster.failures == 0
+    assert_no_jobs_left(testbed, "bob", cluster._name)
+
+
 def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import argparse
 
