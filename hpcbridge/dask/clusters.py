@@ -100,6 +100,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self.job_states: dict[str, JobInfo] = {}
         self._jobs_by_id: dict[str, Any] = {}
         self._limits: tuple[float, Limits] | None = None
+        self._limits_reading: asyncio.Future[tuple[Limits, Any]] | None = None
         self._static: tuple[float, StaticLimits] | None = None
         self._static_reading: asyncio.Future[StaticLimits] | None = None
         self._unsubscribe: Any = None
@@ -134,8 +135,8 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         if self.rolling:
             self._start_rolling()
         self._regrow = asyncio.ensure_future(self._regrow_loop())
-        # read the slow limits (sacctmgr) now, so that the first scale() waits less
-        self._prefetch = asyncio.ensure_future(self._static_limits())
+        # read the limits now (sacctmgr is slow), so that the first scale() waits less
+        self._prefetch = asyncio.ensure_future(self.current_limits())
         self._prefetch.add_done_callback(_log_failure)
 
     def _on_submit(self, job: Any) -> None:
@@ -272,9 +273,14 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         budget and the user's other jobs every LIMITS_TTL seconds."""
         now = asyncio.get_running_loop().time()
         if refresh or self._limits is None or now - self._limits[0] > LIMITS_TTL:
-            limits, _jobs = await read_limits(
-                self.hpcb.client, self.hpcb.user, await self._static_limits(refresh),
-                caps=self._caps, ours=self._all_job_ids())
+            reading = self._limits_reading
+            if refresh or reading is None or reading.done():
+                # a read in flight (the prefetch at start) is shared: it may count jobs
+                # submitted since as "other jobs", which only leaves less room
+                reading = self._limits_reading = asyncio.ensure_future(read_limits(
+                    self.hpcb.client, self.hpcb.user, self._static_limits(refresh),
+                    caps=self._caps, ours=self._all_job_ids()))
+            limits, _jobs = await reading
             self._limits = (now, limits)
         return self._limits[1]
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,19 +172,22 @@ def keep_static(client: SchedulerClient, user: str, shape: WorkerShape,
         time.monotonic(), static)
 
 
-async def _no_budget() -> None:
-    return None
-
-
-async def read_limits(client: SchedulerClient, user: str, static: StaticLimits, *,
+async def read_limits(client: SchedulerClient, user: str,
+                      static: StaticLimits | Awaitable[StaticLimits], *,
                       caps: ProfileCaps, ours: Iterable[str] = ()
                       ) -> tuple[Limits, list[UserJob]]:
     """``static`` plus what changes by the minute (budget, the user's jobs): the limits
-    that apply to ``user``'s worker jobs now, and her jobs."""
-    budget, jobs = await asyncio.gather(
-        _optional("budget", client.budget(static.account, as_user=user))
-        if static.account else _no_budget(),
-        user_jobs(client, user))
+    that apply to ``user``'s worker jobs now, and her jobs. The job list is read while
+    ``static`` (when still to come) is read."""
+    jobs_read = asyncio.ensure_future(user_jobs(client, user))
+    try:
+        if not isinstance(static, StaticLimits):
+            static = await static
+        budget = await _optional("budget", client.budget(static.account, as_user=user)) \
+            if static.account else None
+        jobs = await jobs_read
+    finally:
+        jobs_read.cancel()  # only when something above failed: the outcome is known
     limits = Limits(qos=static.qos, association=static.association, budget=budget,
                     partition=static.partition, caps=caps, others=other_jobs(jobs, ours))
     return limits, jobs

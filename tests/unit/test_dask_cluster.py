@@ -35,6 +35,7 @@ class FakeSlurm:
         self.others = others
         self._next = 100
         self.qos_reads = 0
+        self.job_lists = 0
         #: raise this from the next QOS read (a scheduler that cannot answer)
         self.qos_error: Exception | None = None
 
@@ -82,6 +83,7 @@ class FakeSlurm:
         return self.budget_value
 
     async def query(self, command: Command, *, as_user: str | None = None) -> str:
+        self.job_lists += 1
         user = as_user
         rows = [f"{j}|{j}|{s.name}|None|{user}|2|4G|hpcb-dask-x"
                 for j, s in self.states.items() if not s.is_terminal]
@@ -400,3 +402,12 @@ async def test_an_array_task_without_room_is_replaced_when_it_ends(make) -> None
     fake.states["100_0"] = JobState.COMPLETED  # its worker retired and left
     await settle(cluster, fake)
     assert len(fake.scripts) == 2 and len(fake.live()) == 2 and cluster.failures == 0
+
+
+async def test_scale_right_after_start_shares_the_prefetched_limits(make) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeSlurm(others=1)
+    cluster = await make(fake)  # started: the limits are being read
+    await cluster.scale(10)
+    await settle(cluster, fake)
+    assert (fake.qos_reads, fake.job_lists) == (1, 1)
+    assert len(fake.live()) == 3  # and they still count the other job
