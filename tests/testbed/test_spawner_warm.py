@@ -9,35 +9,15 @@ does not know ends at its first poll; an unclaimed one ends after ``max_idle``.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from bench.spawn_warm import login as bench_login
+from bench.spawn_warm import wait_warm_ready, warm_jobs, warm_profile
 from tests.testbed.hubtools import HubApi, port_offset, squeue
 
 pytestmark = pytest.mark.testbed
-
-WARM = """\
-  warm_pool:
-    presets: [debug]
-    per_user: 1
-    max_jobs: 4
-    max_idle: "00:01:00"
-"""
-
-
-def warm_profile(directory: Path) -> Path:
-    from hpcbridge.profiles import bundled_profile_text
-
-    text = bundled_profile_text("testbed")
-    head, sep, tail = text.partition("\nhub:\n")
-    assert sep, "the bundled profile has no hub section"
-    first, _, rest = tail.partition("\n")
-    path = directory / "testbed-warm.yaml"
-    path.write_text(f"{head}{sep}{first}\n{WARM}{rest}")
-    return path
-
 
 @pytest.fixture(scope="module")
 def warm_hub(testbed, tmp_path_factory):
@@ -47,7 +27,7 @@ def warm_hub(testbed, tmp_path_factory):
     directory = tmp_path_factory.mktemp("warmhub")
     runner = Hub(directory, public_port=8120 + port_offset(), hub_port=8201 + port_offset())
     status = runner.up_on_testbed(testbed, users=list(config.USERS), interval=3.0,
-                                  site=str(warm_profile(directory)))
+                                  site=str(warm_profile(directory, max_idle="00:01:00")))
     api = HubApi(status["hub_url"], status["admin_token"])
     api.runner = runner
     api.passwords = status["users"]
@@ -64,31 +44,7 @@ def warm_hub(testbed, tmp_path_factory):
 
 
 def login(api: HubApi, user: str) -> requests.Session:
-    session = requests.Session()
-    session.get(f"{api.url}/hub/login", timeout=30)
-    r = session.post(f"{api.url}/hub/login", timeout=60, allow_redirects=False, data={
-        "username": user, "password": api.passwords[user],
-        "_xsrf": session.cookies.get("_xsrf", "")})
-    assert r.status_code == 302, (r.status_code, r.text[:300])
-    return session
-
-
-def warm_jobs(tb, user: str) -> list[list[str]]:
-    return [row for row in squeue(tb, user, "%i", "%j", "%T")
-            if row[1].startswith("hpcb-warm-")]
-
-
-def wait_warm_ready(tb, user: str, timeout: float = 120) -> str:
-    """The id of the user's running warm job once its launcher waits at the hub."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for job_id, name, state in warm_jobs(tb, user):
-            log = f"/home/{user}/hpcbridge-{name}-{job_id}.log"
-            text = tb.login_exec(user, ["cat", log]).stdout.decode(errors="replace")
-            if state == "RUNNING" and "waiting for its user's spawn" in text:
-                return job_id
-        time.sleep(1)
-    raise AssertionError(f"no warm job of {user} ready in {timeout} s: {warm_jobs(tb, user)}")
+    return bench_login(api.url, user, api.passwords[user])
 
 
 def server_job(api: HubApi, user: str) -> str:
@@ -169,6 +125,7 @@ def test_unknown_and_unclaimed_warm_jobs_end_by_themselves(testbed, warm_hub) ->
     login(api, "bob")
     job = wait_warm_ready(testbed, "bob")
     # a restarted hub does not know the job: its next poll (within ~50 s) ends it
+    api.runner.kill()
     api.runner.restart()
     deadline = time.monotonic() + 150
     while job in [row[0] for row in warm_jobs(testbed, "bob")]:
