@@ -117,8 +117,11 @@ def main() -> None:
             time.sleep(min(2 ** attempt, 30))
     # JupyterHub restarts managed services that exit: stay, doing nothing, until the hub
     # that started this process is gone (a killed hub does not stop its services).
-    while os.getppid() == hub_pid:
-        time.sleep(5)
+    try:
+        while os.getppid() == hub_pid:
+            time.sleep(5)
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT/SIGTERM
+        pass
 
 
 if __name__ == "__main__":
