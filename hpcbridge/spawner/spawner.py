@@ -1,7 +1,8 @@
 """HpcSpawner: a JupyterHub server as a batch job on a compute node.
 
-Built on the protocol of batchspawner (its single-user wrapper reports the port to
-``/hub/api/batchspawner``) with its defects replaced (shared design, "Known defects"):
+Built on batchspawner's protocol (the job reports its port to ``/hub/api/batchspawner``;
+our launcher speaks it, with retries) with its defects replaced (shared design, "Known
+defects"), and with an optional warm pool of pre-started jobs per user (``warm.py``):
 
 - every path (form, REST ``user_options``, URL query) is validated in :meth:`start`
   by the profile's one gate, before anything is written or submitted (defects 2, 3);
