@@ -92,6 +92,8 @@ def test_home_filling_up_under_a_running_server_drops_nothing_and_stop_cancels(
         time.sleep(3)
     after = hub.server(USER)
     assert after.get("ready") and after["state"]["job_id"] == job_id
+    log = (hub.runner.dir / "jupyterhub.log").read_text(errors="replace")
+    assert f"job {job_id} ended" not in log
     assert [j for j in squeue(testbed, USER, "%i", "%T") if j[0] == job_id] == [
         [job_id, "RUNNING"]]
     # saving a new file fails (jupyter_server's atomic write then reports the backup it

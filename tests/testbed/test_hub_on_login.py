@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from slurm_testbed.cluster import PYTHON, SRC_MOUNT
+from slurm_testbed.engine import REPO
 from tests.testbed.hubtools import squeue
 from tests.testbed.test_scheduler_faults import documented_sudoers
 
@@ -26,7 +27,7 @@ ACCOUNT = "hpcbridge"  # the hub's account on the login node (containers/slurm/e
 HUB_DIR = "/var/lib/hpcbridge/login-hub"
 PUBLIC_PORT, HUB_PORT = 8400, 8481  # inside the login container's own network namespace
 SUDOERS = "/etc/sudoers.d/hpcbridge"
-PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "testbed-login-hub.yaml"
+PROFILE = Path("tests/fixtures/profiles/testbed-login-hub.yaml")  # in the checkout
 
 HUB_CONFIG = """\
 from hpcbridge.spawner import reattach
@@ -130,7 +131,8 @@ def login_hub(testbed):
     testbed.exec("login", ["chmod", "0440", SUDOERS], check=True)
     testbed.exec("login", ["visudo", "-c", "-f", SUDOERS], check=True)
     token = secrets.token_hex(32)
-    site = f"{SRC_MOUNT}/{PROFILE.relative_to(PROFILE.parents[3]).as_posix()}"
+    assert (REPO / PROFILE).is_file()
+    site = f"{SRC_MOUNT}/{PROFILE.as_posix()}"  # the checkout as the login node mounts it
     config = HUB_CONFIG.format(site=site, connect=f"http://login:{HUB_PORT}",
                                public=PUBLIC_PORT, proxy_api=PUBLIC_PORT + 1,
                                hub_port=HUB_PORT, dir=HUB_DIR, token=token)
