@@ -155,7 +155,8 @@ class Hub:
         while time.monotonic() < deadline:
             if self._answers(self.public_url):
                 return
-            if _pid_alive(self.pidfile) is None:
+            pid = _pid_alive(self.pidfile)
+            if pid is None or not _running(pid):  # gone, or died unreaped (our child)
                 break
             time.sleep(0.3)
         tail = (self.dir / "jupyterhub.log").read_text(errors="replace")[-3000:]

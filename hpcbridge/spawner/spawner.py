@@ -39,6 +39,8 @@ from hpcbridge.spawner import form, jobenv, warm
 from hpcbridge.spawner.registry import site_for
 
 _STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "env_file")
+#: what a full home (or an exhausted quota) says when the job's file is written
+_HOME_FULL = ("No space left on device", "Disk quota exceeded")
 _STARTING = {JobState.PENDING: 20, JobState.REQUEUED: 20, JobState.RUNNING: 60,
              JobState.SUSPENDED: 40, JobState.COMPLETING: 90}
 
@@ -275,6 +277,11 @@ class HpcSpawner(Spawner):
             return await jobenv.write_env_file(self._client().transport, self.user.name,
                                                request.home, self.get_env())
         except (TransportError, HpcBridgeError) as exc:
+            if any(text in str(exc) for text in _HOME_FULL):
+                # not an outage: retrying will not help until she frees space
+                raise web.HTTPError(
+                    507, f"your home directory {request.home} is full; free some space and "
+                         f"start again (cannot prepare the job: {exc})") from None
             raise web.HTTPError(503, f"cannot prepare the job: {exc}") from None
 
     async def _reattachable(self) -> bool:

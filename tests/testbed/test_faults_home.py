@@ -66,8 +66,9 @@ def test_full_home_refuses_the_spawn_with_the_cause_and_submits_nothing(hub, tes
     _fill_home(testbed)
     r = hub.spawn(USER, {"preset": "debug"})
     # the spawner writes the server's private environment file into the home first
-    assert r.status_code == 503, (r.status_code, r.text)
+    assert r.status_code == 507, (r.status_code, r.text)
     message = r.json()["message"]
+    assert f"your home directory {HOME} is full" in message
     assert "No space left on device" in message and f"{HOME}/.hpcbridge/" in message
     assert hub.server(USER) == {}
     assert squeue(testbed, USER, "%i") == []
