@@ -92,6 +92,20 @@ class Run:
     def __init__(self, only: set[str]) -> None:
         self.only = only
         self.steps: dict[str, dict] = {}
+        self.after_step: Callable[[], None] = lambda: None
+
+    def save(self, facts: dict, quick: bool, started: float) -> None:
+        """run.json as far as the run got (a partial run keeps the others' record)."""
+        steps = self.steps
+        previous = RESULTS / "run.json"
+        if self.only != set(STEPS) and previous.exists():
+            steps = {**json.loads(previous.read_text()).get("steps", {}), **self.steps}
+        command = ["python -m bench all", *(["--quick"] if quick else [])]
+        if self.only != set(STEPS):
+            command.append(f"--only {' '.join(s for s in STEPS if s in self.only)}")
+        write_results("run", {**facts, "quick": quick, "command": " ".join(command),
+                              "steps": steps,
+                              "elapsed_s": round(time.monotonic() - started, 1)})
 
     def step(self, name: str, fn: Callable[[], object]) -> None:
         if name not in self.only:
@@ -108,6 +122,7 @@ class Run:
         self.steps[name]["seconds"] = round(time.monotonic() - started, 1)
         print(f"=== {name}: {self.steps[name]['status']} in "
               f"{self.steps[name]['seconds']:.0f} s ===", flush=True)
+        self.after_step()
 
 
 def run_all(args: argparse.Namespace) -> int:
@@ -121,23 +136,14 @@ def run_all(args: argparse.Namespace) -> int:
     facts: dict = {}
     with testbed_session(nodes=spawn.nodes_for(spawn_args)) as tb:
         facts = machine(tb)
+        run.after_step = lambda: run.save(facts, quick, started)
         run.step("poller_load", lambda: poller_load.bench(
             tb, poller_load.parser().parse_args(_flag(quick))))
         run.step("spawn", lambda: spawn.bench(tb, spawn_args))
         run.step("dask_scale", lambda: dask_bench.bench(
             tb, dask_bench.parser().parse_args(_flag(quick))))
         run.step("spawn_warm", lambda: run_warm(tb, quick))
-    steps = run.steps
-    previous = RESULTS / "run.json"
-    if only != set(STEPS) and previous.exists():  # a partial run: the others stay as they were
-        steps = {**json.loads(previous.read_text()).get("steps", {}), **run.steps}
-    for step in run.steps.values():
-        step["measured_at"] = facts.get("measured_at")
-    write_results("run", {**facts, "quick": quick, "command": " ".join(
-                              ["python -m bench all", *(["--quick"] if quick else []),
-                               *([f"--only {' '.join(sorted(only))}"] if only != set(STEPS)
-                                 else [])]),
-                          "steps": steps, "elapsed_s": round(time.monotonic() - started, 1)})
+    run.save(facts, quick, started)
     finish()
     failed = [n for n, s in run.steps.items() if s["status"] == "failed"]
     print(f"\nbench all: {len(run.steps)} steps in {time.monotonic() - started:.0f} s"

@@ -159,15 +159,24 @@ class Driver:
             time.sleep(0.25)
         return round(time.monotonic() - started, 3)
 
-    def stop_servers(self, pairs: list[tuple[str, str]], timeout: float = 90) -> None:
-        """Stop every server of ``pairs`` through the hub, until the hub has none of them."""
+    def stop_servers(self, pairs: list[tuple[str, str]], timeout: float = 90
+                     ) -> list[tuple[str, str]]:
+        """Stop every server of ``pairs`` through the hub; those it still lists after
+        ``timeout`` (all waited for together) are returned."""
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(pairs)))) as pool:
             list(pool.map(lambda p: self.api.stop(*p), pairs))
-        for user, server in pairs:
-            try:
-                self.api.wait_stopped(user, server, timeout=timeout)
-            except AssertionError:
-                print(f"{self.name}: {user}/{server} did not stop", flush=True)
+        deadline = time.monotonic() + timeout
+        left = list(pairs)
+        while left:
+            users = {u: self.api.request("GET", f"/users/{u}").json()
+                     for u in {u for u, _ in left}}
+            left = [(u, s) for u, s in left if s in users[u].get("servers", {})]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        for user, server in left:
+            print(f"{self.name}: {user}/{server} did not stop in {timeout:.0f} s", flush=True)
+        return left
 
     def stop_all(self, tb: Testbed, pairs: list[tuple[str, str]], timeout: float = 90,
                  leave: int = 0) -> None:

@@ -22,7 +22,8 @@ from slurm_testbed import config, faults
 from slurm_testbed.cluster import Testbed
 
 HUB_ACCOUNTS = ("hpcbridge", *config.USERS)  # whose RPCs are the hubs' (not root's)
-#: seconds after the hub stopped every server until a job still queued counts as orphaned
+#: seconds for the hub to stop every server, and then for their jobs to leave the queue
+STOP_BOUND = 120.0
 ORPHAN_WAIT = 30.0
 
 
@@ -92,7 +93,8 @@ def _ready_pairs(driver: Driver, pairs: list[tuple[str, str]], wait: float
     """Those of ``pairs`` ready, after waiting up to ``wait`` s for late ones."""
     deadline = time.monotonic() + wait
     while True:
-        models = {u: driver.api.request("GET", f"/users/{u}").json() for u, _ in pairs}
+        models = {u: driver.api.request("GET", f"/users/{u}").json()
+                  for u in {u for u, _ in pairs}}
         ready = [(u, s) for u, s in pairs
                  if models[u].get("servers", {}).get(s, {}).get("ready")]
         if len(ready) == len(pairs) or time.monotonic() > deadline:
@@ -148,13 +150,14 @@ def phase_over_qos(tb: Testbed, driver: Driver, n: int, timeout: float) -> dict:
     per_user = -(-n // len(config.USERS))
     pairs = slots(n, dict.fromkeys(config.USERS, per_user), "m")
     left: list[str] = []
+    stuck: list[tuple[str, str]] = []
     with qos_for(tb, submitted=per_user):
         try:
             spawns = driver.spawn_many(pairs, timeout=timeout)
             jobs = queue(tb)
         finally:
-            driver.stop_servers(pairs, timeout=120)
-            # jobs the hub no longer knows of, still queued or running: orphans
+            stuck = driver.stop_servers(pairs, timeout=STOP_BOUND)
+            # jobs still queued or running after the hub was told to stop every server
             left = left_after(tb, ORPHAN_WAIT)
             wait_queue_empty(tb, 5)  # cancels them
     reasons: dict[str, int] = {}
@@ -168,11 +171,13 @@ def phase_over_qos(tb: Testbed, driver: Driver, n: int, timeout: float) -> dict:
         if s.outcome != "ready" and s.message:
             messages[s.message[:120]] = messages.get(s.message[:120], 0) + 1
     result = {"n": n, "bound_s": timeout, **summary(spawns), "jobs_at_bound": reasons,
-              "jobs_left_after_stop": len(left), "wrong_failures": wrong,
+              "servers_not_stopped": len(stuck), "jobs_left_after_stop": len(left),
+              "stop_bound_s": STOP_BOUND, "wrong_failures": wrong,
               "last_messages_not_ready": messages,
               "qos": {"MaxJobsPerUser": config.QOS_MAX_JOBS_PER_USER,
                       "MaxSubmitJobsPerUser": max(per_user, config.QOS_MAX_SUBMIT_PER_USER)}}
     print(f"{n} over QOS {driver.name}: {result['outcomes']} within {timeout:.0f} s, "
           f"jobs {reasons}, ready p50 {result['p50_s']} s p95 {result['p95_s']} s, "
-          f"{len(left)} jobs left {ORPHAN_WAIT:.0f} s after every server stopped", flush=True)
+          f"{len(stuck)} servers not stopped in {STOP_BOUND:.0f} s, {len(left)} jobs left",
+          flush=True)
     return result

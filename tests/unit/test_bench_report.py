@@ -42,9 +42,9 @@ def spawn_data() -> dict:
             STOCK: _scale((6, 60, 300), 12.0, 60, {**_spawns(*[40.0] * 48, pending=2)}),
         },
         "over_qos": {OURS: {"n": 50, "bound_s": 90.0, "outcomes": {"ready": 8, "pending": 42},
-                            "jobs_left_after_stop": 0},
+                            "servers_not_stopped": 0, "jobs_left_after_stop": 0},
                      STOCK: {"n": 50, "bound_s": 90.0, "outcomes": {"ready": 8, "failed": 42},
-                             "jobs_left_after_stop": 3}},
+                             "servers_not_stopped": 26, "jobs_left_after_stop": 3}},
         "stages": {"cold": {"spawns": 3, "median_s": {"submit": 0.1, "port": 2.0}}},
     }
     d["ratios"] = spawn_summary.ratios(d)
@@ -75,9 +75,12 @@ def test_spawn_table_has_a_row_per_figure() -> None:
     assert rows["hub restart, 20 servers: slurmctld RPCs"]["ratio"] == 30.0
     over = rows["50 spawns over QOS limits: ready / queued / failed within 90 s"]
     assert (over[OURS], over[STOCK]) == ("8 / 42 / 0", "8 / 0 / 42")
-    left = rows["50 spawns over QOS limits: jobs left running or queued after the hub stopped "
-                "every server"]
+    left = rows["50 spawns over QOS limits, then stop all: jobs still queued or running after "
+                "that"]
     assert (left[OURS], left[STOCK]) == (0, 3)
+    stuck = rows["50 spawns over QOS limits, then stop all: servers the hub still lists after "
+                 "120 s"]
+    assert (stuck[OURS], stuck[STOCK]) == (0, 26)
     assert rows["hpcbridge spawn stage 'port', cold, median (s)"][OURS] == 2.0
 
 
