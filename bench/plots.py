@@ -104,7 +104,11 @@ def plot_rpc(spawn: dict, out: Path) -> Path | None:
             ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(4, 6),
                         fontsize=8)
     ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1)
+    ax.set_yscale("log")  # a count of 0 is not drawn on it: it falls below the axis
+    values = [y for p in series.values() for _, y in p]
+    ax.set_ylim(max(0.5, min((y for y in values if y > 0), default=1) / 2),
+                max(values, default=1) * 3)
+    ax.get_yaxis().set_major_formatter(_plain_ticks())
     ax.set_xticks(sorted({x for p in series.values() for x, _ in p}))
     ax.get_xaxis().set_major_formatter(_plain_ticks())
     ax.get_xaxis().set_minor_formatter(_plain_ticks(minor=True))
