@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from slurm_testbed.cluster import Testbed
@@ -33,6 +34,16 @@ def testbed_session(nodes: int = 3) -> Iterator[Testbed]:
     finally:
         if not was_up and os.environ.get("HPCBRIDGE_TESTBED_KEEP") != "1":
             tb.down()
+
+
+def cli(parser: Callable[[], argparse.ArgumentParser],
+        bench: Callable[[Testbed, argparse.Namespace], object],
+        argv: list[str] | None = None) -> int:
+    """A benchmark's own ``python -m bench.<name>``: its options, on the session's testbed."""
+    args = parser().parse_args(argv)
+    with testbed_session() as tb:
+        bench(tb, args)
+    return 0
 
 
 def environment() -> dict[str, object]:

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Callable
 
 from bench import dask_scale
-from bench._common import ratio_line, testbed_session, write_results
+from bench._common import cli, ratio_line, write_results
 from slurm_testbed import faults
 from slurm_testbed.cluster import Testbed
 
@@ -141,10 +141,7 @@ def bench(tb: Testbed, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    with testbed_session() as tb:
-        bench(tb, args)
-    return 0
+    return cli(parser, bench, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
-from bench._common import ratio_line, testbed_session, write_results
+from bench._common import cli, ratio_line, write_results
 from hpcbridge.client import SchedulerClient
 from hpcbridge.poller import StatusPoller
 from hpcbridge.site import Site
@@ -165,10 +165,7 @@ def bench(tb: Testbed, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    with testbed_session() as tb:
-        bench(tb, args)
-    return 0
+    return cli(parser, bench, argv)
 
 
 if __name__ == "__main__":
