@@ -49,10 +49,16 @@ def assert_safe_routes() -> None:
                  " in jupyterhub_config.py")
 
 
-def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = None) -> None:
-    """Apply hpcbridge's hub settings to a JupyterHub config object ``c``."""
+def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = None,
+              job_tag: str = "") -> None:
+    """Apply hpcbridge's hub settings to a JupyterHub config object ``c``.
+
+    ``job_tag``: for a second hub on the same cluster (e.g. a test hub beside production);
+    its jobs are named ``hpcb-nb.<tag>-*`` and its orphan sweep leaves other hubs' alone.
+    """
     c.JupyterHub.spawner_class = "hpcbridge"
     c.HpcSpawner.site_profile = site_profile
+    c.HpcSpawner.job_tag = job_tag
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.extra_handlers = [(ROUTE, PortCallbackHandler),
                                    (WARM_ROUTE, WarmPollHandler)]
@@ -67,7 +73,8 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
         "command": [sys.executable, "-m", "hpcbridge.spawner.reattach"],
         # the service loads the same site profile to sweep orphaned jobs
         "environment": {**{k: v for k, v in os.environ.items() if k.startswith("HPCBRIDGE_")},
-                        "HPCBRIDGE_SITE_PROFILE": site_profile},
+                        "HPCBRIDGE_SITE_PROFILE": site_profile,
+                        "HPCBRIDGE_JOB_TAG": job_tag},
     })
     c.JupyterHub.load_roles.append({
         "name": reattach.SERVICE, "scopes": reattach.SCOPES, "services": [reattach.SERVICE],

@@ -25,9 +25,15 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def job_name(user: str, server: str) -> str:
-    """A recognisable job name: ``hpcb-nb-<user>[-<server>]``, scheduler-safe."""
-    base = f"hpcb-nb-{user}" + (f"-{server}" if server else "")
+def job_prefix(tag: str = "") -> str:
+    """``hpcb-nb-``, or ``hpcb-nb.<tag>-`` for a hub with a job tag: the prefix a hub's
+    orphan sweep owns (the untagged prefix does not match a tagged one, nor the reverse)."""
+    return f"hpcb-nb.{_SAFE_NAME.sub('_', tag)}-" if tag else "hpcb-nb-"
+
+
+def job_name(user: str, server: str, tag: str = "") -> str:
+    """A recognisable job name: ``hpcb-nb[.<tag>]-<user>[-<server>]``, scheduler-safe."""
+    base = job_prefix(tag) + _SAFE_NAME.sub("_", user) + (f"-{server}" if server else "")
     return _SAFE_NAME.sub("_", base)[:64]
 
 

@@ -13,7 +13,9 @@ JupyterHub then reports as a failed start). It needs the scopes ``list:users``,
 ``read:users``, ``admin:server_state`` and ``servers``.
 
 Then it sweeps orphans: queued or running jobs named ``hpcb-nb-*`` (the prefix is
-reserved for notebook jobs) that no server of the hub refers to — e.g. a job whose
+reserved for notebook jobs; ``hpcb-nb.<tag>-*`` for a hub configured with a job tag, so
+that two hubs on one cluster leave each other's jobs alone) that no server of the hub
+refers to — e.g. a job whose
 submission returned while the hub was being killed — are cancelled, as their owner.
 """
 
@@ -28,6 +30,8 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import requests
+
+from hpcbridge.spawner import jobenv
 
 log = logging.getLogger("hpcbridge.reattach")
 SERVICE = "hpcbridge-reattach"
@@ -57,16 +61,17 @@ def list_users(session: requests.Session, api_url: str) -> list[dict]:
     return users.get("items", users) if isinstance(users, dict) else users
 
 
-async def sweep_orphans(site, users: list[dict], again) -> list[str]:
-    """Cancel hpcb-nb-* jobs that no server refers to; ``again()`` re-reads the users
-    after the scheduler query, so a job submitted meanwhile is never taken for one."""
+async def sweep_orphans(site, users: list[dict], again, prefix: str = "hpcb-nb-") -> list[str]:
+    """Cancel this hub's notebook jobs (named ``prefix``*) that no server refers to;
+    ``again()`` re-reads the users after the scheduler query, so a job submitted meanwhile
+    is never taken for one."""
     cancelled = []
     for name, cluster in site.profile.clusters.items():
         client = site.client(name)
         identities = [cluster.status_user] if cluster.status_user else [u["name"] for u in users]
         jobs = []
         for who in identities:
-            found = await client.active_jobs(as_user=who, name_prefix="hpcb-nb-")
+            found = await client.active_jobs(as_user=who, name_prefix=prefix)
             jobs += [j for j in found if cluster.status_user or j.user == who]
         known = referenced_jobs(users) | referenced_jobs(again())
         for job in jobs:
@@ -95,7 +100,9 @@ def reattach_once(api_url: str, token: str) -> list[str]:
 
         async def sweep() -> list[str]:
             try:
-                return await sweep_orphans(site, users, lambda: list_users(session, api_url))
+                prefix = jobenv.job_prefix(os.environ.get("HPCBRIDGE_JOB_TAG", ""))
+                return await sweep_orphans(site, users, lambda: list_users(session, api_url),
+                                           prefix)
             finally:
                 await site.close()
 

@@ -66,6 +66,12 @@ class HpcSpawner(Spawner):
         300, config=True,
         help="Warn (hub log) when a running server has fewer seconds of walltime left.",
     )
+    job_tag = Unicode(
+        "", config=True,
+        help="Marks this hub's notebook jobs (``hpcb-nb.<tag>-<user>``) when several hubs "
+        "submit to one cluster, so that each hub's orphan sweep cancels only its own jobs. "
+        "Set it with ``configure(c, job_tag=...)``, which also tells the sweep.",
+    )
     warm_handover_timeout = Float(
         30.0, config=True,
         help="Seconds a warm job that was waiting at the hub may take to report its port "
@@ -171,7 +177,8 @@ class HpcSpawner(Spawner):
         try:
             request = JobRequest.from_options(
                 self.user_options or {}, user=self.user.name,
-                job_name=jobenv.job_name(self.user.name, self.name), command=command)
+                job_name=jobenv.job_name(self.user.name, self.name, self.job_tag),
+                command=command)
             return validate_request(self.site.profile, request)
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None

@@ -186,6 +186,10 @@ def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, tes
         orphan = testbed.login_exec("carol", [
             "sbatch", "--parsable", "-J", "hpcb-nb-carol", "-t", "5", "-c", "1", "--mem=100M",
             "-o", "/dev/null", "--wrap", "sleep 300"]).stdout.decode().strip()
+        # a notebook job of another hub on the same cluster (configured with job_tag="other")
+        other_hub = testbed.login_exec("carol", [
+            "sbatch", "--parsable", "-J", "hpcb-nb.other-carol", "-t", "5", "-c", "1",
+            "--mem=100M", "-o", "/dev/null", "--wrap", "sleep 300"]).stdout.decode().strip()
         hub.runner.kill(signal.SIGKILL)
         hub.runner.restart()
         testbed.login_exec("alice", ["scancel", sleepers.pop()])
@@ -203,7 +207,9 @@ def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, tes
                 break
             time.sleep(1)
         assert orphan not in alive
+        assert other_hub in alive  # another hub's job is not this hub's orphan
     finally:
+        testbed.login_exec("carol", ["scancel", "-n", "hpcb-nb.other-carol"])
         testbed.login_exec("alice", ["scancel", *sleepers])
         hub.stop("alice", "second")
 

@@ -38,6 +38,14 @@ def test_job_names_are_scheduler_safe():
     assert jobenv.job_name("a@b.c", "my server;rm") == "hpcb-nb-a_b.c-my_server_rm"
 
 
+def test_a_tagged_hubs_jobs_and_an_untagged_hubs_never_share_a_prefix():
+    tagged = jobenv.job_name("alice", "", "test")
+    assert tagged == "hpcb-nb.test-alice" and tagged.startswith(jobenv.job_prefix("test"))
+    assert not tagged.startswith(jobenv.job_prefix(""))
+    assert not jobenv.job_name("alice", "").startswith(jobenv.job_prefix("test"))
+    assert jobenv.job_prefix("a b;c") == "hpcb-nb.a_b_c-"
+
+
 def test_launch_command_names_only_the_file():
     cmd = jobenv.launch_command("/home/alice/.hpcbridge/env.X")
     assert cmd == ("python", "-m", "hpcbridge.spawner.launch", "/home/alice/.hpcbridge/env.X")
