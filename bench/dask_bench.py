@@ -1,11 +1,12 @@
 """Dask figures for ``python -m bench all``: :mod:`bench.dask_scale`'s scenarios, with
 slurmctld's RPC counts around each run and the results written as JSON.
 
-:mod:`bench.dask_scale` (its own CLI, ``python bench/dask_scale.py``) times hpcbridge.dask
-and plain dask-jobqueue to N workers and counts their submissions; this module calls its
-``run_ours`` / ``run_plain`` per scenario, brackets each run with ``sdiag`` (RPCs of
-every user but root and slurm, from ``scale`` to ``close``; submit RPCs by type) and
-writes ``docs/benchmarks/dask_scale.json``. Run: ``python -m bench.dask_bench [--quick]``.
+:mod:`bench.dask_scale` times hpcbridge.dask and plain dask-jobqueue to N workers;
+``bench`` here calls its ``run`` (warm-up, tools alternating) where it has one, else runs
+its ``run_ours`` / ``run_plain`` per scenario itself (:func:`measure`). Either way each
+run is bracketed with ``sdiag`` (RPCs of every user but root and slurm, from ``scale`` to
+``close``; submit RPCs by type, :func:`_timed`) and the result is written to
+``docs/benchmarks/dask_scale.json``. Run: ``python -m bench.dask_bench [--quick]``.
 """
 
 from __future__ import annotations
@@ -125,16 +126,21 @@ def _print(row: dict) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--quick", action="store_true", help="one run of the n3 scenario only")
-    p.add_argument("--repeat", type=int, default=2, help="runs per tool and scenario (median)")
+    p.add_argument("--quick", action="store_true", help="the n3 scenario only, fewer runs")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="runs per tool and scenario (median); dask_scale's default if unset")
     p.add_argument("--only", nargs="+", default=None, help="scenarios by name")
     return p
 
 
 def bench(tb: Testbed, args: argparse.Namespace) -> dict:
-    if args.quick:
-        args.repeat, args.only = 1, args.only or ["n3"]
-    data = measure(tb, args.repeat, args.only)
+    """dask_scale's own ``run`` (warm-up, alternating tools) where it has one; else
+    :func:`measure` here."""
+    if hasattr(dask_scale, "run"):
+        data = dask_scale.run(tb, args.quick, args.repeat, args.only)
+    else:
+        repeat = args.repeat or (1 if args.quick else 2)
+        data = measure(tb, repeat, args.only or (["n3"] if args.quick else None))
     path = write_results("dask_scale", {**data, "quick": args.quick})
     print(f"wrote {path.name}")
     return data

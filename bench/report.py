@@ -224,8 +224,8 @@ def overview(data: dict[str, dict]) -> list[str]:
         for row in summary:
             keys = [k for k in row if k not in ("measure", "ratio", "ratio_is")]
             ours = row.get(keys[0]) if keys else None
-            stock_tool = keys[1] if len(keys) > 1 else "–"
-            stock = row.get(stock_tool) if len(keys) > 1 else None
+            stock = row.get(keys[1]) if len(keys) > 1 else None
+            stock_tool = keys[1] if stock is not None else "–"  # none for hpcbridge-only rows
             rows.append([row["measure"], ours, stock_tool, stock, row.get("ratio"),
                          row.get("ratio_is")])
             seen.append((stem, row["measure"]))
