@@ -11,8 +11,11 @@ its client exist, until ``client.wait_for_workers(N)`` returns.
 
 :func:`run` is what ``python -m bench all`` calls: per scenario one warm-up run of each
 tool (discarded: the first SSH login, cold caches on the nodes), then ``repeat`` runs
-of each, alternating which tool goes first; medians, slurmctld RPC counts around every
-run (``sdiag``, through :mod:`bench.dask_bench`), ratios on their own lines:
+of each, alternating which tool goes first, run ``i`` of both tools waiting the same
+fraction of a second before ``scale`` (slurmctld schedules on a one-second tick; see
+:func:`measure_scenario`); medians,
+slurmctld RPC counts around every run (``sdiag``, through :mod:`bench.dask_bench`),
+ratios on their own lines:
 
     ratio time n3 hpcbridge/dask-jobqueue 0.93
 
@@ -79,6 +82,7 @@ cluster = SLURMCluster(cores=s["cores"], processes=s["processes"], memory=f"{s['
                        queue="debug", walltime="00:05:00", python=sys.executable,
                        scheduler_options={"host": s["host"], "dashboard_address": ":0"})
 client = Client(cluster)
+time.sleep(s["delay"])
 t0 = time.monotonic()
 cluster.scale(s["workers"])
 client.wait_for_workers(s["workers"], timeout=s["timeout"])
@@ -104,13 +108,16 @@ def wait_for_empty_queue(tb: Testbed, timeout: float = 90) -> None:
     raise RuntimeError(f"{USER} still has jobs; is someone else using {USER}?")
 
 
-def run_ours(tb: Testbed, site: Site, profile, s: Scenario) -> dict:  # type: ignore[no-untyped-def]
+def run_ours(tb: Testbed, site: Site, profile, s: Scenario,  # type: ignore[no-untyped-def]
+             delay: float = 0.0) -> dict:
+    """One hpcbridge run; ``delay`` seconds pass between set-up and ``scale``."""
     wait_for_empty_queue(tb)
     cluster = hd.cluster(profile, user=USER, site=site, scheduler_host=tb.info().gateway_ip,
                          cores=s.cores, memory=f"{s.cores}G", processes=s.processes,
                          walltime="00:05:00", arrays=s.arrays, poll_interval=5.0)
     try:
         with Client(cluster) as client:
+            time.sleep(delay)
             t0 = time.monotonic()
             cluster.scale(s.workers)
             client.wait_for_workers(s.workers, timeout=_timeout(s))
@@ -119,10 +126,11 @@ def run_ours(tb: Testbed, site: Site, profile, s: Scenario) -> dict:  # type: ig
         cluster.close()
 
 
-def run_plain(tb: Testbed, s: Scenario) -> dict:
+def run_plain(tb: Testbed, s: Scenario, delay: float = 0.0) -> dict:
+    """One dask-jobqueue run on the login node; ``delay`` as for :func:`run_ours`."""
     wait_for_empty_queue(tb)
     spec = {"cores": s.cores, "processes": s.processes, "workers": s.workers,
-            "host": tb.info().login_ip, "timeout": _timeout(s)}
+            "host": tb.info().login_ip, "timeout": _timeout(s), "delay": delay}
     proc = tb.login_exec(USER, [PYTHON, "-c", PLAIN, json.dumps(spec)],
                          timeout=_timeout(s) + 120)
     if proc.returncode != 0:
@@ -137,24 +145,37 @@ def scenarios_for(tb: Testbed, quick: bool, only: list[str] | None = None) -> li
     return [every[0]] if quick else every
 
 
+def phase(i: int) -> float:
+    """The ``i``-th of a low-discrepancy sequence in [0, 1): any first n spread evenly."""
+    return (0.5 + i * 0.6180339887) % 1.0
+
+
 def measure_scenario(tb: Testbed, site: Site, profile, s: Scenario,  # type: ignore[no-untyped-def]
                      repeat: int, warmup: bool = True) -> dict:
-    """``repeat`` runs of each tool, alternating which goes first, after one warm-up each."""
+    """``repeat`` runs of each tool, alternating which goes first, after one warm-up each.
+
+    slurmctld starts pending jobs on a one-second tick, so how long a job waits depends on
+    when in that second it was submitted. Each tool's set-up takes its own, nearly fixed
+    time after the previous run's jobs left the queue, which would put its ``scale`` at
+    nearly the same point of the tick every run: a bias of up to a second either way.
+    So run ``i`` of *both* tools waits ``phase(i)`` seconds before ``scale``: the phases
+    spread evenly over the second, the same for both tools.
+    """
     from bench import dask_bench as db
 
-    def ours() -> dict:
-        return db._timed(tb, lambda: run_ours(tb, site, profile, s))
+    def ours(delay: float) -> dict:
+        return db._timed(tb, lambda: run_ours(tb, site, profile, s, delay))
 
-    def plain() -> dict:
-        return db._timed(tb, lambda: run_plain(tb, s))
+    def plain(delay: float) -> dict:
+        return db._timed(tb, lambda: run_plain(tb, s, delay))
 
     if warmup:
-        ours(), plain()
+        ours(0.0), plain(0.0)
     runs: dict[str, list[dict]] = {db.OURS: [], db.PLAIN: []}
     for i in range(repeat):
         order = [(db.OURS, ours), (db.PLAIN, plain)]
         for name, one in order if i % 2 == 0 else reversed(order):
-            runs[name].append(one())
+            runs[name].append({**one(phase(i)), "delay": round(phase(i), 3)})
     row: dict[str, Any] = {"scenario": s.name, "workers": s.workers, "jobs": s.jobs,
                            "processes": s.processes}
     for name, rows in runs.items():
@@ -178,6 +199,10 @@ NOTES = [
      "tool goes first; the figures are medians, and the paired ratio is the median of "
      "each run's time over the other tool's run next to it. Limits read by an earlier cluster of the "
      "same process (QOS, association, partition: 300 s) are reused, as in a notebook."),
+    ("slurmctld starts pending jobs on a one-second tick: run i of both tools waits the "
+     "same fraction of a second (spread evenly over the runs) between set-up and scale(), "
+     "so that neither tool's fixed set-up time puts its submissions at a lucky or unlucky "
+     "point of that tick every time."),
     ("Largest scenario: as many whole-node jobs as QOS normal (4 jobs per user; each array "
      "task counts as a job) and the testbed's nodes allow, one 1-core worker per core."),
 ]
