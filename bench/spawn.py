@@ -18,7 +18,7 @@ submitting over SSH as the user, both with the same request (partition debug, 1 
    window with 50, 10 and 1 running servers, and a **hub restart** with 20 (SIGKILL, start
    again, until every server is reported ready; RPCs in that time). Stock batchspawner
    polls each server every ``Spawner.poll_interval`` (30 s), hpcbridge runs one query per
-   ``status_interval`` (15 s, hubrun's default) for every server.
+   ``status_interval`` (30 s, its default; the run records it) for every server.
 5. **over QOS limits**: 50 spawns at once with QOS normal as configured (4 running per
    user; only the submit limit raised): how many are ready within a bound, how many wait
    queued, how many failed, and what the hub told the user.
@@ -52,7 +52,7 @@ from slurm_testbed.cluster import Testbed
 
 FLOOR_USER = "alice"
 #: HpcSpawner.status_interval, as hubrun configures it by default
-STATUS_INTERVAL = 15.0
+STATUS_INTERVAL = 30.0
 VENV = "/opt/hpcbridge/venv/bin"
 FLOOR_PY = r'''
 import socket, subprocess, sys, time, urllib.request
