@@ -87,6 +87,8 @@ def test_accounting_down_drops_no_server_and_spawns_and_stops_go_on(hub, testbed
                      lambda: _sacct_state(testbed, "carol", carol_job) == "CANCELLED")
         assert _wait("bob's job in the accounting",
                      lambda: _sacct_state(testbed, "bob", bob_job) == "RUNNING")
-    finally:
-        hub.stop("bob")
-        hub.wait_stopped("bob")
+    finally:  # leave no server for the tests that come after (they share the hub)
+        for user in ("alice", "bob", "carol"):
+            hub.stop(user)
+        for user in ("alice", "bob", "carol"):
+            hub.wait_stopped(user)

@@ -13,6 +13,9 @@ pytestmark = pytest.mark.testbed
 
 
 def test_rest_spawn_runs_jupyterlab_on_a_compute_node_as_alice(hub, testbed):
+    if hub.server("alice"):  # an earlier test's server (the hub is shared by the session)
+        hub.stop("alice")
+        hub.wait_stopped("alice")
     r = hub.spawn("alice", {"preset": "debug"})
     assert r.status_code in (201, 202), r.text
     server = hub.wait_ready("alice")
