@@ -101,11 +101,8 @@ class WarmPool:
     # -- filling ------------------------------------------------------------------------
     def prewarm(self, user: str, api_url: str) -> None:
         """Top up ``user``'s warm jobs in the background (login, spawn page)."""
-        if not self.enabled or user in self._filling:
-            return
-        task = asyncio.get_running_loop().create_task(self.fill(user, api_url))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self.enabled and user not in self._filling:
+            self._in_background(self.fill(user, api_url))
 
     async def fill(self, user: str, api_url: str) -> list[WarmJob]:
         made: list[WarmJob] = []

@@ -138,12 +138,18 @@ def test_take_matches_the_same_job_of_the_same_user_only():
     assert pool.take("bob", request("bob", preset="debug")) is bob
 
 
+async def one_warm_job(user: str):
+    """A pool with one warm job of ``user``, and the secret its env file holds."""
+    s, rec = site()
+    pool = warm.WarmPool(s)
+    (job,) = await pool.fill(user, "u")
+    secret = json.loads(next(iter(rec.files.values())))["HPCBRIDGE_WARM_SECRET"]
+    return pool, rec, job, secret
+
+
 def test_long_poll_needs_the_secret_and_hands_over_the_environment():
     async def go():
-        s, rec = site()
-        pool = warm.WarmPool(s)
-        (job,) = await pool.fill("alice", "u")
-        secret = json.loads(next(iter(rec.files.values())))["HPCBRIDGE_WARM_SECRET"]
+        pool, _, job, secret = await one_warm_job("alice")
         with pytest.raises(warm.UnknownWarmJob):
             await pool.wait_for_owner(job.warm_id, "wrong")
         with pytest.raises(warm.UnknownWarmJob):
@@ -164,10 +170,7 @@ def test_long_poll_needs_the_secret_and_hands_over_the_environment():
 
 def test_a_warm_job_that_ends_leaves_the_pool_and_its_poll_is_told_to_stop():
     async def go():
-        s, rec = site()
-        pool = warm.WarmPool(s)
-        (job,) = await pool.fill("alice", "u")
-        secret = json.loads(next(iter(rec.files.values())))["HPCBRIDGE_WARM_SECRET"]
+        pool, rec, job, secret = await one_warm_job("alice")
         waiting = asyncio.ensure_future(pool.wait_for_owner(job.warm_id, secret, hold=5))
         await asyncio.sleep(0.01)
         rec.end(job.job_id, JobState.TIMEOUT)
