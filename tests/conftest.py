@@ -3,6 +3,10 @@
 The ``testbed`` fixture brings the containerized SLURM cluster up once per session (or
 reuses one that is already up, and then leaves it up). Without a container engine,
 testbed tests skip on a developer's machine and fail under ``CI=true``.
+
+The test session never touches the demo (``./dev hub``): unless ``HPCBRIDGE_TESTBED_NAME``
+names one, it runs its own testbed, ``hpcbridge-test``, with its own state folder and its
+own homes, and its hubs listen on ports of their own (8100+, not the demo's 8000/8081).
 """
 
 from __future__ import annotations
@@ -10,6 +14,19 @@ from __future__ import annotations
 import os
 
 import pytest
+
+#: the test session's own testbed when none is named (the demo's is ``hpcbridge-testbed``)
+TEST_TESTBED = "hpcbridge-test"
+
+
+def _own_testbed() -> None:
+    if "HPCBRIDGE_TESTBED_NAME" not in os.environ:
+        os.environ["HPCBRIDGE_TESTBED_NAME"] = TEST_TESTBED
+        # a state folder exported for the demo's testbed is not this session's
+        os.environ.pop("HPCBRIDGE_TESTBED_DIR", None)
+
+
+_own_testbed()
 
 
 def pytest_collection_modifyitems(config, items):
