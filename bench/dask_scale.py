@@ -184,7 +184,8 @@ def measure_scenario(tb: Testbed, site: Site, profile, s: Scenario,  # type: ign
         row[name]["runs"] = rows
     # each run against the other tool's run next to it: robust to the load of other
     # testbeds drifting during the scenario
-    pairs = [o["seconds"] / p["seconds"] for o, p in zip(runs[db.OURS], runs[db.PLAIN])]
+    paired = zip(runs[db.OURS], runs[db.PLAIN], strict=False)
+    pairs = [o["seconds"] / p["seconds"] for o, p in paired]
     row["time_ratio_paired_median"] = round(statistics.median(pairs), 2)
     if s.arrays:
         # the goal at large N: at most N/8 submissions with arrays
@@ -197,8 +198,8 @@ def measure_scenario(tb: Testbed, site: Site, profile, s: Scenario,  # type: ign
 NOTES = [
     ("Each tool: one warm-up run per scenario (discarded), then the runs alternate which "
      "tool goes first; the figures are medians, and the paired ratio is the median of "
-     "each run's time over the other tool's run next to it. Limits read by an earlier cluster of the "
-     "same process (QOS, association, partition: 300 s) are reused, as in a notebook."),
+     "each run's time over the other tool's run next to it. Limits read by an earlier cluster "
+     "of the same process (QOS, association, partition: 300 s) are reused, as in a notebook."),
     ("slurmctld starts pending jobs on a one-second tick: run i of both tools waits the "
      "same fraction of a second (spread evenly over the runs) between set-up and scale(), "
      "so that neither tool's fixed set-up time puts its submissions at a lucky or unlucky "

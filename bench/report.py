@@ -2,9 +2,10 @@
 
 Generic: whatever a benchmark wrote is rendered. By convention a results file may carry a
 ``summary`` (a list of rows, shown first as a table), ``ratios`` (label → value, shown as
-a list) and ``notes`` (sentences on the method, shown as a list); everything else follows as tables: plain values as a two-column table, sibling
-objects with the same fields (hpcbridge / batchspawner) side by side, lists of objects as
-a table of their own (turned on its side when there are few objects with many fields).
+a list) and ``notes`` (sentences on the method, shown as a list); everything else follows
+as tables: plain values as a two-column table, sibling objects with the same fields
+(hpcbridge / batchspawner) side by side, lists of objects as a table of their own (turned
+on its side when there are few objects with many fields).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ REQUIRED = (
     ("spawn", "RPCs/min, 50 running"),
     ("spawn", "50 concurrent spawns: ready"), ("spawn", "50 concurrent spawns p50"),
     ("spawn", "50 concurrent spawns p95"),
-    ("spawn", "hub restart, 20 servers: all ready"), ("spawn", "hub restart, 20 servers: slurmctld"),
+    ("spawn", "hub restart, 20 servers: all ready"),
+    ("spawn", "hub restart, 20 servers: slurmctld"),
     ("dask_scale", "time to all workers"), ("dask_scale", "submit RPCs"),
     ("spawn", "over QOS limits"),
 )

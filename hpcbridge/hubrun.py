@@ -110,7 +110,8 @@ class Hub:
         _write_private(self.dir / "passwords.json", json.dumps(passwords))
         config = CONFIG.format(
             site=site, connect=connect_url, public=self.public_url, hub_ip=hub_ip,
-            proxy_api=self.proxy_api_url, hub_port=self.hub_port, db=f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
+            proxy_api=self.proxy_api_url, hub_port=self.hub_port,
+            db=f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
             cookie=str(self.dir / "cookie_secret"), pidfile=str(self.pidfile),
             passwords=str(self.dir / "passwords.json"), users=sorted(users), token=token,
             interval=interval,

@@ -3,8 +3,9 @@
 Topology (shared design, "Testbed topology"): ``db`` (MariaDB + slurmdbd), ``ctl``
 (slurmctld), ``login`` (sshd, Slurm client, torque wrappers) and ``c1..cN`` (slurmd), on a
 network of their own, sharing ``/home``; ``/home/dave`` (config.SMALL_HOME_USER) is a
-small tmpfs of its own, shared the same way, for disk-full faults. Containers are found again by name, so every
-command (``up``, ``status``, ``exec``, ``down``) works from a fresh process.
+small tmpfs of its own, shared the same way, for disk-full faults. Containers are found
+again by name, so every command (``up``, ``status``, ``exec``, ``down``) works from a
+fresh process.
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ class Testbed:
             )
         return proc
 
-    def login_exec(self, user: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess[bytes]:
+    def login_exec(
+        self, user: str, argv: Sequence[str], **kw
+    ) -> subprocess.CompletedProcess[bytes]:
         return self.exec("login", argv, user=user, **kw)
 
     # -- up ------------------------------------------------------------------------------
@@ -378,7 +381,7 @@ class Testbed:
         if proc.returncode == 0:
             out["up"] = True
             out["nodes"] = [
-                dict(zip(("node", "partition", "state", "cpus_aiot"), line.split()))
+                dict(zip(("node", "partition", "state", "cpus_aiot"), line.split(), strict=False))
                 for line in proc.stdout.decode().splitlines() if line.strip()
             ]
         return out

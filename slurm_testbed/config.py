@@ -122,7 +122,7 @@ def gres_conf(nodes: int) -> str:
 
 
 def slurmdbd_conf() -> str:
-    return "\n".join(  # noqa: FLY002 -- one setting a line reads best
+    return "\n".join(
         [
             "AuthType=auth/munge",
             "DbdHost=db",
@@ -144,17 +144,17 @@ def accounting_commands() -> list[list[str]]:
     """sacctmgr argv lists that create the cluster's accounts, users and limits."""
     cmd = ["sacctmgr", "--immediate"]
     out = [
-        cmd + ["add", "cluster", CLUSTER],
-        cmd + ["modify", "qos", "where", "name=normal", "set",
-               f"MaxJobsPerUser={QOS_MAX_JOBS_PER_USER}",
-               f"MaxSubmitJobsPerUser={QOS_MAX_SUBMIT_PER_USER}"],
-        cmd + ["add", "account", "proj_a", "Description=project A", "Organization=lab"],
-        cmd + ["add", "account", "proj_b", "Description=project B", "Organization=lab",
-               f"GrpTRESMins=cpu={PROJ_B_BUDGET_CPU_MINUTES}"],
+        [*cmd, "add", "cluster", CLUSTER],
+        [*cmd, "modify", "qos", "where", "name=normal", "set",
+         f"MaxJobsPerUser={QOS_MAX_JOBS_PER_USER}",
+         f"MaxSubmitJobsPerUser={QOS_MAX_SUBMIT_PER_USER}"],
+        [*cmd, "add", "account", "proj_a", "Description=project A", "Organization=lab"],
+        [*cmd, "add", "account", "proj_b", "Description=project B", "Organization=lab",
+         f"GrpTRESMins=cpu={PROJ_B_BUDGET_CPU_MINUTES}"],
     ]
     for user, account in {**USERS, SMALL_HOME_USER: SMALL_HOME_ACCOUNT}.items():
-        out.append(cmd + ["add", "user", user, f"Account={account}",
-                          f"DefaultAccount={account}"])
+        out.append([*cmd, "add", "user", user, f"Account={account}",
+                    f"DefaultAccount={account}"])
     return out
 
 

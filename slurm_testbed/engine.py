@@ -55,7 +55,8 @@ class Engine:
         )
         if check and proc.returncode != 0:
             err = (proc.stderr or b"").decode(errors="replace").strip()
-            raise TestbedError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {err[-2000:]}")
+            raise TestbedError(
+                f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {err[-2000:]}")
         return proc
 
     def docker_client(self):  # -> docker.DockerClient (imported lazily)

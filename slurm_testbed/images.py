@@ -31,6 +31,8 @@ from .engine import REPO, Engine
 CONTAINERS = REPO / "containers"
 SUITE = "bookworm"
 Progress = Callable[[str], None]
+#: the mirror URI of a one-line ("deb [opts] URI") or deb822 ("URIs: URI") apt source
+DEBIAN_SOURCE_URI = r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s"
 
 
 def _hash_tree(*parts: str | Path) -> str:
@@ -64,7 +66,7 @@ def debian_mirror() -> str:
             text = f.read_text()
         except OSError:
             continue
-        for m in re.finditer(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text, re.MULTILINE):
+        for m in re.finditer(DEBIAN_SOURCE_URI, text, re.MULTILINE):
             return m.group(1)
     raise TestbedError(
         "no Debian mirror found in the apt sources; set HPCBRIDGE_DEBIAN_MIRROR "
@@ -141,7 +143,7 @@ def _build(engine: Engine, ref: str, context: Path, base: str, progress: Progres
     assert proc.stdout is not None
     for raw in proc.stdout:
         line = raw.decode(errors="replace").rstrip()
-        tail = (tail + [line])[-40:]
+        tail = [*tail, line][-40:]
         if re.match(r"^(STEP \d+|Step \d+|#\d+ \[)", line):
             progress("  " + line[:120])
     if proc.wait() != 0:

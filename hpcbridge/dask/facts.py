@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.limits import Limits, OtherJobs, ProfileCaps, WorkerShape
@@ -32,6 +32,7 @@ from hpcbridge.schedulers.slurm import is_job_id, map_state
 from hpcbridge.schedulers.textparse import is_none, parse_int, parse_memory_mb
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: raw id, shown id, state, reason, user, cpus, min memory, job name (last: free text)
 USER_JOBS_FORMAT = "%A|%i|%T|%r|%u|%C|%m|%j"
@@ -106,7 +107,7 @@ def pick_qos(qos: list[QosLimits], association: Association | None, wanted: str 
     return next((q for q in qos if q.name == name), None)
 
 
-async def _optional(what: str, coro):  # type: ignore[no-untyped-def]
+async def _optional(what: str, coro: Awaitable[T]) -> T | None:
     """A limit that cannot be read is left out (logged), never guessed."""
     try:
         return await coro

@@ -23,13 +23,11 @@ from dask_jobqueue.slurm import SLURMJob
 from distributed.deploy.spec import ProcessInterface
 
 from hpcbridge.client import SchedulerClient
+from hpcbridge.dask.worker import TASK_FIELD  # an array worker's name placeholder
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.profiles import JobRequest, Memory, SiteProfile, render_script
 
 log = logging.getLogger(__name__)
-
-#: placeholder in an array worker's name, replaced by its task id on the node
-from hpcbridge.dask.worker import TASK_FIELD
 
 
 @dataclass

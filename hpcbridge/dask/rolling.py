@@ -45,6 +45,8 @@ class RollingMixin:
         #: entries started to take over from a retiring job; adapt must not close them
         self._successors: set[str] = set()
         self._roll_task: asyncio.Task[None] | None = None
+        #: replacements under way, held so that the event loop cannot drop them
+        self._roll_jobs: set[asyncio.Future[None]] = set()
 
     def _start_rolling(self) -> None:
         self._roll_task = asyncio.ensure_future(self._roll_loop())
@@ -69,7 +71,9 @@ class RollingMixin:
                     continue
                 if now - arrived >= self._roll_after:
                     self._rolling.add(part)
-                    asyncio.ensure_future(self._roll(part, job, arrived))
+                    roll = asyncio.ensure_future(self._roll(part, job, arrived))
+                    self._roll_jobs.add(roll)
+                    roll.add_done_callback(self._roll_jobs.discard)
 
     async def _roll(self, part: Part, job: Any, arrived: float) -> None:
         name, task = part
@@ -77,8 +81,9 @@ class RollingMixin:
         try:
             successor = await self._start_successor()
             loop = asyncio.get_running_loop()
-            while successor and (successor, None) not in self._arrived and \
-                    loop.time() < arrived + self._roll_deadline:
+            # polls what the scheduler's callbacks record; the deadline bounds the wait
+            while (successor and (successor, None) not in self._arrived  # noqa: ASYNC110
+                   and loop.time() < arrived + self._roll_deadline):
                 await asyncio.sleep(0.5)
             log.info("retiring worker job %s (%s); successor %s",
                      job.job_id if task is None else job.task_job_id(task), name, successor)

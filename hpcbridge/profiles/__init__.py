@@ -54,7 +54,9 @@ def bundled_profile_text(name: str = "testbed") -> str:
     return resources.files(__name__).joinpath("data", f"{name}.yaml").read_text("utf-8")
 
 
-def load_bundled_profile(name: str = "testbed", env: Mapping[str, str] | None = None) -> SiteProfile:
+def load_bundled_profile(
+    name: str = "testbed", env: Mapping[str, str] | None = None
+) -> SiteProfile:
     """Load a bundled profile; ``env`` fills its ``${VAR}`` settings (default: os.environ)."""
     return load_profile_text(bundled_profile_text(name), f"<bundled {name}.yaml>", env)
 

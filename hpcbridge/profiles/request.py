@@ -162,7 +162,8 @@ def did_you_mean(word: str, choices: list[str], plural: str = "allowed") -> str:
 def _choose(problems: Problems, key: str, value: str, choices: Any, where: str) -> bool:
     if value in choices:
         return True
-    problems.add(key, f"no such {key} {value!r}{where}{did_you_mean(value, list(choices), key + 's')}")
+    hint = did_you_mean(value, list(choices), key + 's')
+    problems.add(key, f"no such {key} {value!r}{where}{hint}")
     return False
 
 
@@ -316,8 +317,8 @@ def resolve_request(
         return None, problems
     return ValidatedRequest(
         user=req.user, site=profile.site, cluster=cname, flavor=cluster.flavor,
-        partition=pname, queue=part.queue or pname, nodes=nodes, cores=cores, memory=memory, gpus=gpus,
-        walltime=walltime, account=account, environment=ename, job_name=req.job_name,
+        partition=pname, queue=part.queue or pname, nodes=nodes, cores=cores, memory=memory,
+        gpus=gpus, walltime=walltime, account=account, environment=ename, job_name=req.job_name,
         command=tuple(req.command), export_env=tuple(req.export_env), preset=req.preset,
         qos=part.qos, constraint=part.constraint, gres=part.gres,
         home=cluster.home.replace("{user}", req.user),

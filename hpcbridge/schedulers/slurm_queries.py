@@ -46,7 +46,8 @@ def _node_shapes(sinfo: str) -> dict[str, tuple[int | None, int | None, int | No
         m = parse_memory_mb(mem.rstrip("+"))
         g = gpus_from_gres(gres)
         old = shapes.get(part, (None, None, None))
-        shapes[part] = (min_known(c, old[0]), min_known(m, old[1]), max(g or 0, old[2] or 0) or None)
+        most_gpus = max(g or 0, old[2] or 0) or None
+        shapes[part] = (min_known(c, old[0]), min_known(m, old[1]), most_gpus)
     return shapes
 
 

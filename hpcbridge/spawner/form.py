@@ -72,9 +72,10 @@ def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
     presets = [("", "Custom (choose below)")] + [
         (p.name, p.description or p.name) for p in profile.notebooks]
     first = next(iter(limits))
+    first_preset = profile.notebooks[0].name if profile.notebooks else ""
     rows = [
         _row("Preset", f'<select name="preset" id="hpcb-preset" class="form-control">'
-                       f'{_options(presets, profile.notebooks[0].name if profile.notebooks else "")}'
+                       f'{_options(presets, first_preset)}'
                        "</select>"),
         _row("Partition", f'<select name="partition" id="hpcb-partition" class="form-control">'
                           f'{_options([("", "from the preset"), *[(k, k) for k in limits]])}'

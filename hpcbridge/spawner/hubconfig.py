@@ -101,7 +101,8 @@ def prewarm_after_login(previous=None):
             task.add_done_callback(_TASKS.discard)
         return auth_model
 
-    hook.hpcbridge_prewarm = True
+    # a mark on the function object, so that a second configure() finds its own hook
+    hook.hpcbridge_prewarm = True  # type: ignore[attr-defined]
     return hook
 
 

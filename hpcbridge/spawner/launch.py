@@ -83,7 +83,7 @@ def report_port(api_url: str, token: str, port: int, patience: float = REPORT_PA
             status, body = 0, str(exc).encode()
         if 200 <= status < 300:
             return
-        if status and status not in _RETRY_STATUS or time.monotonic() > deadline:
+        if (status and status not in _RETRY_STATUS) or time.monotonic() > deadline:
             raise SystemExit(f"the hub did not take our port {port}: HTTP {status} "
                              f"{body[:300].decode(errors='replace')}")
         print(f"hpcbridge: port report: HTTP {status or 'unreachable'}; retrying",

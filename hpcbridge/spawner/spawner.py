@@ -303,6 +303,7 @@ class HpcSpawner(Spawner):
     async def _wait_until_serving(self) -> str:
         self._follow()
         try:
+            assert self._port is not None, "start() creates the port future before waiting"
             port = await self._port
         except BaseException:
             await self._remove_env_file()  # the job ended (or the start was abandoned) unread
@@ -390,9 +391,11 @@ class HpcSpawner(Spawner):
                 raise web.HTTPError(
                     500, f"job {self.job_id} reported a port but the scheduler names no "
                          "node for it") from None
+        node = self.node
+        assert node, "set together with _node_known"
         if not self.resolve_nodes_on_login:
-            return self.node
-        return await self.site.node_address(self.cluster, self.node, self.user.name)
+            return node
+        return await self.site.node_address(self.cluster, node, self.user.name)
 
     async def _fresh_info(self) -> JobInfo | None:
         """This job's state after the poller's next round (one query for all waiters)."""
@@ -414,6 +417,7 @@ class HpcSpawner(Spawner):
         if alive:
             self._warn_walltime(info)
             return None
+        assert info is not None  # None counts as alive
         self.last_end = _describe_end(info)
         self.log.warning("%s: job %s ended: %s", self._log_name, self.job_id, self.last_end)
         return info.exit_code if info.exit_code else 1

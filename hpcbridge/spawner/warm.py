@@ -33,6 +33,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hpcbridge.errors import HpcBridgeError, RequestError
@@ -73,7 +74,7 @@ class WarmJob:
     #: handed to a server; no longer counts as warm
     taken: bool = False
     #: the server's environment, set by the spawner that took the job
-    handover: asyncio.Future | None = None
+    handover: asyncio.Future[dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.handover = asyncio.get_running_loop().create_future()
@@ -88,7 +89,7 @@ class WarmPool:
         self.jobs: dict[str, WarmJob] = {}
         self._filling: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
-        self._unsubscribe: dict[str, object] = {}
+        self._unsubscribe: dict[str, Callable[[], None]] = {}
 
     @property
     def enabled(self) -> bool:

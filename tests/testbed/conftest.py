@@ -18,7 +18,8 @@ def hub(testbed, tmp_path_factory):
     from slurm_testbed import config
 
     if not shutil.which("configurable-http-proxy"):
-        message = "configurable-http-proxy is not installed (npm install -g configurable-http-proxy)"
+        message = ("configurable-http-proxy is not installed "
+                   "(npm install -g configurable-http-proxy)")
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -234,8 +234,8 @@ asyncio.run(main())
 def test_local_transport_inside_the_login_node(testbed) -> None:  # type: ignore[no-untyped-def]
     """The hub as its own account on the login node, acting for alice through sudo."""
     path = "/etc/sudoers.d/hpcbridge"
-    testbed.exec("login", ["dd", f"of={path}", "status=none"], input=documented_sudoers(STATUS_USER).encode(),
-                 check=True)
+    testbed.exec("login", ["dd", f"of={path}", "status=none"],
+                 input=documented_sudoers(STATUS_USER).encode(), check=True)
     try:
         testbed.exec("login", ["chmod", "0440", path], check=True)
         testbed.exec("login", ["visudo", "-c", "-f", path], check=True)

@@ -167,7 +167,8 @@ def _wait_state(hub, user: str, server: str, pred, timeout: float = 60):
         if pred(srv):
             return srv
         time.sleep(0.5)
-    raise AssertionError(f"{user}/{server}: condition not met; server is {hub.server(user, server)}")
+    last = hub.server(user, server)
+    raise AssertionError(f"{user}/{server}: condition not met; server is {last}")
 
 
 def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, testbed):

@@ -143,7 +143,8 @@ def test_report_says_what_was_not_measured(tmp_path: Path) -> None:
 
 
 def test_plots_render_pngs(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is not installed: pip install -e '.[bench]'")
+    pytest.importorskip("matplotlib",
+                        reason="matplotlib is not installed: pip install -e '.[bench]'")
     from bench import plots
 
     results = tmp_path / "benchmarks"

@@ -286,7 +286,8 @@ def test_testbed_profile_takes_address_and_key_from_environment() -> None:
     profile = load_bundled_profile("testbed", env=env)
     transport = profile.clusters["tb"].transport
     assert (transport.host, transport.port) == ("127.0.0.1", 40022)
-    assert (transport.key, transport.known_hosts) == ("/state/tb/id_ed25519", "/state/tb/known_hosts")
+    assert transport.key == "/state/tb/id_ed25519"
+    assert transport.known_hosts == "/state/tb/known_hosts"
     assert profile.hub.connect_url == "http://10.89.0.1:8081"
 
 

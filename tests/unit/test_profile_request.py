@@ -13,7 +13,8 @@ PROFILE = load_bundled_profile("testbed", env={})
 
 def test_defaults_come_from_cluster_and_partition() -> None:
     got = validate_request(PROFILE, JobRequest(user="alice"))
-    assert (got.cluster, got.partition, got.queue, got.environment) == ("tb", "debug", "debug", "default")
+    assert (got.cluster, got.partition, got.queue) == ("tb", "debug", "debug")
+    assert got.environment == "default"
     assert (got.nodes, got.cores, got.gpus, got.account) == (1, 1, 0, None)
     assert got.memory == Memory.parse("2G")  # 16G node / 8 cores × 1 core
     assert got.walltime == Walltime.parse("00:10:00")  # debug's default_walltime

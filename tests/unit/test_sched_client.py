@@ -81,8 +81,8 @@ async def test_pbs_submit_writes_a_private_file_and_removes_it() -> None:
 
 
 async def test_pbs_refused_submit_still_removes_the_file() -> None:
-    node = ScriptedLoginNode({"mktemp": ok("/tmp/f\n"),
-                              "qsub": fail("qsub: Job violates queue and/or server resource limits")})
+    refusal = "qsub: Job violates queue and/or server resource limits"
+    node = ScriptedLoginNode({"mktemp": ok("/tmp/f\n"), "qsub": fail(refusal)})
     with pytest.raises(SubmitRefused):
         await SchedulerClient(PbsDialect(), node).submit("bob", "x")
     assert node.programs()[-1] == "rm"

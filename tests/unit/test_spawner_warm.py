@@ -229,7 +229,7 @@ def test_port_report_retries_while_the_hub_is_away_and_stops_on_refusal():
     with pytest.raises(SystemExit, match="HTTP 400"):
         launch.report_port("http://hub/hub/api", "tok", 40000,
                            post=lambda *a: (400, b"bad"), sleep=lambda s: None)
-    with pytest.raises(SystemExit, match="unreachable|HTTP 0"):
+    with pytest.raises(SystemExit, match=r"unreachable|HTTP 0"):
         launch.report_port("http://hub/hub/api", "tok", 40000, patience=-1,
                            post=lambda *a: (_ for _ in ()).throw(OSError("down")),
                            sleep=lambda s: None)

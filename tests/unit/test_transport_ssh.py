@@ -72,7 +72,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-                            stderr=open(d / "sshd.log", "wb"))  # noqa: SIM115
+                            stderr=open(d / "sshd.log", "wb"))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
