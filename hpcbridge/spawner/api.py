@@ -6,9 +6,12 @@ as an attribute of the spawner, so a user holding her server's token could overw
 answers on the same route, so batchspawner's single-user wrapper works unchanged, and:
 
 - accepts exactly ``{"port": <int 1024..65535>}`` and nothing else;
-- only from the API token of the server being started (or re-attached), only while that
-  server is pending;
-- sets nothing on the spawner: it resolves the spawner's own port future.
+- only from the API token written into the environment of the server's job, only while
+  a start of that server waits for its port (503, "retry", while a server that was
+  starting when the hub stopped has not been started again by the re-attach service);
+- sets nothing on the spawner from the body: it resolves the spawner's own port future,
+  and hands over the token the job proved to hold (after a re-attach it becomes the
+  server's token again; see ``HpcSpawner.port_reported``).
 
 :func:`hpcbridge.spawner.hubconfig.configure` installs it and removes batchspawner's
 handler from JupyterHub's route table if anything imported batchspawner.
@@ -16,6 +19,7 @@ handler from JupyterHub's route table if anything imported batchspawner.
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from jupyterhub.apihandlers import APIHandler
@@ -49,22 +53,37 @@ class PortCallbackHandler(APIHandler):
             port = parse_port_body(body)
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        token = self.get_auth_token()
+        token = self.get_auth_token() or ""
         spawner = next((s for s in user.spawners.values()
                         if getattr(s, "accepts_port_from", None) and s.accepts_port_from(token)),
                        None)
+        if spawner is None and _awaits_reattach(user, token):
+            # its server was starting when the hub stopped; the re-attach service starts
+            # it again in a moment, and the launcher retries
+            raise web.HTTPError(503, "the hub has not started this server again yet; retry")
         if spawner is None:
             self.log.info("port callback refused for %s (token %s): servers %s", user.name,
-                          token_digest(token or "")[:8], {
+                          token_digest(token)[:8], {
                 name: (type(s).__name__, getattr(s, "_port", None),
                        getattr(s, "_detached", None), (getattr(s, "token_digest", "") or "")[:8],
                        getattr(s, "reported_port", None))
                 for name, s in user.spawners.items()})
             raise web.HTTPError(
                 403, "this token belongs to no server of yours that is waiting for its port")
-        spawner.port_reported(port)
+        # the token goes to the spawner: after a re-attach it is the server's token again
+        spawner.port_reported(port, token)
         self.set_status(201)
         self.finish(json.dumps({"message": f"port {port} accepted"}))
+
+
+def _awaits_reattach(user, token: str) -> bool:
+    """Is ``token`` the one saved for a job of ``user`` that has not reported its port?"""
+    if not token:
+        return False
+    digest = token_digest(token)
+    states = [s.state or {} for s in user.orm_user.orm_spawners.values()]
+    return any(not state.get("reported_port") and hmac.compare_digest(
+                   str(state.get("token_digest") or ""), digest) for state in states)
 
 
 WARM_ROUTE = r"/api/hpcbridge/warm"

@@ -8,9 +8,10 @@ start later and run, unreachable, until its walltime.
 This runs as a JupyterHub managed service (installed by ``configure``): after the hub
 starts it finds stopped servers whose state names a job and starts them again through the
 REST API; :meth:`HpcSpawner.start` sees the job id, asks the scheduler, and re-attaches to
-the job if it is still alive (or forgets it and submits nothing if it is gone... which
-JupyterHub then reports as a failed start). It needs the scopes ``list:users``,
-``read:users``, ``admin:server_state`` and ``servers``.
+the job if it is still alive (or forgets it and submits a new one if it is gone). The job
+reports its port with the token of the start that submitted it, which becomes the server's
+token again, so that its OAuth client matches (docs/architecture.md, "Re-attach"). It
+needs the scopes ``list:users``, ``read:users``, ``admin:server_state`` and ``servers``.
 
 Then it sweeps orphans: queued or running jobs named ``hpcb-nb-*`` (the prefix is
 reserved for notebook jobs; ``hpcb-nb.<tag>-*`` for a hub configured with a job tag, so

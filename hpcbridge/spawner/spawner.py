@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import json
 import time
 
@@ -78,6 +79,8 @@ class HpcSpawner(Spawner):
         "after the hand-over before the spawn falls back to a job of its own.",
     )
 
+    #: JupyterHub's traitlet, re-set by port_reported() after a re-attach
+    api_token: str
     job_id = Unicode(None, allow_none=True)
     cluster = Unicode(None, allow_none=True)
     node = Unicode(None, allow_none=True)
@@ -193,9 +196,9 @@ class HpcSpawner(Spawner):
         self._port = loop.create_future()
         self._detached = False
         if self.job_id:
-            if self.reported_port is not None:  # reported while no start was under way
-                self._port.set_result(self.reported_port)
             if await self._reattachable():
+                # the job reports its port with the token it holds; port_reported() makes
+                # it this server's token again (see there)
                 self.log.info("re-attaching %s to job %s", self._log_name, self.job_id)
                 return await self._wait_until_serving()
             self._port = loop.create_future()
@@ -292,11 +295,25 @@ class HpcSpawner(Spawner):
             raise web.HTTPError(503, f"cannot prepare the job: {exc}") from None
 
     async def _reattachable(self) -> bool:
+        """Can this start wait for the job of an earlier one? Else forget (or end) it."""
         info = await self._fresh_info()
-        if info is not None and (info.state.is_active or info.state is JobState.UNKNOWN):
+        alive = info is not None and (info.state.is_active or info.state is JobState.UNKNOWN)
+        if alive and self.reported_port is None:
             return True
-        self.log.info("%s: job %s of a previous start is %s; submitting a new one",
-                      self._log_name, self.job_id, info.state.value if info else "not known")
+        if alive:
+            # it reported its port to an earlier start, with a token this start cannot
+            # learn: JupyterHub's OAuth client for the server would never match it
+            self.log.warning("%s: job %s reported its port before the hub stopped; its token "
+                             "is lost, cancelling it and submitting a new one", self._log_name,
+                             self.job_id)
+            try:
+                await self._client().cancel(self.user.name, [self.job_id])
+            except SchedulerUnavailable:
+                self.site.cancel_later(self.cluster, self.user.name, self.job_id)
+        else:
+            self.log.info("%s: job %s of a previous start is %s; submitting a new one",
+                          self._log_name, self.job_id, info.state.value if info else "not known")
+            await self._remove_env_file()  # e.g. cancelled in the queue while the hub was down
         self.clear_state()
         return False
 
@@ -363,23 +380,34 @@ class HpcSpawner(Spawner):
         self._emit(_STARTING.get(info.state, 30), _describe_progress(info))
 
     def accepts_port_from(self, token: str | None) -> bool:
-        """Is ``token`` this server's, while it waits for its port? (port callback)
+        """Does this server's job hold ``token``, while a start waits for its port? (port
+        callback)"""
+        return self._job_holds(token) and self._port is not None and not self._port.done()
 
-        Waiting means: a start is under way, or the job was queued when the hub stopped
-        and the re-attach service has not started it yet.
-        """
+    def _job_holds(self, token: str | None) -> bool:
+        """Is ``token`` the one written into this server's job's environment?"""
         if not token or not self.token_digest or self.reported_port is not None:
             return False
-        waiting = self._detached or (self._port is not None and not self._port.done())
-        return waiting and jobenv.token_digest(token) == self.token_digest
+        return hmac.compare_digest(jobenv.token_digest(token), self.token_digest)
 
-    def port_reported(self, port: int) -> None:
+    def port_reported(self, port: int, token: str) -> None:
+        """Take the port a job reported with ``token`` (one :meth:`accepts_port_from` took).
+
+        The job holds the token of the start that submitted it. When this start
+        re-attached to the job after a hub restart, JupyterHub made a new token for it and
+        registered the server's OAuth client with that one. The job's token becomes this
+        server's token again: when start() returns, JupyterHub sees ``api_token`` changed,
+        deletes its unused new token and re-registers the OAuth client with the job's token
+        (docs/architecture.md, "Re-attach").
+        """
+        if token != self.api_token:
+            self.log.info("%s: job %s holds the token of the start that submitted it; "
+                          "re-using it", self._log_name, self.job_id)
+            self.api_token = token
         self.reported_port = port
         if self._port is not None and not self._port.done():
             self._port.set_result(port)
-            self._poller().wake()
-        else:
-            self._save_state_now()  # detached: the re-attaching start() will use it
+        self._poller().wake()
 
     async def _node_address(self) -> str:
         if not self.node:

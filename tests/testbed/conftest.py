@@ -8,7 +8,26 @@ import shutil
 import pytest
 import requests
 
-from tests.testbed.hubtools import HubApi, port_offset
+from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, port_offset
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright."""
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if not chromium:
+        message = "browser tests need Debian's chromium and the playwright package"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 
 from bench.hubapi import HubApi
 
-__all__ = ["HubApi", "port_offset", "squeue"]
+__all__ = ["CHROMIUM_ARGS", "HubApi", "port_offset", "sbatch_sleepers", "squeue", "wait_server"]
+
+#: how the browser tests start Debian's Chromium (headless, in a container-less CI too)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def port_offset() -> int:
@@ -19,3 +24,25 @@ def squeue(tb, user: str, *fields: str) -> list[list[str]]:
     fmt = "|".join(fields)
     out = tb.login_exec(user, ["squeue", "-h", "-u", user, "-o", fmt]).stdout.decode()
     return [line.split("|") for line in out.splitlines() if line.strip()]
+
+
+def sbatch_sleepers(tb, user: str, count: int) -> list[str]:
+    """Submit ``count`` one-core jobs of ``user`` that sleep 10 minutes; their ids."""
+    ids = []
+    for _ in range(count):
+        out = tb.login_exec(user, ["sbatch", "--parsable", "-t", "10", "-c", "1",
+                                   "--mem=100M", "-o", "/dev/null", "--wrap", "sleep 600"])
+        ids.append(out.stdout.decode().strip())
+    return ids
+
+
+def wait_server(hub, user: str, server: str, pred, timeout: float = 60) -> dict:
+    """The server's model once ``pred(model)`` holds; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        srv = hub.server(user, server)
+        if pred(srv):
+            return srv
+        time.sleep(0.5)
+    last = hub.server(user, server)
+    raise AssertionError(f"{user}/{server}: condition not met; server is {last}")

@@ -31,8 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.testbed.hubtools import HubApi
-from tests.testbed.test_spawn_form_browser import CHROMIUM_ARGS
+from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi
 
 pytestmark = pytest.mark.testbed
 

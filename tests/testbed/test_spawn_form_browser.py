@@ -5,8 +5,6 @@ Also writes the screenshots used in the docs, so they always show what users see
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,26 +14,6 @@ from tests.testbed.hubtools import squeue
 pytestmark = pytest.mark.testbed
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        chromium = None
-    if not chromium:
-        message = "browser tests need Debian's chromium and the playwright package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testbed, browser):

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.testbed.hubtools import squeue
+from tests.testbed.hubtools import sbatch_sleepers, squeue, wait_server
 
 pytestmark = pytest.mark.testbed
 
@@ -151,26 +151,6 @@ def test_job_that_dies_before_reporting_its_port_fails_fast(hub, testbed):
         testbed.login_exec("carol", ["rm", "-f", profile])
 
 
-def _sbatch_sleepers(testbed, user: str, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        out = testbed.login_exec(user, ["sbatch", "--parsable", "-t", "10", "-c", "1",
-                                        "--mem=100M", "-o", "/dev/null", "--wrap", "sleep 600"])
-        ids.append(out.stdout.decode().strip())
-    return ids
-
-
-def _wait_state(hub, user: str, server: str, pred, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        srv = hub.server(user, server)
-        if pred(srv):
-            return srv
-        time.sleep(0.5)
-    last = hub.server(user, server)
-    raise AssertionError(f"{user}/{server}: condition not met; server is {last}")
-
-
 def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, testbed):
     import signal
 
@@ -179,11 +159,11 @@ def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, tes
         hub.wait_ready("alice")
     running_job = hub.server("alice")["state"]["job_id"]
     # QOS normal lets alice run 4 jobs: with 3 sleepers, her second server must queue.
-    sleepers = _sbatch_sleepers(testbed, "alice", 3)
+    sleepers = sbatch_sleepers(testbed, "alice", 3)
     try:
         r = hub.spawn("alice", {"preset": "debug"}, server="second")
         assert r.status_code == 202, r.text
-        pending = _wait_state(hub, "alice", "second",
+        pending = wait_server(hub, "alice", "second",
                               lambda s: (s.get("state") or {}).get("job_id"))
         pending_job = pending["state"]["job_id"]
         # a notebook job no server refers to (its submission returned as the hub died)
@@ -198,7 +178,7 @@ def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, tes
         hub.runner.restart()
         testbed.login_exec("alice", ["scancel", sleepers.pop()])
         # the hub forgets the queued server at restart; the re-attach service starts it
-        second = _wait_state(hub, "alice", "second", lambda s: s.get("ready"), timeout=120)
+        second = wait_server(hub, "alice", "second", lambda s: s.get("ready"), timeout=120)
         first = hub.wait_ready("alice")
         assert second["state"]["job_id"] == pending_job
         assert first["state"]["job_id"] == running_job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -82,3 +83,68 @@ def test_active_jobs_parsers_keep_hostile_names_whole():
         "Job Id: 7.server\n    Job_Name = hpcb-nb-bob\n    Job_Owner = bob@login\n"
         "    job_state = Q\n")
     assert [(j.job_id, j.user, j.name) for j in pbs] == [("7.server", "bob", "hpcb-nb-bob")]
+
+
+class _Poller:
+    woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+def _reattached_spawner(job_token: str, hub_token: str):
+    from types import SimpleNamespace
+
+    from hpcbridge.spawner.spawner import HpcSpawner
+
+    spawner = HpcSpawner(user=SimpleNamespace(name="alice"))
+    spawner.job_id, spawner.api_token = "7", hub_token
+    spawner.token_digest = jobenv.token_digest(job_token)
+    poller = _Poller()
+    spawner._poller = lambda: poller
+    return spawner, poller
+
+
+def test_port_is_taken_only_with_the_jobs_token_while_a_start_waits():
+    async def body():
+        spawner, poller = _reattached_spawner("job-token", "new-token")
+        assert not spawner.accepts_port_from("job-token")  # no start under way
+        spawner._port = asyncio.get_running_loop().create_future()
+        for other in ("new-token", "", None, "job-token "):
+            assert not spawner.accepts_port_from(other)
+        assert spawner.accepts_port_from("job-token")
+        spawner.port_reported(40123, "job-token")
+        assert spawner._port.result() == 40123 and spawner.reported_port == 40123
+        assert poller.woken == 1
+        assert not spawner.accepts_port_from("job-token")  # once
+        return spawner
+
+    # the job's token is the server's again: JupyterHub re-registers its OAuth client with it
+    assert asyncio.run(body()).api_token == "job-token"
+
+
+def test_a_fresh_start_keeps_the_token_jupyterhub_made():
+    async def body():
+        spawner, _ = _reattached_spawner("same", "same")
+        spawner._port = asyncio.get_running_loop().create_future()
+        spawner.port_reported(40123, "same")
+        return spawner
+
+    assert asyncio.run(body()).api_token == "same"
+
+
+def test_a_job_waiting_for_reattach_is_told_to_retry_only_with_its_own_token():
+    from types import SimpleNamespace
+
+    from hpcbridge.spawner.api import _awaits_reattach
+
+    def user(**states):
+        spawners = {name: SimpleNamespace(state=state) for name, state in states.items()}
+        return SimpleNamespace(orm_user=SimpleNamespace(orm_spawners=spawners))
+
+    digest = jobenv.token_digest("t")
+    assert _awaits_reattach(user(a={"job_id": "1", "token_digest": digest}), "t")
+    assert not _awaits_reattach(user(a={"job_id": "1", "token_digest": digest}), "u")
+    assert not _awaits_reattach(user(a={"token_digest": digest, "reported_port": 4000}), "t")
+    assert not _awaits_reattach(user(a=None, b={}), "t")
+    assert not _awaits_reattach(user(a={"token_digest": digest}), "")
