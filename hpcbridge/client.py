@@ -35,6 +35,7 @@ from hpcbridge.schedulers.base import (
     PartitionInfo,
     QosLimits,
     SchedulerDialect,
+    UserJob,
 )
 from hpcbridge.transport.base import Result, Transport
 
@@ -164,11 +165,21 @@ class SchedulerClient:
 
     async def qos(self, names: Sequence[str] = (), *, as_user: str | None = None
                   ) -> list[QosLimits]:
+        """QOS limits (Slurm), or each queue's per-user limits for ``as_user`` (PBS)."""
         command = self.dialect.qos_command(names)
         if command is None:
             return []
         return self.dialect.parse_qos((await self._run(command, as_user,
-                                                        Operation.QUERY)).stdout)
+                                                        Operation.QUERY)).stdout, as_user)
+
+    async def user_jobs(self, user: str) -> list[UserJob] | None:
+        """``user``'s queued and running jobs, asked as her; None where the scheduler
+        cannot list them (``dialect.capabilities.unknown`` says why)."""
+        command = self.dialect.user_jobs_command(user)
+        if command is None:
+            return None
+        result = await self._run(command, user, Operation.QUERY, tolerate=JobNotFound)
+        return self.dialect.parse_user_jobs(result.stdout, user)
 
     async def budget(self, account: str, *, as_user: str | None = None) -> Budget | None:
         """The account's TRES-minute allocation and usage; None where none is kept."""

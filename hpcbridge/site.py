@@ -19,7 +19,7 @@ from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable
 from hpcbridge.jobs import JobInfo
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import Cluster, SiteProfile, load_bundled_profile, load_profile
-from hpcbridge.schedulers import dialect_for
+from hpcbridge.schedulers import dialect_of
 from hpcbridge.transport.base import Transport
 from hpcbridge.transport.local import LocalTransport
 from hpcbridge.transport.ssh import SshTransport
@@ -76,7 +76,7 @@ class Site:
         name = self.cluster_name(name)
         if name not in self._clients:
             cluster = self.profile.clusters[name]
-            dialect = dialect_for(cluster.scheduler)
+            dialect = dialect_of(cluster)
             self._clients[name] = SchedulerClient(dialect, make_transport(cluster))
         return self._clients[name]
 

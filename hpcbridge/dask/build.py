@@ -23,7 +23,7 @@ from hpcbridge.profiles import (
     load_profile,
     validate_request,
 )
-from hpcbridge.schedulers import dialect_for
+from hpcbridge.schedulers import dialect_of
 from hpcbridge.transport.local import LocalTransport
 
 #: the profile used when none is given (a path); else the bundled testbed profile
@@ -32,6 +32,9 @@ PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE"
 HOST_ENV = "HPCBRIDGE_DASK_HOST"
 #: every worker job's name starts with this; `hpcbridge dask orphans` looks for it
 JOB_PREFIX = "hpcb-dask-"
+#: dask-jobqueue cluster family (an adapter's ``capabilities.dask``) -> our cluster class
+_CLUSTERS: dict[str, type[HpcSlurmCluster] | type[HpcPbsCluster]] = {
+    "slurm": HpcSlurmCluster, "pbs": HpcPbsCluster}
 
 
 def _profile(profile: SiteProfile | str | Path | None) -> SiteProfile:
@@ -98,7 +101,7 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
         raise ValueError(f"{req.cores} cores do not split into {processes} processes")
     if client is None:
         client = site.client(req.cluster) if site is not None else SchedulerClient(
-            dialect_for(profile.clusters[req.cluster].scheduler), LocalTransport())
+            dialect_of(profile.clusters[req.cluster]), LocalTransport())
     walltime = timedelta(seconds=int(req.walltime))
     lifetime, stagger = lifetime_options(walltime)
     ctx = WorkerContext(
@@ -114,8 +117,11 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
     host = scheduler_host or os.environ.get(HOST_ENV)
     if host:
         options.setdefault("host", host)
-    cls = HpcSlurmCluster if profile.clusters[req.cluster].scheduler == "slurm" else HpcPbsCluster
-    return cls(hpcb=ctx, shape=shape, caps=caps_for(profile, req), qos=req.qos, poller=poller,
-               poll_interval=poll_interval, arrays=arrays, max_failures=max_failures,
-               n_workers=n_workers, name=name, asynchronous=asynchronous,
-               scheduler_options=options, **overrides)
+    kind = client.dialect.capabilities.dask
+    if kind not in _CLUSTERS:
+        raise ValueError(f"scheduler {client.dialect.name!r} runs no Dask workers")
+    return _CLUSTERS[kind](
+        hpcb=ctx, shape=shape, caps=caps_for(profile, req), qos=req.qos, poller=poller,
+        poll_interval=poll_interval, arrays=arrays, max_failures=max_failures,
+        n_workers=n_workers, name=name, asynchronous=asynchronous,
+        scheduler_options=options, **overrides)

@@ -84,7 +84,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self.hpcb, self.shape, self._caps, self._qos = hpcb, shape, caps, qos
         self._poller, self._own_poller = poller, poller is None
         self._poll_interval = poll_interval
-        self.arrays = arrays and hpcb.client.dialect.name == "slurm"
+        self.arrays = arrays and hpcb.client.dialect.capabilities.arrays
         self.max_failures = max_failures
         self.failures = 0
         #: why worker jobs are no longer replaced (None while all is well)

@@ -1,11 +1,10 @@
 """Reading a user's limits and jobs from the scheduler, for :mod:`hpcbridge.dask.limits`.
 
-The scheduler client (issue C) answers associations, QOS, budget and partitions; the
-user's own job list (for other jobs that count against limits, and for finding orphaned
-worker jobs by name) is a Slurm query kept here until the client grows one.
-
-Job names are user-controlled text: they are printed *last* and split off once, and
-every line must name the asking user, so a name cannot forge another user's job.
+Every fact comes through the scheduler client, whose adapter knows how its scheduler
+tells it: associations, QOS (on PBS: the queue's per-user limits), budget, partitions and
+the user's own jobs (other jobs count against limits; orphaned workers are found by
+name). What an adapter cannot tell is named in its ``capabilities.unknown`` and passed
+on in :class:`~hpcbridge.dask.limits.Limits`, never taken for "no limit".
 """
 
 from __future__ import annotations
@@ -21,59 +20,20 @@ from typing import Any, TypeVar
 from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.limits import Limits, OtherJobs, ProfileCaps, WorkerShape
 from hpcbridge.errors import SchedulerError
-from hpcbridge.jobs import JobState
 from hpcbridge.schedulers.base import (
     Association,
-    Command,
     PartitionInfo,
     QosLimits,
+    UserJob,
 )
-from hpcbridge.schedulers.slurm import is_job_id, map_state
-from hpcbridge.schedulers.textparse import is_none, parse_int, parse_memory_mb
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: raw id, shown id, state, reason, user, cpus, min memory, job name (last: free text)
-USER_JOBS_FORMAT = "%A|%i|%T|%r|%u|%C|%m|%j"
-
-
-@dataclass(frozen=True)
-class UserJob:
-    job_id: str
-    state: JobState
-    reason: str | None
-    user: str
-    cores: int
-    memory_mb: int
-    name: str
-
-
-def user_jobs_command(user: str) -> Command:
-    return Command(("squeue", "--noheader", "--array", f"--user={user}",
-                    f"--format={USER_JOBS_FORMAT}"))
-
-
-def parse_user_jobs(stdout: str, user: str) -> list[UserJob]:
-    """Rows of :data:`USER_JOBS_FORMAT`; rows of other users or odd shape are dropped."""
-    jobs = []
-    for line in stdout.splitlines():
-        fields = line.split("|", 7)
-        if len(fields) != 8 or not is_job_id(fields[1]) or fields[4] != user:
-            continue
-        _raw, shown, state, reason, owner, cpus, mem, name = fields
-        jobs.append(UserJob(shown, map_state(state), None if is_none(reason) else reason,
-                            owner, parse_int(cpus) or 0, parse_memory_mb(mem) or 0, name))
-    return jobs
-
-
 async def user_jobs(client: SchedulerClient, user: str) -> list[UserJob]:
-    """The user's jobs in the queue (Slurm); [] for schedulers without this query."""
-    if client.dialect.name != "slurm":
-        return []
-    command = user_jobs_command(user)
-    # through the client so that failures are mapped in its one place
-    return parse_user_jobs(await client.query(command, as_user=user), user)
+    """The user's queued and running jobs; [] where the scheduler cannot list them (its
+    adapter's ``capabilities.unknown`` says so, and the scaling message repeats it)."""
+    return await client.user_jobs(user) or []
 
 
 def other_jobs(jobs: Iterable[UserJob], ours: Iterable[str]) -> OtherJobs:
@@ -101,8 +61,11 @@ def pick_association(associations: list[Association], account: str | None,
     return None
 
 
-def pick_qos(qos: list[QosLimits], association: Association | None, wanted: str | None
-             ) -> QosLimits | None:
+def pick_qos(qos: list[QosLimits], association: Association | None, wanted: str | None,
+             partition: str | None = None) -> QosLimits | None:
+    """The QOS a job runs under; where limits belong to queues (PBS), its queue's."""
+    if any("queue" in q.flags for q in qos):
+        return next((q for q in qos if q.name == partition), None)
     name = wanted or (association.default_qos if association else None) or "normal"
     return next((q for q in qos if q.name == name), None)
 
@@ -139,7 +102,7 @@ async def read_static(client: SchedulerClient, user: str, shape: WorkerShape,
     return StaticLimits(
         association=assoc,
         account=shape.account or (assoc.account if assoc else None),
-        qos=pick_qos(qos_list or [], assoc, qos_name),
+        qos=pick_qos(qos_list or [], assoc, qos_name, shape.partition),
         partition=next((p for p in partitions or [] if p.name == shape.partition), None),
         complete=None not in (assocs, qos_list, partitions),
     )
@@ -190,5 +153,6 @@ async def read_limits(client: SchedulerClient, user: str,
     finally:
         jobs_read.cancel()  # only when something above failed: the outcome is known
     limits = Limits(qos=static.qos, association=static.association, budget=budget,
-                    partition=static.partition, caps=caps, others=other_jobs(jobs, ours))
+                    partition=static.partition, caps=caps, others=other_jobs(jobs, ours),
+                    unknown=client.dialect.capabilities.unknown)
     return limits, jobs

@@ -74,6 +74,15 @@ class Limits:
     partition: PartitionInfo | None = None
     caps: ProfileCaps = field(default_factory=ProfileCaps)
     others: OtherJobs = field(default_factory=OtherJobs)
+    #: (what, why) of limits this scheduler cannot show (the adapter's capabilities)
+    unknown: tuple[tuple[str, str], ...] = ()
+
+    def unknown_text(self) -> str:
+        """"not known on this scheduler: budget (…)", or "" where everything is known."""
+        if not self.unknown:
+            return ""
+        return "not known on this scheduler: " + "; ".join(
+            f"{what} ({why})" for what, why in self.unknown)
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ def job_bounds(shape: WorkerShape, limits: Limits) -> list[Bound]:
     bounds: list[Bound | None] = []
     if limits.qos is not None:
         q = limits.qos
-        what = f"QOS {q.name}"
+        what = f"queue {q.name}" if "queue" in q.flags else f"QOS {q.name}"
         bounds += [
             _count_bound(q.max_jobs_per_user, o.count, what),
             _count_bound(q.max_submit_jobs_per_user, o.count, what + " (submitted)"),
@@ -169,13 +178,18 @@ def job_bounds(shape: WorkerShape, limits: Limits) -> list[Bound]:
     return [b for b in bounds if b is not None]
 
 
+def _qos_word(qos: QosLimits | None) -> str:
+    if qos is None:
+        return "QOS "
+    return f"queue {qos.name}" if "queue" in qos.flags else f"QOS {qos.name}"
+
+
 def check_walltime(shape: WorkerShape, limits: Limits) -> None:
     """Refuse a walltime the partition or QOS would hold pending forever."""
     for what, limit in (
         (f"partition {limits.partition.name if limits.partition else ''}",
          limits.partition.max_walltime if limits.partition else None),
-        (f"QOS {limits.qos.name if limits.qos else ''}",
-         limits.qos.max_walltime if limits.qos else None),
+        (_qos_word(limits.qos), limits.qos.max_walltime if limits.qos else None),
     ):
         if limit is not None and shape.walltime > limit:
             raise LimitExceeded(
@@ -224,6 +238,8 @@ def plan_scale(requested_workers: int, shape: WorkerShape, limits: Limits, *,
     message = None
     if binding:
         message = scale_message(requested_workers, jobs, shape.processes, binding)
+    if limits.unknown:
+        message = "; ".join(x for x in (message, limits.unknown_text()) if x)
     return ScalePlan(requested_workers, jobs, jobs * shape.processes, binding, cost,
                      budget, message)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from hpcbridge.profiles.model import Cluster, SiteProfile, _Resources
 from hpcbridge.profiles.request import JobRequest, did_you_mean, resolve_request
+from hpcbridge.schedulers import registry
 from hpcbridge.profiles.yamlsrc import Path
 
 Finding = tuple[Path, str]
@@ -33,9 +34,21 @@ def check_profile(profile: SiteProfile) -> Iterator[Finding]:
     yield from _check_warm_pool(profile)
 
 
-def _check_cluster(path: Path, cluster: Cluster) -> Iterator[Finding]:
-    if cluster.scheduler == "slurm" and cluster.pbs_flavor is not None:
+def _check_scheduler(path: Path, cluster: Cluster) -> Iterator[Finding]:
+    if cluster.scheduler != "pbs" and cluster.pbs_flavor is not None:
         yield (*path, "pbs_flavor"), "pbs_flavor applies only to scheduler: pbs"
+    problems = registry.check_options(cluster.scheduler, cluster.scheduler_options)
+    for key, problem in problems:
+        yield (*path, "scheduler_options", key), problem
+    if not problems:
+        try:  # each option has its type; the adapter may still refuse a value
+            registry.dialect_of(cluster)
+        except (TypeError, ValueError) as exc:
+            yield (*path, "scheduler_options"), str(exc)
+
+
+def _check_cluster(path: Path, cluster: Cluster) -> Iterator[Finding]:
+    yield from _check_scheduler(path, cluster)
     for key, choices in (
         ("default_partition", list(cluster.partitions)),
         ("default_environment", list(cluster.environments)),

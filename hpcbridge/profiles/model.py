@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hpcbridge.schedulers import registry
 
 from hpcbridge.profiles.types import (
     AbsPath,
@@ -171,7 +173,17 @@ class Cluster(_Model):
     """One scheduler and the login node through which hpcbridge reaches it."""
 
     description: Text | None = Field(None, description="Shown to users in the spawn form.")
-    scheduler: Literal["slurm", "pbs"] = Field(description="Batch scheduler: `slurm` or `pbs`.")
+    scheduler: Name = Field(
+        description="Batch scheduler adapter: `slurm` or `pbs`, or one a site installs "
+        "(entry point group `hpcbridge.schedulers`).",
+        json_schema_extra={"examples": ["slurm", "pbs"]},
+    )
+    scheduler_options: dict[Name, bool | int | str] = Field(
+        default_factory=dict,
+        description="Options of the scheduler adapter, e.g. `{history: true}` for PBS Pro "
+        "with job history (`qstat -x`). Each adapter lists its own; see the architecture "
+        "docs.",
+    )
     pbs_flavor: Literal["pbspro", "torque"] | None = Field(
         None,
         description="PBS dialect of rendered scripts (`pbs` only): `pbspro` "
@@ -209,6 +221,12 @@ class Cluster(_Model):
         description="Environment used when a request names none. Unset: `default` if "
         "declared, else the first one.",
     )
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        registry.dialect_class(value)  # UnknownScheduler (a ValueError) names the known ones
+        return value
 
     @property
     def flavor(self) -> str:

@@ -1,5 +1,8 @@
 """Batch scripts for SLURM and PBS from a site profile and a request. Pure functions.
 
+The directive lines are the scheduler adapter's (``SchedulerDialect.directives``); this
+module adds what every scheduler shares: the shell, the environment set-up, the command.
+
 Every request is validated first (:func:`validate_request`), so every value written into
 a directive has passed its grammar: no newline, quote or shell metacharacter can reach
 the script. The command is written as shell-quoted words. Secrets never appear: a job
@@ -18,17 +21,14 @@ import shlex
 
 from hpcbridge.profiles.model import Environment, SiteProfile
 from hpcbridge.profiles.request import JobRequest, ValidatedRequest, validate_request
+from hpcbridge.schedulers.registry import dialect_of
 
 
 def render_script(profile: SiteProfile, request: JobRequest | ValidatedRequest) -> str:
     """The exact batch script for ``request``; raise RequestError / LimitExceeded."""
     req = validate_request(profile, request)
     env = profile.clusters[req.cluster].environments[req.environment]
-    directives = {
-        "slurm": _slurm_directives,
-        "pbspro": _pbspro_directives,
-        "torque": _torque_directives,
-    }[req.flavor](req)
+    directives = dialect_of(profile.clusters[req.cluster]).directives(req)
     lines = ["#!/bin/bash -l", *directives]
     lines.append(
         f"# rendered by hpcbridge for site {req.site}, cluster {req.cluster}, "
@@ -36,69 +36,6 @@ def render_script(profile: SiteProfile, request: JobRequest | ValidatedRequest) 
     )
     lines += ["", "set -e", *_setup_lines(env), _command_line(req, env)]
     return "\n".join(lines) + "\n"
-
-
-def _slurm_directives(req: ValidatedRequest) -> list[str]:
-    opts = [f"--job-name={req.job_name}", f"--partition={req.queue}"]
-    opts += [f"--{key}={value}" for key, value in (
-        ("account", req.account), ("qos", req.qos), ("constraint", req.constraint)
-    ) if value]
-    opts += [
-        f"--nodes={req.nodes}",
-        "--ntasks-per-node=1",
-        f"--cpus-per-task={req.cores}",
-        f"--mem={req.memory}",
-    ]
-    if req.gpus:
-        opts.append(f"--gres={req.gres}:{req.gpus}")
-    opts += [
-        f"--time={req.walltime}",
-        f"--chdir={req.home}",
-        f"--output={req.home}/hpcbridge-%x-%j.log",
-        "--no-requeue",
-        # names only; NONE keeps the submitting environment (hub, sudo) out of the job
-        f"--export={','.join(req.export_env) or 'NONE'}",
-    ]
-    return [f"#SBATCH {opt}" for opt in opts]
-
-
-def _pbs_common(req: ValidatedRequest) -> list[str]:
-    opts = [f"-N {req.job_name}", f"-q {req.queue}"]
-    if req.account:
-        opts.append(f"-A {req.account}")
-    return opts
-
-
-def _pbs_tail(req: ValidatedRequest) -> list[str]:
-    opts = [
-        f"-l walltime={req.walltime}",
-        "-j oe",
-        f"-o {req.home}/hpcbridge-{req.job_name}.log",
-        "-r n",
-        "-S /bin/bash",
-    ]
-    if req.export_env:
-        opts.append(f"-v {','.join(req.export_env)}")
-    return opts
-
-
-def _pbspro_directives(req: ValidatedRequest) -> list[str]:
-    chunk = f"select={req.nodes}:ncpus={req.cores}:mem={req.memory.pbs()}"
-    if req.gpus:
-        chunk += f":ngpus={req.gpus}"
-    opts = [*_pbs_common(req), f"-l {chunk}", *_pbs_tail(req)]
-    return [f"#PBS {opt}" for opt in opts]
-
-
-def _torque_directives(req: ValidatedRequest) -> list[str]:
-    # the spelling Slurm's sbatch understands in #PBS lines as well as Torque does;
-    # GPUs as naccelerators because sbatch reads ":gpus=" in a nodes spec as a host name
-    opts = [*_pbs_common(req), f"-l nodes={req.nodes}:ppn={req.cores}"]
-    opts.append(f"-l mem={req.memory.pbs()}")
-    if req.gpus:
-        opts.append(f"-l naccelerators={req.gpus * req.nodes}")
-    opts += _pbs_tail(req)
-    return [f"#PBS {opt}" for opt in opts]
 
 
 def _setup_lines(env: Environment) -> list[str]:

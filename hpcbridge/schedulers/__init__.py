@@ -1,4 +1,8 @@
-"""Scheduler dialects: one scheduler's argv and output formats each (see :mod:`.base`)."""
+"""Scheduler adapters: one scheduler's argv, scripts and output formats each (see :mod:`.base`).
+
+Adapters are found by name in :mod:`.registry` (built-in ``slurm`` and ``pbs``, and any a
+site publishes under the entry point group ``hpcbridge.schedulers``).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,20 @@ from hpcbridge.schedulers.base import (
     Association,
     Availability,
     Budget,
+    Capabilities,
     Command,
     Operation,
     PartitionInfo,
     QosLimits,
     SchedulerDialect,
+    UserJob,
 )
 from hpcbridge.schedulers.pbs import PbsDialect
+from hpcbridge.schedulers.registry import UnknownScheduler, dialect_for, dialect_of
 from hpcbridge.schedulers.slurm import SlurmDialect
 
 __all__ = [
-    "Association", "Availability", "Budget", "Command", "Operation", "PartitionInfo", "PbsDialect",
-    "QosLimits", "SchedulerDialect", "SlurmDialect", "dialect_for",
+    "Association", "Availability", "Budget", "Capabilities", "Command", "Operation",
+    "PartitionInfo", "PbsDialect", "QosLimits", "SchedulerDialect", "SlurmDialect",
+    "UnknownScheduler", "UserJob", "dialect_for", "dialect_of",
 ]
-
-
-def dialect_for(scheduler: str, **options: bool) -> SchedulerDialect:
-    """The dialect for a profile's ``scheduler:`` value ("slurm" or "pbs")."""
-    kinds: dict[str, type] = {"slurm": SlurmDialect, "pbs": PbsDialect}
-    if scheduler not in kinds:
-        raise ValueError(f"no such scheduler {scheduler!r} -- schedulers: slurm, pbs")
-    dialect: SchedulerDialect = kinds[scheduler](**options)
-    return dialect

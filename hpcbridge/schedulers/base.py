@@ -27,10 +27,13 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hpcbridge.errors import PermissionDenied, SchedulerError
-from hpcbridge.jobs import JobInfo
+from hpcbridge.jobs import JobInfo, JobState
+
+if TYPE_CHECKING:
+    from hpcbridge.profiles.request import ValidatedRequest
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,42 @@ class Budget:
         return max(0, self.limit_minutes[tres] - self.used_minutes.get(tres, 0))
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can tell or do beyond submit / status / cancel.
+
+    ``unknown`` names the limits a user may have that this scheduler does not show
+    (key: what, value: why), so that Dask's scaling message can say what it could not
+    check instead of implying there is no such limit.
+    """
+
+    #: several jobs submitted as one (Slurm job arrays)
+    arrays: bool = False
+    #: finished jobs can be asked about (sacct, ``qstat -x``)
+    history: bool = False
+    #: per-account TRES-minute allocations (``sshare``)
+    budgets: bool = False
+    #: idle/total CPUs per partition now (for the spawn form)
+    availability: bool = False
+    #: which dask-jobqueue cluster family runs workers here ("slurm", "pbs"); None: none
+    dask: str | None = None
+    unknown: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class UserJob:
+    """One queued or running job of a user, with what it holds (for Dask's limits)."""
+
+    job_id: str
+    state: JobState
+    reason: str | None
+    user: str
+    cores: int
+    memory_mb: int
+    #: user-controlled text: used only to recognise names the caller itself gave
+    name: str
+
+
 @runtime_checkable
 class SchedulerDialect(Protocol):
     """One scheduler's commands and output formats. Pure: no I/O."""
@@ -146,6 +185,15 @@ class SchedulerDialect(Protocol):
     #: True when submission needs the script as a file on the submit host (qsub);
     #: False when it reads the script from stdin (sbatch).
     needs_script_file: bool
+    capabilities: Capabilities
+
+    def directives(self, req: ValidatedRequest) -> list[str]:
+        """The batch script's directive lines (``#SBATCH ...``) for a validated request.
+
+        Every value in ``req`` has passed the profile's grammars (no newline, quote or
+        shell metacharacter), so it may be written as it is.
+        """
+        ...
 
     def is_job_id(self, job_id: str) -> bool:
         """Whether ``job_id`` is spelled like one of this scheduler's ids (safe for argv)."""
@@ -185,6 +233,15 @@ class SchedulerDialect(Protocol):
         """The error a failed command means, or None when the failure is harmless."""
         ...
 
+    def user_jobs_command(self, user: str) -> Command | None:
+        """The queued and running jobs of ``user``, asked as that user; None where the
+        scheduler cannot list them (then ``capabilities.unknown`` says why)."""
+        ...
+
+    def parse_user_jobs(self, stdout: str, user: str) -> list[UserJob]:
+        """Rows of ``user_jobs_command``; rows naming another owner are dropped."""
+        ...
+
     def active_jobs_command(self) -> Command:
         """Every queued or running job of every user, with its name (for orphan sweeps)."""
         ...
@@ -209,7 +266,10 @@ class SchedulerDialect(Protocol):
 
     def qos_command(self, names: Sequence[str] = ()) -> Command | None: ...
 
-    def parse_qos(self, stdout: str) -> list[QosLimits]: ...
+    def parse_qos(self, stdout: str, user: str | None = None) -> list[QosLimits]:
+        """QOS rows; a scheduler whose limits differ per user (PBS queue limits such as
+        ``[u:alice=8]``) reads them for ``user``."""
+        ...
 
     def budget_commands(self, account: str) -> list[Command]: ...
 

@@ -19,6 +19,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING, ClassVar
 
 from hpcbridge.errors import (
     JobNotFound,
@@ -32,17 +33,23 @@ from hpcbridge.schedulers.base import (
     Association,
     Availability,
     Budget,
+    Capabilities,
     Command,
     Operation,
     PartitionInfo,
     QosLimits,
+    UserJob,
 )
 from hpcbridge.schedulers.textparse import (
     is_none,
     parse_ctime,
     parse_duration,
     parse_int,
+    parse_memory_mb,
 )
+
+if TYPE_CHECKING:
+    from hpcbridge.profiles.request import ValidatedRequest
 
 _JOB_ID = re.compile(r"^\d+(?:\[\d*\])?(?:\.[A-Za-z0-9_.\-]+)?$")
 _ATTR = re.compile(r"^([ \t]+)([A-Za-z_][\w.\-]*) = ?(.*)$")
@@ -165,6 +172,99 @@ def parse_qstat_full(stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
     return seen
 
 
+def _pbs_common(req: ValidatedRequest) -> list[str]:
+    opts = [f"-N {req.job_name}", f"-q {req.queue}"]
+    if req.account:
+        opts.append(f"-A {req.account}")
+    return opts
+
+
+def _pbs_tail(req: ValidatedRequest) -> list[str]:
+    opts = [
+        f"-l walltime={req.walltime}",
+        "-j oe",
+        f"-o {req.home}/hpcbridge-{req.job_name}.log",
+        "-r n",
+        "-S /bin/bash",
+    ]
+    if req.export_env:
+        opts.append(f"-v {','.join(req.export_env)}")
+    return opts
+
+
+def _pbspro_directives(req: ValidatedRequest) -> list[str]:
+    chunk = f"select={req.nodes}:ncpus={req.cores}:mem={req.memory.pbs()}"
+    if req.gpus:
+        chunk += f":ngpus={req.gpus}"
+    opts = [*_pbs_common(req), f"-l {chunk}", *_pbs_tail(req)]
+    return [f"#PBS {opt}" for opt in opts]
+
+
+def _torque_directives(req: ValidatedRequest) -> list[str]:
+    # the spelling Slurm's sbatch understands in #PBS lines as well as Torque does;
+    # GPUs as naccelerators because sbatch reads ":gpus=" in a nodes spec as a host name
+    opts = [*_pbs_common(req), f"-l nodes={req.nodes}:ppn={req.cores}"]
+    opts.append(f"-l mem={req.memory.pbs()}")
+    if req.gpus:
+        opts.append(f"-l naccelerators={req.gpus * req.nodes}")
+    opts += _pbs_tail(req)
+    return [f"#PBS {opt}" for opt in opts]
+
+
+FLAVORS = {"pbspro": _pbspro_directives, "torque": _torque_directives}
+
+#: limits a PBS user may have that qstat does not show (Dask's scaling message says so)
+_UNKNOWN = (
+    ("QOS", "PBS has no QOS; per-user limits are read from the queue (max_run, max_queued)"),
+    ("association", "PBS has no accounts with limits of their own"),
+    ("budget", "PBS keeps no allocation budget that qstat shows"),
+    ("server limits", "server-wide max_run/max_queued are not read"),
+)
+
+_LIMIT_ENTRY = re.compile(r"\[([ugpo]):([^=\]]+)=(\d+)\]")
+
+
+def _user_limit(text: str | None, user: str | None) -> int | None:
+    """A PBS Pro limit attribute, ``[u:PBS_GENERIC=4] [u:alice=8]``, for ``user``:
+    her own entry, else the generic one. A plain number (Torque) applies to all."""
+    if is_none(text):
+        return None
+    entries = {(kind, who): int(n) for kind, who, n in _LIMIT_ENTRY.findall(str(text))}
+    if not entries:
+        return parse_int(text)
+    if user is not None and ("u", user) in entries:
+        return entries[("u", user)]
+    return entries.get(("u", "PBS_GENERIC"))
+
+
+def queue_limits(name: str, attrs: dict[str, str], user: str | None) -> QosLimits:
+    """The per-user limits of one queue (``qstat -Q -f``) as the neutral QosLimits."""
+    per_user = {k: v for k, v in (
+        ("cpu", _user_limit(attrs.get("max_run_res.ncpus"), user)),
+        ("mem", parse_memory_mb(attrs.get("max_run_res.mem"))),
+    ) if v is not None}
+    per_job = {k: v for k, v in (
+        ("cpu", parse_int(attrs.get("resources_max.ncpus"))),
+        ("mem", parse_memory_mb(attrs.get("resources_max.mem"))),
+    ) if v is not None}
+    return QosLimits(
+        name=name,
+        max_walltime=parse_duration(attrs.get("resources_max.walltime")),
+        max_jobs_per_user=_user_limit(attrs.get("max_run", attrs.get("max_user_run")), user),
+        max_submit_jobs_per_user=_user_limit(
+            attrs.get("max_queued", attrs.get("max_user_queuable")), user),
+        max_tres_per_user=per_user, max_tres_per_job=per_job, flags=("queue",))
+
+
+def _job_cores(attrs: dict[str, str]) -> int:
+    ncpus = parse_int(attrs.get("Resource_List.ncpus"))
+    if ncpus is not None:
+        return ncpus
+    # Torque style nodes=N:ppn=C
+    m = re.match(r"(\d+):ppn=(\d+)", attrs.get("Resource_List.nodes", ""))
+    return int(m.group(1)) * int(m.group(2)) if m else 0
+
+
 def classify(operation: Operation, returncode: int, stderr: str
              ) -> SchedulerError | PermissionDenied | None:
     text = stderr.strip() or f"exit status {returncode}"
@@ -192,10 +292,25 @@ class PbsDialect:
 
     name = "pbs"
     needs_script_file = True
+    OPTIONS: ClassVar[dict[str, tuple[type, str]]] = {
+        "flavor": (str, "Directive syntax of scripts: `pbspro` (`-l select=`, the "
+                   "default) or `torque` (`-l nodes=N:ppn=C`, also read by Slurm's "
+                   "torque wrappers). The profile's `pbs_flavor` sets it too."),
+        "history": (bool, "Read jobs that left the queue with `qstat -x -f` (PBS Pro with "
+                    "`job_history_enable`); default false (Torque and Slurm's wrappers "
+                    "have no `-x`)."),
+    }
 
-    def __init__(self, *, history: bool = False) -> None:
+    def __init__(self, *, history: bool = False, flavor: str = "pbspro") -> None:
+        if flavor not in FLAVORS:
+            raise ValueError(f"no PBS flavor {flavor!r} -- flavors: {', '.join(FLAVORS)}")
         #: PBS Pro with job_history_enable: finished jobs answer ``qstat -x -f``
         self.history = history
+        self.flavor = flavor
+        self.capabilities = Capabilities(history=history, dask="pbs", unknown=_UNKNOWN)
+
+    def directives(self, req: ValidatedRequest) -> list[str]:
+        return FLAVORS[self.flavor](req)
 
     def is_job_id(self, job_id: str) -> bool:
         return bool(_JOB_ID.match(job_id))
@@ -279,7 +394,8 @@ class PbsDialect:
             ))
         return out
 
-    # PBS keeps no associations, QOS or budgets in a form qstat shows.
+    # PBS keeps no associations or budgets in a form qstat shows (see _UNKNOWN); its
+    # per-user limits live on queues, read as one "QOS" per queue.
     def associations_command(self, user: str) -> Command | None:
         return None
 
@@ -287,10 +403,27 @@ class PbsDialect:
         return []
 
     def qos_command(self, names: Sequence[str] = ()) -> Command | None:
-        return None
+        return Command(("qstat", "-Q", "-f", *names))
 
-    def parse_qos(self, stdout: str) -> list[QosLimits]:
-        return []
+    def parse_qos(self, stdout: str, user: str | None = None) -> list[QosLimits]:
+        return [queue_limits(name, attrs, user)
+                for name, attrs in parse_blocks(stdout, "Queue")]
+
+    def user_jobs_command(self, user: str) -> Command | None:
+        # every job the server shows her; parse_user_jobs keeps those she owns
+        return Command(("qstat", "-f"))
+
+    def parse_user_jobs(self, stdout: str, user: str) -> list[UserJob]:
+        jobs = []
+        for shown, attrs in parse_blocks(stdout, "Job Id"):
+            info = job_info(shown, attrs)
+            if info.user != user or not info.state.is_active:
+                continue
+            jobs.append(UserJob(
+                shown, info.state, info.reason, user, _job_cores(attrs),
+                parse_memory_mb(attrs.get("Resource_List.mem")) or 0,
+                attrs.get("Job_Name", "")))
+        return jobs
 
     def budget_commands(self, account: str) -> list[Command]:
         return []

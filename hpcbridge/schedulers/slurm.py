@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, ClassVar
 
 from hpcbridge.errors import (
     JobNotFound,
@@ -26,17 +27,24 @@ from hpcbridge.schedulers.base import (
     Association,
     Availability,
     Budget,
+    Capabilities,
     Command,
     Operation,
     PartitionInfo,
     QosLimits,
+    UserJob,
 )
 from hpcbridge.schedulers.textparse import (
     expand_hostlist,
     is_none,
     parse_duration,
+    parse_int,
     parse_iso,
+    parse_memory_mb,
 )
+
+if TYPE_CHECKING:
+    from hpcbridge.profiles.request import ValidatedRequest
 
 STATES: dict[str, JobState] = {
     "PENDING": JobState.PENDING,
@@ -227,11 +235,17 @@ class SlurmDialect:
 
     name = "slurm"
     needs_script_file = False
+    OPTIONS: ClassVar[dict[str, tuple[type, str]]] = {
+        "history": (bool, "Read jobs that left the queue from `sacct` (default true); "
+                    "false for a cluster without accounting storage."),
+    }
 
-    def __init__(self, *, use_sacct: bool = True) -> None:
+    def __init__(self, *, history: bool = True) -> None:
         #: sites without accounting storage have no history; jobs that left the queue
         #: then get ``absent_info``
-        self.use_sacct = use_sacct
+        self.use_sacct = history
+        self.capabilities = Capabilities(arrays=True, history=history, budgets=True,
+                                         availability=True, dask="slurm")
 
     def is_job_id(self, job_id: str) -> bool:
         return is_job_id(job_id)
@@ -330,7 +344,7 @@ class SlurmDialect:
         return Command(("sacctmgr", "--noheader", "--parsable2", "show", "qos", *where,
                         f"format={slurm_queries.QOS_FIELDS}"))
 
-    def parse_qos(self, stdout: str) -> list[QosLimits]:
+    def parse_qos(self, stdout: str, user: str | None = None) -> list[QosLimits]:
         return slurm_queries.parse_qos(stdout)
 
     def budget_commands(self, account: str) -> list[Command]:
@@ -339,3 +353,33 @@ class SlurmDialect:
 
     def parse_budget(self, account: str, outputs: Sequence[str]) -> Budget | None:
         return slurm_queries.parse_budget(account, outputs[0] if outputs else "")
+
+    def directives(self, req: ValidatedRequest) -> list[str]:
+        return slurm_queries.directives(req)
+
+    def user_jobs_command(self, user: str) -> Command | None:
+        return Command(("squeue", "--noheader", "--array", f"--user={user}",
+                        f"--format={USER_JOBS_FORMAT}"))
+
+    def parse_user_jobs(self, stdout: str, user: str) -> list[UserJob]:
+        return parse_user_jobs(stdout, user)
+
+
+#: raw id, shown id, state, reason, user, cpus, min memory, job name (last: free text)
+USER_JOBS_FORMAT = "%A|%i|%T|%r|%u|%C|%m|%j"
+
+
+def parse_user_jobs(stdout: str, user: str) -> list[UserJob]:
+    """Rows of :data:`USER_JOBS_FORMAT` of ``user``; other owners' rows and odd shapes
+    are dropped. The name is printed last and split off once, so it cannot shift the
+    other fields; a name forging a whole line can only name a job of ``user`` herself
+    (the query runs as her, every row must name her), which costs only her own limits."""
+    jobs = []
+    for line in stdout.splitlines():
+        fields = line.split("|", 7)
+        if len(fields) != 8 or not is_job_id(fields[1]) or fields[4] != user:
+            continue
+        _raw, shown, state, reason, owner, cpus, mem, name = fields
+        jobs.append(UserJob(shown, map_state(state), None if is_none(reason) else reason,
+                            owner, parse_int(cpus) or 0, parse_memory_mb(mem) or 0, name))
+    return jobs

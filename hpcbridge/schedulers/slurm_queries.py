@@ -1,10 +1,13 @@
-"""Parsers for Slurm's read-only queries: partitions, associations, QOS and budget.
+"""Slurm's batch directives and the parsers of its read-only queries (partitions,
+associations, QOS, budget): the part of the Slurm adapter that is not about job states.
 
 Commands are built in :mod:`hpcbridge.schedulers.slurm`; the field lists here define
 the column order the parsers expect, so they live next to them.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from hpcbridge.schedulers.base import Association, Budget, PartitionInfo, QosLimits
 from hpcbridge.schedulers.textparse import (
@@ -17,6 +20,9 @@ from hpcbridge.schedulers.textparse import (
     parse_memory_mb,
     parse_tres,
 )
+
+if TYPE_CHECKING:
+    from hpcbridge.profiles.request import ValidatedRequest
 
 SINFO_FORMAT = "%R|%c|%m|%G|%D"
 ASSOC_FIELDS = ("Cluster,Account,User,Partition,QOS,DefaultQOS,MaxJobs,MaxSubmitJobs,"
@@ -132,3 +138,28 @@ def parse_budget(account: str, stdout: str) -> Budget | None:
             used = {"billing": int(raw_usage) // 60}
         return Budget(account=account, limit_minutes=limit, used_minutes=used)
     return None
+
+
+def directives(req: ValidatedRequest) -> list[str]:
+    """``#SBATCH`` lines for a validated request (its values passed the grammars)."""
+    opts = [f"--job-name={req.job_name}", f"--partition={req.queue}"]
+    opts += [f"--{key}={value}" for key, value in (
+        ("account", req.account), ("qos", req.qos), ("constraint", req.constraint)
+    ) if value]
+    opts += [
+        f"--nodes={req.nodes}",
+        "--ntasks-per-node=1",
+        f"--cpus-per-task={req.cores}",
+        f"--mem={req.memory}",
+    ]
+    if req.gpus:
+        opts.append(f"--gres={req.gres}:{req.gpus}")
+    opts += [
+        f"--time={req.walltime}",
+        f"--chdir={req.home}",
+        f"--output={req.home}/hpcbridge-%x-%j.log",
+        "--no-requeue",
+        # names only; NONE keeps the submitting environment (hub, sudo) out of the job
+        f"--export={','.join(req.export_env) or 'NONE'}",
+    ]
+    return [f"#SBATCH {opt}" for opt in opts]

@@ -18,7 +18,7 @@ from hpcbridge.errors import HpcBridgeError, LimitExceeded
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import load_bundled_profile
 from hpcbridge.schedulers import SlurmDialect
-from hpcbridge.schedulers.base import Budget, Command, QosLimits
+from hpcbridge.schedulers.base import Budget, QosLimits
 
 PROFILE = load_bundled_profile("testbed", {})
 
@@ -82,14 +82,13 @@ class FakeSlurm:
     async def budget(self, account: str, *, as_user: str | None = None) -> Budget | None:
         return self.budget_value
 
-    async def query(self, command: Command, *, as_user: str | None = None) -> str:
+    async def user_jobs(self, user: str) -> list:
         self.job_lists += 1
-        user = as_user
         rows = [f"{j}|{j}|{s.name}|None|{user}|2|4G|hpcb-dask-x"
                 for j, s in self.states.items() if not s.is_terminal]
         rows += [f"{900 + i}|{900 + i}|RUNNING|None|{user}|2|4G|notebook"
                  for i in range(self.others)]
-        return "\n".join(rows) + "\n"
+        return self.dialect.parse_user_jobs("\n".join(rows) + "\n", user)
 
 
 async def settle(cluster, fake: FakeSlurm, rounds: int = 6) -> None:  # type: ignore[no-untyped-def]

@@ -12,10 +12,8 @@ from dask_jobqueue.slurm import SLURMJob
 from hpcbridge.dask.build import caps_for, worker_request
 from hpcbridge.dask.facts import (
     other_jobs,
-    parse_user_jobs,
     pick_association,
     pick_qos,
-    user_jobs_command,
 )
 from hpcbridge.dask.job import WorkerContext, worker_argv, worker_script
 from hpcbridge.dask.jobqueue import jobqueue_config, jobqueue_yaml
@@ -25,6 +23,9 @@ from hpcbridge.errors import LimitExceeded
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import load_bundled_profile
 from hpcbridge.schedulers.base import Association, QosLimits
+from hpcbridge.schedulers.slurm import SlurmDialect, parse_user_jobs
+
+user_jobs_command = SlurmDialect().user_jobs_command
 
 PROFILE = load_bundled_profile("testbed", {})
 

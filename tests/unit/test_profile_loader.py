@@ -76,7 +76,7 @@ def test_every_problem_is_reported_at_once() -> None:
     ) + "bogus: 1\n"
     found = problems(text)
     assert [p.split(": ", 1)[0] for p in found] == ["p.yaml:4:16", "p.yaml:9:26", "p.yaml:15:1"]
-    assert "'sge' is not allowed — allowed: 'slurm' or 'pbs'" in found[0]
+    assert "no such scheduler 'sge' -- schedulers: slurm, pbs" in found[0]
     assert "16 is not a memory size" in found[1]
 
 

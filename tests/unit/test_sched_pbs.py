@@ -107,9 +107,11 @@ def test_partitions_from_queues() -> None:
     assert D.partitions_commands()[0].argv == ("qstat", "-Q", "-f")
 
 
-def test_no_associations_qos_or_budget() -> None:
-    assert D.associations_command("alice") is None and D.qos_command() is None
-    assert D.budget_commands("a") == []
+def test_no_associations_or_budget_and_queue_limits_as_qos() -> None:
+    assert D.associations_command("alice") is None and D.budget_commands("a") == []
+    assert D.qos_command().argv == ("qstat", "-Q", "-f")
+    unknown = dict(D.capabilities.unknown)
+    assert "budget" in unknown and "association" in unknown
 
 
 @pytest.mark.parametrize("name, rc, op, kind", [

@@ -133,7 +133,7 @@ def test_sacct_final_states() -> None:
 def test_history_argv() -> None:
     argv = D.history_command(["108", "109"]).argv
     assert argv[0] == "sacct" and "--jobs=108,109" in argv and "--parsable2" in argv
-    assert SlurmDialect(use_sacct=False).history_command(["1"]) is None
+    assert SlurmDialect(history=False).history_command(["1"]) is None
 
 
 def test_absent_job_is_terminal_and_says_why() -> None:
