@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from distributed import Client
@@ -24,6 +25,7 @@ from hpcbridge.site import Site
 pytestmark = pytest.mark.testbed
 
 SMALL = {"cores": 1, "memory": "1G", "walltime": "00:05:00"}
+PBS_PROFILE = Path(__file__).resolve().parents[2] / "site_profiles" / "testbed-pbs.yaml"
 
 
 @pytest.fixture
@@ -230,7 +232,9 @@ def test_array_tasks_roll_to_successors_before_they_retire(testbed, make, caplog
     assert_no_jobs_left(testbed, "bob", cluster._name)
 
 
-def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, capsys,  # type: ignore[no-untyped-def]
+                                                   scheduler: str) -> None:
     import argparse
 
     from hpcbridge.cli import dask as dask_cli
@@ -239,12 +243,17 @@ def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, c
         monkeypatch.setenv(key, value)
     parser = argparse.ArgumentParser(prog="hpcbridge")
     dask_cli.register(parser.add_subparsers(dest="command"))
+    site = ["--site", str(PBS_PROFILE)] if scheduler == "pbs" else []
 
     def run(*argv: str) -> int:
-        args = parser.parse_args(["dask", "orphans", "--user", "bob", *argv])
+        args = parser.parse_args(["dask", "orphans", "--user", "bob", *site, *argv])
         return int(args.func(args))
 
-    cluster = make("bob", max_failures=0, **SMALL)  # as if its kernel had died: no replacing
+    profile = None
+    if scheduler == "pbs":  # the testbed through its torque wrappers: qsub, qstat -f, qdel
+        profile = load_bundled_profile("testbed-pbs", {**os.environ, **testbed.profile_env()})
+    # as if its kernel had died: no replacing
+    cluster = make("bob", profile=profile, max_failures=0, **SMALL)
     cluster.scale(1)
     assert wait_until(lambda: len(squeue(testbed, "bob", cluster._name)) == 1, 30)
     assert run("--cluster-id", cluster._name) == 0
