@@ -38,9 +38,14 @@ class UnknownScheduler(ValueError):
 class ClusterLike(Protocol):
     """What :func:`dialect_of` reads of a profile cluster (``profiles.model.Cluster``)."""
 
-    scheduler: str
-    pbs_flavor: str | None
-    scheduler_options: Mapping[str, Any]
+    @property
+    def scheduler(self) -> str: ...
+
+    @property
+    def pbs_flavor(self) -> str | None: ...
+
+    @property
+    def scheduler_options(self) -> Mapping[str, Any]: ...
 
 
 def _installed() -> dict[str, str]:

@@ -31,8 +31,8 @@ def test_validate_prints_one_line_per_problem(
     assert lines == [
         f"{bad}:3:3: clusters.c: missing required key 'scheduler'",
         (f"{bad}:4:5: unknown key 'schedular' in clusters.c — did you mean 'scheduler'? "
-        "(allowed keys: description, scheduler, scheduler_options, pbs_flavor, transport, home, status_user, "
-        "partitions, "
+        "(allowed keys: description, scheduler, scheduler_options, pbs_flavor, transport, "
+        "home, status_user, partitions, "
         "default_partition, accounts, environments, default_environment)"),
         f"{bad}:5:17: clusters.c.partitions: needs at least 1 entry, got none",
     ]
