@@ -19,10 +19,12 @@ import logging
 from collections.abc import Sequence
 
 from hpcbridge.errors import (
+    HpcBridgeError,
     JobNotFound,
     SchedulerError,
     SchedulerUnavailable,
     SubmitRefused,
+    TransportError,
     Unreachable,
 )
 from hpcbridge.jobs import JobInfo, JobState
@@ -51,6 +53,57 @@ class SchedulerClient:
         self.transport = transport
         self.timeout = timeout
 
+    @classmethod
+    def on_this_machine(cls, dialect: SchedulerDialect) -> SchedulerClient:
+        """A client running the scheduler's commands here, as the calling user."""
+        from hpcbridge.transport.local import LocalTransport
+
+        return cls(dialect, LocalTransport())
+
+    async def _exec(self, argv: list[str], user: str | None, *, stdin: bytes | None = None,
+                    timeout: float | None = None) -> Result:
+        """A plain command on the login node (files, name lookups), outages mapped."""
+        try:
+            return await self.transport.run(argv, user=user, stdin=stdin,
+                                            timeout=timeout or self.timeout)
+        except Unreachable as exc:
+            raise SchedulerUnavailable(
+                str(exc), user_message="The login node is not answering right now.") from exc
+
+    async def stage_private_file(self, user: str, folder: str, content: bytes,
+                                 prefix: str = "env.") -> str:
+        """Create ``folder/PREFIXXXXXXXXXXX`` (0600; the folder 0700, made if missing) as
+        ``user`` holding ``content``, which travels on stdin, never in an argv; its path.
+
+        TransportError with the command's words when the user's side refuses (a full
+        home, a quota, a missing home); SchedulerUnavailable when nobody answers.
+        """
+        made = await self._exec(["mkdir", "-p", "-m", "0700", folder], user)
+        if made.returncode != 0:
+            raise TransportError(f"cannot create {folder} as {user}: {made.stderr.strip()}")
+        tmp = await self._exec(["mktemp", "-p", folder, f"{prefix}XXXXXXXXXX"], user)
+        path = tmp.stdout.strip()
+        if tmp.returncode != 0 or not path.startswith(folder + "/"):
+            raise TransportError(f"cannot create a private file in {folder}: "
+                                 f"{tmp.stderr.strip()}")
+        wrote = await self._exec(["dd", f"of={path}", "status=none"], user, stdin=content)
+        if wrote.returncode != 0:
+            await self.remove_file(user, path)
+            raise TransportError(f"cannot write {path} as {user}: {wrote.stderr.strip()}")
+        return path
+
+    async def remove_file(self, user: str, path: str) -> None:
+        """Remove ``path`` as ``user``; a file already gone is not an error."""
+        await self._exec(["rm", "-f", "--", path], user)
+
+    async def resolve_host(self, node: str, *, as_user: str | None) -> str:
+        """A compute node's address as the login node resolves it (``getent hosts``)."""
+        result = await self._exec(["getent", "hosts", node], as_user, timeout=15)
+        words = result.stdout.split()
+        if result.returncode != 0 or not words:
+            raise HpcBridgeError(f"the login node cannot resolve compute node {node!r}")
+        return words[0]
+
     async def _run(self, command: Command, user: str | None, operation: Operation,
                    *, tolerate: type[SchedulerError] | None = None) -> Result:
         try:
@@ -73,7 +126,10 @@ class SchedulerClient:
         scheduler's own words when limits, account or partition forbid it."""
         path = None
         if self.dialect.needs_script_file:
-            path = await self.transport.write_private_file(user, script.encode())
+            try:
+                path = await self.transport.write_private_file(user, script.encode())
+            except Unreachable as exc:
+                raise SchedulerUnavailable(str(exc)) from exc
         try:
             command = self.dialect.submit_command(script, path)
             result = await self._run(command, user, Operation.SUBMIT)
@@ -83,7 +139,7 @@ class SchedulerClient:
                 raise SubmitRefused(str(exc)) from exc
         finally:
             if path is not None:
-                await self.transport.remove_file(user, path)
+                await self.remove_file(user, path)
 
     async def cancel(self, user: str, job_ids: Sequence[str]) -> None:
         """Cancel jobs as ``user``; cancelling a job that already ended is not an error."""

@@ -123,14 +123,8 @@ class Site:
         cluster's status user, or as ``user`` where there is none."""
         key = (self.cluster_name(cluster), node)
         if key not in self._addresses:
-            client = self.client(cluster)
             who = self.cluster(cluster).status_user or user
-            result = await client.transport.run(["getent", "hosts", node], user=who,
-                                                timeout=15)
-            words = result.stdout.split()
-            if result.returncode != 0 or not words:
-                raise HpcBridgeError(f"the login node cannot resolve compute node {node!r}")
-            self._addresses[key] = words[0]
+            self._addresses[key] = await self.client(cluster).resolve_host(node, as_user=who)
         return self._addresses[key]
 
     def cancel_later(self, cluster: str | None, user: str, job_id: str,

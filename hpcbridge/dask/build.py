@@ -24,7 +24,6 @@ from hpcbridge.profiles import (
     validate_request,
 )
 from hpcbridge.schedulers import dialect_of
-from hpcbridge.transport.local import LocalTransport
 
 #: the profile used when none is given (a path); else the bundled testbed profile
 PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE"
@@ -100,8 +99,8 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
     if req.cores % processes:
         raise ValueError(f"{req.cores} cores do not split into {processes} processes")
     if client is None:
-        client = site.client(req.cluster) if site is not None else SchedulerClient(
-            dialect_of(profile.clusters[req.cluster]), LocalTransport())
+        client = site.client(req.cluster) if site is not None else \
+            SchedulerClient.on_this_machine(dialect_of(profile.clusters[req.cluster]))
     walltime = timedelta(seconds=int(req.walltime))
     lifetime, stagger = lifetime_options(walltime)
     ctx = WorkerContext(

@@ -1,8 +1,8 @@
 """What the notebook job receives: its private environment file and its command.
 
-Pure helpers plus the three transport calls that write the file as the user. The token
-travels on the transport's stdin into a file only the user can read; it is never part of
-an argv, a batch script, or a log line.
+Pure helpers plus the client call that writes the file as the user. The token travels on
+the command's stdin into a file only the user can read; it is never part of an argv, a
+batch script, or a log line.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from hpcbridge.errors import TransportError
-from hpcbridge.transport.base import Transport
+from hpcbridge.client import SchedulerClient
 
 #: environment variables of the hub's own process that must not reach a compute node
 _DROP = frozenset({"PATH", "PYTHONPATH", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX",
@@ -53,20 +52,7 @@ def warm_job_name(user: str, preset: str) -> str:
     return _SAFE_NAME.sub("_", f"hpcb-warm-{user}-{preset}")[:64]
 
 
-async def write_env_file(transport: Transport, user: str, home: str,
+async def write_env_file(client: SchedulerClient, user: str, home: str,
                          env: Mapping[str, str]) -> str:
-    """Create ``HOME/.hpcbridge/env.XXXXXXXX`` (0600, folder 0700) as user; its path."""
-    folder = f"{home}/.hpcbridge"
-    made = await transport.run(["mkdir", "-p", "-m", "0700", folder], user=user)
-    if made.returncode != 0:
-        raise TransportError(f"cannot create {folder} as {user}: {made.stderr.strip()}")
-    tmp = await transport.run(["mktemp", "-p", folder, "env.XXXXXXXXXX"], user=user)
-    path = tmp.stdout.strip()
-    if tmp.returncode != 0 or not path.startswith(folder + "/"):
-        raise TransportError(f"cannot create a private file in {folder}: {tmp.stderr.strip()}")
-    wrote = await transport.run(["dd", f"of={path}", "status=none"], user=user,
-                                stdin=env_document(env))
-    if wrote.returncode != 0:
-        await transport.remove_file(user, path)
-        raise TransportError(f"cannot write {path} as {user}: {wrote.stderr.strip()}")
-    return path
+    """Create ``HOME/.hpcbridge/env.XXXXXXXXXX`` (0600, folder 0700) as user; its path."""
+    return await client.stage_private_file(user, f"{home}/.hpcbridge", env_document(env))

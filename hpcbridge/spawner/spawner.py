@@ -220,7 +220,7 @@ class HpcSpawner(Spawner):
         try:
             self.job_id = await self._client().submit(self.user.name, script)
         except (SubmitRefused, SchedulerUnavailable) as exc:
-            await self._client().transport.remove_file(self.user.name, env_file)
+            await self._client().remove_file(self.user.name, env_file)
             code = 400 if isinstance(exc, SubmitRefused) else 503
             raise web.HTTPError(code, f"the scheduler refused the job: {exc}") from None
         self.token_digest = jobenv.token_digest(self.api_token)
@@ -284,7 +284,7 @@ class HpcSpawner(Spawner):
 
     async def _write_env(self, request) -> str:
         try:
-            return await jobenv.write_env_file(self._client().transport, self.user.name,
+            return await jobenv.write_env_file(self._client(), self.user.name,
                                                request.home, self.get_env())
         except (TransportError, HpcBridgeError) as exc:
             if any(text in str(exc) for text in _HOME_FULL):
@@ -339,7 +339,7 @@ class HpcSpawner(Spawner):
     async def _remove_env_file(self) -> None:
         if self.env_file and self.reported_port is None:
             try:
-                await self._client().transport.remove_file(self.user.name, self.env_file)
+                await self._client().remove_file(self.user.name, self.env_file)
             except HpcBridgeError as exc:
                 self.log.warning("could not remove %s: %s", self.env_file, exc)
 

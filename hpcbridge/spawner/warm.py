@@ -139,7 +139,7 @@ class WarmPool:
                       secret_digest=jobenv.token_digest(secret))
         client = self.site.client(request.cluster)
         try:
-            job.env_file = await jobenv.write_env_file(client.transport, user, request.home, {
+            job.env_file = await jobenv.write_env_file(client, user, request.home, {
                 "JUPYTERHUB_API_URL": api_url,
                 "HPCBRIDGE_WARM_ID": job.warm_id,
                 "HPCBRIDGE_WARM_SECRET": secret,
@@ -186,7 +186,7 @@ class WarmPool:
 
     async def _remove_env_file(self, job: WarmJob) -> None:
         try:
-            await self.site.client(job.cluster).transport.remove_file(job.user, job.env_file)
+            await self.site.client(job.cluster).remove_file(job.user, job.env_file)
         except HpcBridgeError as exc:
             log.warning("warm pool: could not remove %s: %s", job.env_file, exc)
 

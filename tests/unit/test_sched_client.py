@@ -180,3 +180,29 @@ async def test_read_only_queries() -> None:
     pbs = SchedulerClient(PbsDialect(), ScriptedLoginNode({}))
     assert await pbs.associations("alice") == [] and await pbs.budget("x") is None
     assert await pbs.qos() == []
+
+
+async def test_files_and_names_go_through_the_client_with_outages_mapped() -> None:
+    node = ScriptedLoginNode({"mktemp": ok("/home/alice/.hpcbridge/env.0123456789\n"),
+                              "getent": ok("10.0.0.5  c1\n")})
+    client = SchedulerClient(SlurmDialect(), node)
+    path = await client.stage_private_file("alice", "/home/alice/.hpcbridge", b"secret")
+    assert path == "/home/alice/.hpcbridge/env.0123456789"
+    # the content only ever travels on stdin
+    assert all(b"secret" not in " ".join(argv).encode() for argv, _, _ in node.calls)
+    assert node.calls[-1] == (("dd", f"of={path}", "status=none"), "alice", b"secret")
+    assert await client.resolve_host("c1", as_user="hpcbridge") == "10.0.0.5"
+    down = SchedulerClient(SlurmDialect(), ScriptedLoginNode({"rm": Unreachable("gone")}))
+    with pytest.raises(SchedulerUnavailable):
+        await down.remove_file("alice", path)
+
+
+async def test_a_full_home_is_the_users_side_refusing_not_an_outage() -> None:
+    from hpcbridge.errors import TransportError
+
+    node = ScriptedLoginNode({"mktemp": ok("/home/alice/.hpcbridge/env.0123456789\n"),
+                              "dd": fail("dd: error writing: No space left on device")})
+    client = SchedulerClient(SlurmDialect(), node)
+    with pytest.raises(TransportError, match="No space left on device"):
+        await client.stage_private_file("alice", "/home/alice/.hpcbridge", b"x")
+    assert node.programs()[-1] == "rm"  # the half-written file is removed

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -30,16 +29,12 @@ class Recorder:
         self.scripts: list[tuple[str, str]] = []
         self.tracked: dict[str, str] = {}
         self.subscribers: list = []
-        self.transport = self
 
-    async def run(self, argv, user=None, stdin=None, timeout=None):
-        if argv[0] == "mktemp":
-            path = f"{argv[2]}/env.{len(self.files):010d}"
-            self.files[path] = b""
-            return subprocess.CompletedProcess(argv, 0, path + "\n", "")
-        if argv[0] == "dd":
-            self.files[argv[1].removeprefix("of=")] = stdin
-        return subprocess.CompletedProcess(argv, 0, "", "")
+    async def stage_private_file(self, user: str, folder: str, content: bytes,
+                                 prefix: str = "env.") -> str:
+        path = f"{folder}/{prefix}{len(self.files):010d}"
+        self.files[path] = content
+        return path
 
     async def remove_file(self, user, path) -> None:
         self.files.pop(path, None)
