@@ -78,10 +78,10 @@ def _restart(hub) -> None:
     hub.runner.restart()
 
 
-def _stop(hub, name: str) -> None:
-    if hub.server(USER, name):
-        hub.stop(USER, name)
-        hub.wait_stopped(USER, name, timeout=180)
+def _stop_server(hub, user: str, name: str) -> None:
+    if hub.server(user, name):
+        hub.stop(user, name)
+        hub.wait_stopped(user, name, timeout=180)
 
 
 def test_job_queued_through_the_restart_opens_after_reattach(hub, testbed, browser):
@@ -106,7 +106,7 @@ def test_job_queued_through_the_restart_opens_after_reattach(hub, testbed, brows
         _open_lab(browser, hub, USER)
     finally:
         testbed.login_exec(USER, ["scancel", *sleepers])
-        _stop(hub, "queued")
+        _stop_server(hub, USER, "queued")
 
 
 def test_job_started_while_the_hub_was_down_opens_after_reattach(hub, testbed, browser):
@@ -128,4 +128,31 @@ def test_job_started_while_the_hub_was_down_opens_after_reattach(hub, testbed, b
         _open_lab(browser, hub, USER, "early")
     finally:
         testbed.login_exec(USER, ["scancel", *sleepers])
-        _stop(hub, "early")
+        _stop_server(hub, USER, "early")
+
+
+def test_hub_killed_while_the_server_starts_up_keeps_it(hub, testbed, browser):
+    """The job reported its port and the server is starting when the hub is killed: the
+    restarted hub finds the server where it is and it opens (it was not cancelled)."""
+    user, name = "bob", "slow"
+    # a config file of bob's own that holds the server up after the port report
+    folder = f"/home/{user}/.jupyter"
+    config = f"{folder}/jupyter_server_config.py"
+    testbed.login_exec(user, ["mkdir", "-p", folder])
+    testbed.login_exec(user, ["tee", config], input=b"import time\ntime.sleep(30)\n")
+    try:
+        r = hub.spawn(user, {"preset": "debug"}, server=name)
+        assert r.status_code == 202, r.text
+        state = wait_server(hub, user, name, lambda s: (s.get("state") or {}).get(
+            "reported_port"), timeout=120)["state"]
+        assert not hub.server(user, name).get("ready")
+        hub.runner.kill(signal.SIGKILL)
+        testbed.login_exec(user, ["rm", "-f", config])
+        hub.runner.restart()
+        server = wait_server(hub, user, name, lambda s: s.get("ready") or not s, timeout=90)
+        assert server.get("ready"), "the starting server was dropped at the hub's restart"
+        assert server["state"]["job_id"] == state["job_id"]
+        _open_lab(browser, hub, user, name)
+    finally:
+        testbed.login_exec(user, ["rm", "-f", config])
+        _stop_server(hub, user, name)
