@@ -26,6 +26,8 @@ SECTIONS = (
     ("Conda", "clusters.NAME.environments.NAME.conda"),
     ("Container", "clusters.NAME.environments.NAME.container"),
     ("Hub", "hub"),
+    ("Authenticator", "hub.authenticator"),
+    ("Tls", "hub.tls"),
     ("WarmPool", "hub.warm_pool"),
     ("NotebookPreset", "notebooks[]"),
     ("Dask", "dask"),
@@ -81,7 +83,7 @@ def _string_type(prop: dict[str, Any]) -> str:
     pattern = prop.get("pattern", "")
     if pattern == f"^(?:{NAME_PATTERN})$":
         return "name"
-    if "examples" in prop:
+    if "examples" in prop and pattern:
         return "walltime" if ":" in prop["examples"][0] else "memory"
     if pattern.startswith("^(?:/"):
         return "path"

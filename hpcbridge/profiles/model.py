@@ -16,7 +16,9 @@ from hpcbridge.schedulers import registry
 
 from hpcbridge.profiles.types import (
     AbsPath,
+    ClassRef,
     CondaEnv,
+    DbUrl,
     GresName,
     HomeTemplate,
     Host,
@@ -325,13 +327,62 @@ class WarmPool(_Model):
     )
 
 
+class Authenticator(_Model):
+    """Who may log in: a JupyterHub authenticator and its settings."""
+
+    kind: ClassRef = Field(
+        description="`ldap` (jupyterhub-ldapauthenticator), `pam` (JupyterHub's own), or "
+        "an authenticator's entry point name or `module.Class` path.",
+    )
+    options: dict[Name, bool | int | str | list[Text]] = Field(
+        default_factory=dict,
+        description="Settings of that authenticator class, e.g. for `ldap`: "
+        "`{server_address: ldap.example.org, bind_dn_template: ['uid={username},ou=people,"
+        "dc=example,dc=org'], use_ssl: true}`. `${VAR}` is expanded (keep secrets in the "
+        "environment).",
+    )
+
+
+class Tls(_Model):
+    """The certificate the hub's public side presents."""
+
+    cert: LocalPath = Field(description="PEM certificate (chain) of the hub's public name.")
+    key: LocalPath = Field(description="Its PEM private key (readable by the hub only).")
+
+
 class Hub(_Model):
-    """How jobs reach the JupyterHub."""
+    """The JupyterHub of the site: how people log in and how jobs reach it.
+
+    ``hpcbridge.spawner.hubconfig.configure(c, site_profile=PATH)`` applies every key, so
+    a site's ``jupyterhub_config.py`` is that one call.
+    """
 
     connect_url: HubUrl | None = Field(
         None,
         description="Base URL of the hub as compute nodes reach it, e.g. "
         "`http://10.0.0.1:8081`. Unset: the hub's own setting.",
+    )
+    bind_url: HubUrl | None = Field(
+        None,
+        description="Public URL people open, e.g. `https://jupyter.example.org`. "
+        "Unset: JupyterHub's default (`http://:8000`).",
+    )
+    authenticator: Authenticator | None = Field(
+        None,
+        description="Who may log in. Unset: whatever `jupyterhub_config.py` sets.",
+    )
+    db_url: DbUrl | None = Field(
+        None,
+        description="Hub database, e.g. `postgresql+psycopg://hub:${HUB_DB_PASSWORD}@db/hub`"
+        ". Unset: SQLite in the hub's working directory.",
+    )
+    tls: Tls | None = Field(
+        None, description="Serve the public side over https with this certificate."
+    )
+    job_tag: Name | None = Field(
+        None,
+        description="Names this hub's notebook jobs `hpcb-nb.<tag>-*`, for a second hub "
+        "on the same cluster (e.g. a test hub beside production).",
     )
     warm_pool: WarmPool = Field(
         default_factory=WarmPool,
@@ -348,7 +399,8 @@ class SiteProfile(_Model):
     default_cluster: Name | None = Field(
         None, description="Cluster used when a request names none. Unset: the first one."
     )
-    hub: Hub = Field(default_factory=Hub, description="How jobs reach the hub.")
+    hub: Hub = Field(default_factory=Hub,
+                     description="The hub: logins, database, TLS, how jobs reach it.")
     notebooks: list[NotebookPreset] = Field(
         default_factory=list, description="Presets offered in the spawn form, first is default."
     )

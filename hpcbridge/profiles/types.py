@@ -215,6 +215,15 @@ HubUrl = _grammar(
     "e.g. http://10.0.0.1:8081 (no query, no credentials)",
     schema_pattern=False,  # may hold ${VAR} before expansion; checked after loading
 )
+#: an authenticator: a short name, an entry point name or a dotted module.Class path
+ClassRef = _grammar(r"[A-Za-z_][A-Za-z0-9_.]{0,199}", "class name",
+                    "e.g. ldap, pam or package.module.Class")
+#: an SQLAlchemy database URL (it may hold a password: never logged)
+DbUrl = _grammar(
+    r"(?:sqlite|postgresql|mysql)(?:\+[a-z0-9]+)?://\S{0,1000}", "database URL",
+    "e.g. postgresql+psycopg://hub:${HUB_DB_PASSWORD}@db/hub or sqlite:///path",
+    schema_pattern=False,  # may hold ${VAR} before expansion
+)
 Host = _grammar(
     r"[A-Za-z0-9_.:-]{1,253}", "host", "a host name or address", schema_pattern=False
 )

@@ -53,9 +53,15 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
               job_tag: str = "") -> None:
     """Apply hpcbridge's hub settings to a JupyterHub config object ``c``.
 
+    With ``site_profile``, the profile's ``hub:`` section is applied too (connect and bind
+    URLs, authenticator, database, TLS, job tag; see :mod:`hubsettings`): a profile
+    error, an unreadable TLS key or one that does not match its certificate stops the
+    hub here, before it starts, with one line per problem.
     ``job_tag``: for a second hub on the same cluster (e.g. a test hub beside production);
     its jobs are named ``hpcb-nb.<tag>-*`` and its orphan sweep leaves other hubs' alone.
     """
+    if site_profile:
+        job_tag = _apply_profile(c, site_profile, job_tag)
     c.JupyterHub.spawner_class = "hpcbridge"
     c.HpcSpawner.site_profile = site_profile
     c.HpcSpawner.job_tag = job_tag
@@ -80,6 +86,23 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
         "name": reattach.SERVICE, "scopes": reattach.SCOPES, "services": [reattach.SERVICE],
     })
     remove_vulnerable_route()
+
+
+def _apply_profile(c: Any, path: str, job_tag: str) -> str:
+    from hpcbridge.errors import HpcBridgeError, ProfileError
+    from hpcbridge.profiles import load_profile
+    from hpcbridge.spawner import hubsettings
+
+    try:
+        hub = load_profile(path).hub
+        problems = hubsettings.preflight(hub)
+        if not problems:
+            return hubsettings.apply_hub(c, hub, job_tag=job_tag)
+    except ProfileError as exc:
+        problems = list(exc.problems)
+    except HpcBridgeError as exc:
+        problems = [str(exc)]
+    raise SystemExit("hpcbridge: the hub cannot start:\n" + "\n".join(problems))
 
 
 def prewarm_after_login(previous=None):
