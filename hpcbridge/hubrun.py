@@ -143,10 +143,11 @@ class Hub:
     def _site_hub(self, site: str) -> None:
         """Check the profile's hub section before anything starts; take its public URL."""
         from hpcbridge.profiles import load_profile
-        from hpcbridge.spawner.hubsettings import preflight
+        from hpcbridge.spawner.hubsettings import preflight_profile
 
-        hub = load_profile(site).hub  # ProfileError: every problem with its file:line
-        problems = preflight(hub)
+        profile = load_profile(site)  # ProfileError: every problem with its file:line
+        hub = profile.hub
+        problems = preflight_profile(profile)
         if problems:
             raise HpcBridgeError("\n".join(problems))
         if hub.bind_url:

@@ -23,6 +23,7 @@ from hpcbridge.schedulers import dialect_of
 from hpcbridge.transport.base import Transport
 from hpcbridge.transport.local import LocalTransport
 from hpcbridge.transport.ssh import SshTransport
+from hpcbridge.transport.sshca import UserCertificates
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,20 @@ def make_transport(cluster: Cluster) -> Transport:
     t = cluster.transport
     if t.kind == "local":
         return LocalTransport(sudo="sudo" if t.sudo else "")
-    if not t.key:
-        raise ValueError("ssh transport without a key is not supported (agent keys are not used)")
-    key = os.path.expanduser(t.key)
-    keys = key if "{user}" in key else (lambda user, _k=key: _k)
+    certificates = keys = None
+    if t.user_ca_key:
+        certificates = UserCertificates(os.path.expanduser(t.user_ca_key),
+                                        validity=60.0 * t.certificate_minutes)
+    elif t.key:
+        key = os.path.expanduser(t.key)
+        keys = key if "{user}" in key else (lambda user, _k=key: _k)
+    else:
+        raise ValueError("ssh transport without a key or user_ca_key is not supported "
+                         "(agent keys are not used)")
     return SshTransport(
         t.host, port=t.port, known_hosts=os.path.expanduser(t.known_hosts), keys=keys,
-        default_user=cluster.status_user or t.user, connect_timeout=t.connect_timeout,
+        certificates=certificates, default_user=cluster.status_user or t.user,
+        connect_timeout=t.connect_timeout,
     )
 
 

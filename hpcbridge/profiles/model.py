@@ -62,6 +62,17 @@ class SshTransport(_Model):
         description="known_hosts file pinning the login node's host key; unknown or "
         "changed keys are refused."
     )
+    user_ca_key: LocalPath | None = Field(
+        None,
+        description="The hub's SSH user CA key (ed25519, OpenSSH format, mode 0600). Set: "
+        "the hub logs in with a certificate it issues itself per user (that user the only "
+        "principal, valid `certificate_minutes`), instead of `key`. The login node's sshd "
+        "trusts the CA's public key (`TrustedUserCAKeys`).",
+    )
+    certificate_minutes: int = Field(
+        10, ge=1, le=1440,
+        description="Validity of each certificate; a new one is made before it expires.",
+    )
     connect_timeout: float = Field(
         10.0, gt=0, le=600, description="Seconds to wait for the SSH connection."
     )

@@ -94,10 +94,10 @@ def _apply_profile(c: Any, path: str, job_tag: str) -> str:
     from hpcbridge.spawner import hubsettings
 
     try:
-        hub = load_profile(path).hub
-        problems = hubsettings.preflight(hub)
+        profile = load_profile(path)
+        problems = hubsettings.preflight_profile(profile)
         if not problems:
-            return hubsettings.apply_hub(c, hub, job_tag=job_tag)
+            return hubsettings.apply_hub(c, profile.hub, job_tag=job_tag)
     except ProfileError as exc:
         problems = list(exc.problems)
     except HpcBridgeError as exc:

@@ -25,7 +25,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from hpcbridge.errors import HpcBridgeError
-from hpcbridge.profiles.model import Authenticator, Hub
+from hpcbridge.profiles.model import Authenticator, Hub, SiteProfile
+from hpcbridge.transport.sshca import CaKeyError, check_ca_key
 
 #: short names of authenticators a center is likely to use -> JupyterHub's class spelling
 AUTHENTICATORS = {
@@ -66,6 +67,19 @@ def apply_hub(c: Any, hub: Hub, *, job_tag: str = "") -> str:
         for key, value in hub.authenticator.options.items():
             setattr(c[section], key, value)
     return job_tag or hub.job_tag or ""
+
+
+def preflight_profile(profile: SiteProfile) -> list[str]:
+    """:func:`preflight` of the hub, plus each cluster's SSH user CA key (0600)."""
+    problems = preflight(profile.hub)
+    for name, cluster in profile.clusters.items():
+        t = cluster.transport
+        if t.kind == "ssh" and t.user_ca_key:
+            try:
+                check_ca_key(os.path.expanduser(t.user_ca_key))
+            except CaKeyError as exc:
+                problems.append(f"clusters.{name}.transport.user_ca_key: {exc}")
+    return problems
 
 
 def preflight(hub: Hub) -> list[str]:

@@ -31,6 +31,7 @@ import paramiko
 
 from hpcbridge.errors import HostKeyError, PermissionDenied, TransportError, Unreachable
 from hpcbridge.transport.base import DEFAULT_TIMEOUT, FileOpsMixin, Result, check_argv
+from hpcbridge.transport.sshca import UserCertificates
 
 KeySource = str | Mapping[str, str] | Callable[[str], str]
 
@@ -69,13 +70,19 @@ class SshTransport(FileOpsMixin):
     """Commands on one SSH host, logged in as each user with that user's key.
 
     ``keys`` says which private key logs in as a user: a template such as
-    ``"/etc/hpcbridge/keys/{user}"``, a mapping user -> path, or a callable.
+    ``"/etc/hpcbridge/keys/{user}"``, a mapping user -> path, or a callable; or
+    ``certificates`` issues a short-lived certificate per user from the hub's SSH user
+    CA (:mod:`hpcbridge.transport.sshca`), and no per-user key exists at all.
     ``default_user`` is the identity for ``user=None`` (e.g. the status poller's).
     """
 
-    def __init__(self, host: str, *, known_hosts: str, keys: KeySource, port: int = 22,
-                 default_user: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 connect_timeout: float = 10.0, keepalive: int = 30) -> None:
+    def __init__(self, host: str, *, known_hosts: str, keys: KeySource | None = None,
+                 port: int = 22, default_user: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = 10.0,
+                 keepalive: int = 30, certificates: UserCertificates | None = None) -> None:
+        if keys is None and certificates is None:
+            raise ValueError("an SSH transport needs keys or certificates")
+        self.certificates = certificates
         self.host = host
         self.port = port
         self.known_hosts = known_hosts
@@ -88,6 +95,8 @@ class SshTransport(FileOpsMixin):
         self._lock = threading.Lock()
 
     def key_path(self, user: str) -> str:
+        if self.keys is None:
+            raise PermissionDenied(f"no SSH key configured for user {user}")
         if callable(self.keys):
             return self.keys(user)
         if isinstance(self.keys, str):
@@ -160,14 +169,21 @@ class SshTransport(FileOpsMixin):
 
     def _connect(self, user: str) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
-        client.load_host_keys(self.known_hosts)  # only the pinned file
+        try:
+            client.load_host_keys(self.known_hosts)  # only the pinned file
+        except OSError as exc:
+            raise HostKeyError(f"the pinned known_hosts file {self.known_hosts} cannot be "
+                               f"read ({exc.strerror}): no host key can be checked") from None
         client.set_missing_host_key_policy(_PinnedOnly())
         where = f"{self.host}:{self.port}"
+        credential: dict[str, object] = (
+            {"pkey": self.certificates.credential(user)} if self.certificates is not None
+            else {"key_filename": self.key_path(user)})
         try:
             client.connect(
-                self.host, port=self.port, username=user, key_filename=self.key_path(user),
-                timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                auth_timeout=self.connect_timeout, look_for_keys=False, allow_agent=False,
+                self.host, port=self.port, username=user, timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout, auth_timeout=self.connect_timeout,
+                look_for_keys=False, allow_agent=False, **credential,  # type: ignore[arg-type]
             )
         except paramiko.BadHostKeyException as exc:
             client.close()
