@@ -74,7 +74,7 @@ def test_an_expired_certificate_is_renewed_without_a_failed_command(testbed, ca)
         out = [(await transport.run(["id", "-un"], user="carol")).stdout.strip()]
         first = certs.expires("carol")
         assert first is not None
-        time.sleep(max(0.0, first.timestamp() - time.time()) + 1)  # it has expired now
+        await asyncio.sleep(max(0.0, first.timestamp() - time.time()) + 1)  # expired now
         await transport.close()  # the next command needs a new connection
         out.append((await transport.run(["id", "-un"], user="carol")).stdout.strip())
         await transport.close()

@@ -55,7 +55,7 @@ def test_a_ca_key_others_can_read_is_refused(tmp_path: Path) -> None:
     ca = tmp_path / "ca"
     new_ca_key(str(ca))
     os.chmod(ca, 0o640)
-    with pytest.raises(CaKeyError, match="readable by others .*chmod 600"):
+    with pytest.raises(CaKeyError, match=r"readable by others .*chmod 600"):
         UserCertificates(str(ca))
     with pytest.raises(CaKeyError, match="cannot be read"):
         UserCertificates(str(tmp_path / "missing"))
