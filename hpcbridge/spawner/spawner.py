@@ -23,7 +23,7 @@ import json
 import time
 
 from jupyterhub.spawner import Spawner
-from jupyterhub.utils import compare_token
+from jupyterhub.utils import hash_token
 from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Bool, Float, Integer, Unicode, default
@@ -126,9 +126,6 @@ class HpcSpawner(Spawner):
         #: a queued job of a hub that stopped before the job ran; JupyterHub must not
         #: wait for its URL nor cancel it, the re-attach service starts it again
         self._detached = False
-        #: the job's token replaced JupyterHub's for this start (see port_reported), and
-        #: JupyterHub has not yet re-registered the OAuth client with it
-        self._token_swap = False
         self.last_end: str | None = None
         #: (stage, time.monotonic()) of the current start, logged when it serves
         self._stages: list[tuple[str, float]] = []
@@ -152,8 +149,6 @@ class HpcSpawner(Spawner):
                 state[key] = getattr(self, key)
         if self._detached:
             state["detached"] = True  # JupyterHub may rebuild this object before re-attach
-        if self._token_swap and not self._token_is_oauth_secret():
-            state["token_swap"] = True  # a hub killed now leaves an unopenable server
         return state
 
     def load_state(self, state: dict) -> None:
@@ -161,13 +156,11 @@ class HpcSpawner(Spawner):
         for key in _STATE_KEYS:
             setattr(self, key, state.get(key))
         self._detached = bool(state.get("detached"))
-        self._token_swap = bool(state.get("token_swap"))
 
     def clear_state(self) -> None:
         super().clear_state()
         if self._detached:
             return  # keep the job for the re-attach service (see poll)
-        self._token_swap = False
         self.job_id = self.node = self.token_digest = self.reported_port = None
         self.env_file = None
 
@@ -404,48 +397,40 @@ class HpcSpawner(Spawner):
         The job holds the token of the start that submitted it. When this start
         re-attached to the job after a hub restart, JupyterHub made a new token for it and
         registered the server's OAuth client with that one. The job's token becomes this
-        server's token again: when start() returns, JupyterHub sees ``api_token`` changed,
-        deletes its unused new token and re-registers the OAuth client with the job's token
-        (docs/architecture.md, "Re-attach").
+        server's token again, and its OAuth client's secret at once (a hub killed from now
+        on finds a consistent server, see get_url). When start() returns, JupyterHub sees
+        ``api_token`` changed, deletes its unused new token and registers the client with
+        the job's token itself (docs/architecture.md, "Re-attach").
         """
         if token != self.api_token:
             self.log.info("%s: job %s holds the token of the start that submitted it; "
                           "re-using it", self._log_name, self.job_id)
             self.api_token = token
-            self._token_swap = True
+            client = getattr(self.orm_spawner, "oauth_client", None)
+            if client is not None:
+                client.secret = hash_token(token)  # how JupyterHub stores a client secret
         self.reported_port = port
+        self._save_state_now()  # one commit: the port and the client's secret
         if self._port is not None and not self._port.done():
             self._port.set_result(port)
         self._poller().wake()
-
-    def _token_is_oauth_secret(self) -> bool:
-        """Is the server's OAuth client registered with ``api_token`` (as JupyterHub does
-        once a start returns)? Hashing it costs a few ms; asked only after a token swap."""
-        client = getattr(self.orm_spawner, "oauth_client", None)
-        secret = getattr(client, "secret", None)
-        if not (secret and self.api_token and compare_token(secret, self.api_token)):
-            return False
-        self._token_swap = False
-        return True
 
     async def get_url(self) -> str:
         """Where the server is, when JupyterHub checks it at start-up (poll() said alive).
 
         A hub killed after the job reported its port but before start() returned never
-        recorded the server's address, only the state did (port and node): the server is
-        found there instead of being stopped. Not when that start was a re-attach whose
-        token swap JupyterHub had not completed: its OAuth client would not match the
-        server's token, so JupyterHub's check is left to fail and stop it.
+        recorded the server's address, only the state did (the port, and the job whose
+        node the poller names): the server is found there instead of being stopped.
         """
         url = await super().get_url()
-        if (self.reported_port is None or not self.node or self._token_swap
-                or self.server is None or self.server.port == self.reported_port):
+        if self.reported_port is None or self.server is None or \
+                self.server.port == self.reported_port:
             return url
         try:
             host = await self._node_address()
         except (HpcBridgeError, web.HTTPError) as exc:
-            self.log.warning("%s: cannot find job %s's node %s again: %s", self._log_name,
-                             self.job_id, self.node, exc)
+            self.log.warning("%s: cannot find job %s's node again: %s", self._log_name,
+                             self.job_id, exc)
             return url
         self.log.info("%s: job %s serves on %s:%s (the hub stopped while it started)",
                       self._log_name, self.job_id, host, self.reported_port)

@@ -131,28 +131,66 @@ def test_job_started_while_the_hub_was_down_opens_after_reattach(hub, testbed, b
         _stop_server(hub, USER, "early")
 
 
+def _hold_servers_after_their_port(testbed, user: str) -> str:
+    """A Jupyter config file of ``user``'s own that holds a server starting up for 30 s
+    after its port report; its path."""
+    folder = f"/home/{user}/.jupyter"
+    testbed.login_exec(user, ["mkdir", "-p", folder])
+    testbed.login_exec(user, ["tee", f"{folder}/jupyter_server_config.py"],
+                       input=b"import time\ntime.sleep(30)\n")
+    return f"{folder}/jupyter_server_config.py"
+
+
+def _killed_after_port_report(hub, testbed, user: str, name: str, config: str) -> str:
+    """Wait until the server's job reported its port, kill the hub, start it again; the
+    job id."""
+    state = wait_server(hub, user, name, lambda s: (s.get("state") or {}).get(
+        "reported_port"), timeout=120)["state"]
+    assert not hub.server(user, name).get("ready")
+    hub.runner.kill(signal.SIGKILL)
+    testbed.login_exec(user, ["rm", "-f", config])
+    hub.runner.restart()
+    return state["job_id"]
+
+
+def _found_again(hub, user: str, name: str, job_id: str) -> None:
+    server = wait_server(hub, user, name, lambda s: s.get("ready") or not s, timeout=90)
+    assert server.get("ready"), "the starting server was dropped at the hub's restart"
+    assert server["state"]["job_id"] == job_id
+
+
 def test_hub_killed_while_the_server_starts_up_keeps_it(hub, testbed, browser):
     """The job reported its port and the server is starting when the hub is killed: the
     restarted hub finds the server where it is and it opens (it was not cancelled)."""
     user, name = "bob", "slow"
-    # a config file of bob's own that holds the server up after the port report
-    folder = f"/home/{user}/.jupyter"
-    config = f"{folder}/jupyter_server_config.py"
-    testbed.login_exec(user, ["mkdir", "-p", folder])
-    testbed.login_exec(user, ["tee", config], input=b"import time\ntime.sleep(30)\n")
+    config = _hold_servers_after_their_port(testbed, user)
     try:
         r = hub.spawn(user, {"preset": "debug"}, server=name)
         assert r.status_code == 202, r.text
-        state = wait_server(hub, user, name, lambda s: (s.get("state") or {}).get(
-            "reported_port"), timeout=120)["state"]
-        assert not hub.server(user, name).get("ready")
-        hub.runner.kill(signal.SIGKILL)
-        testbed.login_exec(user, ["rm", "-f", config])
-        hub.runner.restart()
-        server = wait_server(hub, user, name, lambda s: s.get("ready") or not s, timeout=90)
-        assert server.get("ready"), "the starting server was dropped at the hub's restart"
-        assert server["state"]["job_id"] == state["job_id"]
+        job_id = _killed_after_port_report(hub, testbed, user, name, config)
+        _found_again(hub, user, name, job_id)
         _open_lab(browser, hub, user, name)
     finally:
         testbed.login_exec(user, ["rm", "-f", config])
         _stop_server(hub, user, name)
+
+
+def test_hub_killed_again_while_a_reattached_server_starts_up_keeps_it(hub, testbed, browser):
+    """Re-attached, the job reports its port with its own token and the hub is killed
+    before its start returns: the server's OAuth client already matches that token."""
+    sleepers = _fill_running_slots(testbed, USER)
+    config = ""
+    try:
+        job_id, _ = _queued_server(hub, testbed, "twice")
+        _restart(hub)
+        wait_server(hub, USER, "twice", lambda s: s.get("pending") == "spawn", timeout=120)
+        config = _hold_servers_after_their_port(testbed, USER)
+        testbed.login_exec(USER, ["scancel", sleepers.pop()])
+        assert _killed_after_port_report(hub, testbed, USER, "twice", config) == job_id
+        _found_again(hub, USER, "twice", job_id)
+        _open_lab(browser, hub, USER, "twice")
+    finally:
+        if config:
+            testbed.login_exec(USER, ["rm", "-f", config])
+        testbed.login_exec(USER, ["scancel", *sleepers])
+        _stop_server(hub, USER, "twice")

@@ -150,38 +150,33 @@ def test_a_job_waiting_for_reattach_is_told_to_retry_only_with_its_own_token():
     assert not _awaits_reattach(user(a={"token_digest": digest}), "")
 
 
-def _after_swap(oauth_secret_of: str):
+def test_the_oauth_client_gets_the_jobs_token_with_the_port_in_one_commit():
     from types import SimpleNamespace
 
-    from jupyterhub.utils import hash_token
+    from jupyterhub.utils import compare_token, hash_token
 
-    spawner, _ = _reattached_spawner("job-token", "new-token")
-    spawner.orm_spawner = SimpleNamespace(
-        name="", server=None, oauth_client=SimpleNamespace(secret=hash_token(oauth_secret_of)))
-    return spawner
-
-
-def test_a_token_swap_is_recorded_until_the_oauth_client_has_the_jobs_token():
-    async def body(secret_of: str):
-        spawner = _after_swap(secret_of)
+    async def body():
+        spawner, _ = _reattached_spawner("job-token", "new-token")
+        client = SimpleNamespace(secret=hash_token("new-token"))
+        spawner.orm_spawner = SimpleNamespace(name="", server=None, oauth_client=client)
+        saved = []
+        spawner._save_state_now = lambda: saved.append(
+            (spawner.reported_port, compare_token(client.secret, "job-token")))
         spawner._port = asyncio.get_running_loop().create_future()
         spawner.port_reported(40123, "job-token")
-        return spawner.get_state()
+        return saved
 
-    # JupyterHub has not re-registered the client yet (a hub killed now)
-    assert asyncio.run(body("new-token"))["token_swap"] is True
-    # it has: nothing to remember
-    assert "token_swap" not in asyncio.run(body("job-token"))
+    # a hub killed after this finds a server whose OAuth client matches its token
+    assert asyncio.run(body()) == [(40123, True)]
 
 
 def test_get_url_finds_a_server_whose_start_the_hub_did_not_see_end():
     from types import SimpleNamespace
 
-    def spawner_with(server_port: int, token_swap: bool = False):
+    def spawner_with(server_port: int):
         spawner, _ = _reattached_spawner("t", "t")
         spawner.load_state({"job_id": "7", "node": "c1", "reported_port": 40123,
-                            "token_digest": jobenv.token_digest("t"),
-                            **({"token_swap": True} if token_swap else {})})
+                            "token_digest": jobenv.token_digest("t")})
         spawner.server = SimpleNamespace(port=server_port, url=f"http://vm:{server_port}/")
 
         async def address():
@@ -192,5 +187,3 @@ def test_get_url_finds_a_server_whose_start_the_hub_did_not_see_end():
 
     assert asyncio.run(spawner_with(56265).get_url()) == "http://10.0.0.5:40123"
     assert asyncio.run(spawner_with(40123).get_url()) == "http://vm:40123/"
-    # its OAuth client was never given the job's token: left for JupyterHub's check to stop
-    assert asyncio.run(spawner_with(56265, token_swap=True).get_url()) == "http://vm:56265/"
