@@ -104,6 +104,14 @@ class SchedulerClient:
             raise HpcBridgeError(f"the login node cannot resolve compute node {node!r}")
         return words[0]
 
+    async def passwd_lines(self, user: str, *, as_user: str | None) -> str:
+        """``getent passwd USER`` on the login node (asked as ``as_user``): the entry's
+        line, or "" when there is none. SchedulerUnavailable when nobody answers."""
+        result = await self._exec(["getent", "passwd", "--", user], as_user, timeout=30)
+        if result.returncode not in (0, 2):  # 2: no such entry
+            raise SchedulerUnavailable(f"getent passwd failed: {result.stderr.strip()[:200]}")
+        return result.stdout
+
     async def _run(self, command: Command, user: str | None, operation: Operation,
                    *, tolerate: type[SchedulerError] | None = None) -> Result:
         try:
@@ -185,12 +193,30 @@ class SchedulerClient:
             found.setdefault(job_id, self.dialect.absent_info(job_id))
         return found
 
-    async def active_jobs(self, *, as_user: str | None = None,
-                          name_prefix: str = "") -> list[JobInfo]:
-        """Queued and running jobs of every user (as the scheduler shows them to as_user)."""
-        result = await self._run(self.dialect.active_jobs_command(), as_user, Operation.QUERY)
-        return [j for j in self.dialect.parse_active_jobs(result.stdout)
-                if (j.name or "").startswith(name_prefix)]
+    async def active_jobs(self, names: Sequence[str], *, as_user: str | None = None
+                          ) -> list[JobInfo]:
+        """Queued and running jobs of every user (as the scheduler shows them to as_user)
+        named exactly one of ``names`` (the hub's own job names).
+
+        Where the scheduler cannot filter by name, each job the full listing proposes is
+        confirmed by a status query of that job alone, so another job's name (free text,
+        newlines included) cannot make up a record.
+        """
+        wanted = sorted(set(names))
+        if not wanted:
+            return []
+        jobs: list[JobInfo] = []
+        for command in self.dialect.active_jobs_commands(wanted):
+            result = await self._run(command, as_user, Operation.QUERY)
+            jobs += self.dialect.parse_active_jobs(result.stdout, set(wanted))
+        if self.dialect.filters_job_names:
+            return jobs
+        confirmed = []
+        for job in jobs:
+            info = (await self.status([job.job_id], as_user=as_user))[job.job_id]
+            if info.state.is_active and (info.user, info.name) == (job.user, job.name):
+                confirmed.append(info)
+        return confirmed
 
     async def query(self, command: Command, *, as_user: str | None = None) -> str:
         """Run a read-only query built outside the dialect (e.g. a Slurm-only report);

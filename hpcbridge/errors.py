@@ -4,6 +4,7 @@
     ├── ProfileError              a site profile is invalid (carries every problem found)
     ├── RequestError              a user's request is refused (over a limit, outside a grammar)
     │   └── LimitExceeded         a value is over a limit; says which limit
+    ├── IdentityRefused           the hub may not act as this user (system or service account)
     ├── TransportError            running a command somewhere failed
     │   ├── HostKeyError          the SSH host key is unknown or does not match the pinned one
     │   ├── PermissionDenied      authentication or authorization failed
@@ -15,10 +16,31 @@
     └── TestbedError              the containerized testbed cannot be brought up or used
 
 Each error has a message for the person who must act on it; errors that a JupyterHub
-user sees carry ``user_message`` separately from what goes into the hub log.
+user sees carry ``user_message`` separately from what goes into the hub log. A message
+quotes at most :data:`QUOTE_LIMIT` characters of what a user sent (:func:`quote`).
 """
 
 from __future__ import annotations
+
+import reprlib
+
+#: characters of a user's value an error message may quote
+QUOTE_LIMIT = 60
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = QUOTE_LIMIT
+_REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 4
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, safe for any size and nesting:
+    what an error message may echo of a value someone sent."""
+    if isinstance(value, str):
+        text = repr(value[:limit])
+        return text if len(value) <= limit else f"{text}… ({len(value)} characters)"
+    text = _REPR.repr(value)
+    return text if len(text) <= limit + 2 else text[:limit] + "…"
 
 
 class HpcBridgeError(Exception):
@@ -43,6 +65,11 @@ class RequestError(HpcBridgeError):
 
 class LimitExceeded(RequestError):
     """A requested value is over a limit; the message names the limit."""
+
+
+class IdentityRefused(HpcBridgeError):
+    """The hub may not act as this user: a system account, the cluster's status user,
+    the hub's own account, a denied name, or a uid below the cluster's minimum."""
 
 
 class TransportError(HpcBridgeError):

@@ -54,10 +54,25 @@ def hub_dir() -> Path:
     return Path(env) if env else Path.home() / ".local" / "state" / "hpcbridge" / "hub"
 
 
+#: the hub process (and the proxy it starts) creates files only its own account can read
+HUB_UMASK = 0o077
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+def make_private(folder: Path) -> None:
+    """``folder`` 0700 and everything in it 0700 (folders) or 0600 (files): the hub's
+    database, log, cookie secret and tokens, also as left by an older version."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue  # chmod would follow it out of the folder
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def _pid_alive(pidfile: Path) -> int | None:
@@ -117,7 +132,7 @@ class Hub:
             return st
         if site:
             self._site_hub(site)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.dir)
         passwords = {u: secrets.token_urlsafe(9) for u in users}
         token = secrets.token_hex(32)
         _write_private(self.dir / "passwords.json", json.dumps(passwords))
@@ -170,11 +185,13 @@ class Hub:
         exe = Path(sys.executable).with_name("jupyterhub")
         argv = [str(exe) if exe.exists() else "jupyterhub", "-f",
                 str(self.dir / "jupyterhub_config.py")]
-        with open(self.dir / "jupyterhub.log", "ab") as log:
+        make_private(self.dir)
+        fd = os.open(self.dir / "jupyterhub.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(argv, cwd=self.dir, env={**os.environ, **env},
                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        self.pidfile.write_text(str(proc.pid))
+                                    start_new_session=True, umask=HUB_UMASK)
+        _write_private(self.pidfile, str(proc.pid))
 
     def restart(self) -> None:
         """Start the hub again with the environment of its last `up` (after a crash)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable
+from hpcbridge.identity import IdentityGate
 from hpcbridge.jobs import JobInfo
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import Cluster, SiteProfile, load_bundled_profile, load_profile
@@ -60,6 +61,8 @@ class Site:
         self._addresses: dict[tuple[str, str], str] = {}
         self._retries: set[asyncio.Task[None]] = set()
         self._cache: dict[tuple, tuple[float, object]] = {}
+        #: who the hub may act as for a hub user (hpcbridge/identity.py)
+        self.identity = IdentityGate(self)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: Mapping[str, str] | None = None,

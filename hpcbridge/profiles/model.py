@@ -217,6 +217,23 @@ class Cluster(_Model):
         "in one query per interval (it must see other users' jobs). Unset: one query per "
         "user, as that user.",
     )
+    min_uid: int = Field(
+        1000, ge=0,
+        description="Smallest uid (as `getent passwd` on the login node says) of an account "
+        "the hub acts as for a hub user; lower uids are system accounts and are refused.",
+    )
+    deny_users: list[UserName] = Field(
+        default_factory=list,
+        description="Accounts the hub never acts as for a hub user, besides those always "
+        "refused: `root`, `nobody`, `status_user`, the transport's login account and the "
+        "hub's own account.",
+    )
+    deny_shells: list[AbsPath] = Field(
+        default_factory=lambda: ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false",
+                                 "/usr/bin/false"],
+        description="Login shells that mark system accounts (such as `slurm`, whose uid "
+        "may be high); the hub never acts as an account with one of them.",
+    )
     partitions: dict[Name, Partition] = Field(
         min_length=1, description="Partitions (Slurm) or queues (PBS), by scheduler name."
     )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from hpcbridge.errors import LimitExceeded, RequestError
+from hpcbridge.errors import LimitExceeded, RequestError, quote
 from hpcbridge.profiles.model import Cluster, Partition, SiteProfile
 from hpcbridge.profiles.types import (
     ENV_VAR_PATTERN,
@@ -70,10 +70,11 @@ class JobRequest:
         """
         if not isinstance(options, Mapping):
             raise RequestError("options must be a mapping")
-        unknown = sorted(str(k) for k in options if k not in USER_OPTION_KEYS)
+        unknown = sorted(str(k)[:1000] for k in options if k not in USER_OPTION_KEYS)
         if unknown:
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
             raise RequestError(
-                f"unknown option {', '.join(map(repr, unknown))} — allowed: "
+                f"unknown option {', '.join(map(quote, unknown[:3]))}{more} — allowed: "
                 + ", ".join(USER_OPTION_KEYS)
             )
         values: dict[str, Any] = {}
@@ -86,12 +87,12 @@ class JobRequest:
 
 def _option_count(key: str, value: Any) -> int:
     if isinstance(value, bool):
-        raise RequestError(f"{key} must be a whole number, not {value!r}")
+        raise RequestError(f"{key} must be a whole number, not {quote(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, str) and re.fullmatch(r"[0-9]{1,7}", value):
         return int(value)
-    raise RequestError(f"{key} must be a whole number, not {value!r}")
+    raise RequestError(f"{key} must be a whole number, not {quote(value)}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ _ENV_RE = re.compile(ENV_VAR_PATTERN)
 def _name_ok(problems: Problems, key: str, value: Any, regex: re.Pattern[str] = _NAME_RE) -> bool:
     if isinstance(value, str) and regex.fullmatch(value):
         return True
-    problems.add(key, f"{key} {value!r} is not a valid name: use letters, digits, '_', '.', '-'")
+    problems.add(key, f"{key} {quote(value)} is not a valid name: "
+                      "use letters, digits, '_', '.', '-'")
     return False
 
 
@@ -163,7 +165,7 @@ def _choose(problems: Problems, key: str, value: str, choices: Any, where: str) 
     if value in choices:
         return True
     hint = did_you_mean(value, list(choices), key + 's')
-    problems.add(key, f"no such {key} {value!r}{where}{hint}")
+    problems.add(key, f"no such {key} {quote(value)}{where}{hint}")
     return False
 
 
@@ -179,7 +181,8 @@ def _count(problems: Problems, key: str, value: Any, default: int, minimum: int)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        problems.add(key, f"{key} must be a whole number of at least {minimum}, not {value!r}")
+        problems.add(key, f"{key} must be a whole number of at least {minimum}, "
+                          f"not {quote(value)}")
         return None
     return value
 
@@ -195,7 +198,7 @@ def _merge_preset(profile: SiteProfile, req: JobRequest, problems: Problems) -> 
     preset = profile.preset(req.preset)
     if preset is None:
         known = did_you_mean(req.preset, [p.name for p in profile.notebooks], "presets")
-        problems.add("preset", f"no such preset {req.preset!r}{known}")
+        problems.add("preset", f"no such preset {quote(req.preset)}{known}")
         return values
     for key in (*names, "walltime"):
         if values[key] is None:
@@ -284,7 +287,7 @@ def _job_fields(problems: Problems, req: JobRequest) -> None:
         _parse(problems, "command", word, check_command_word)
     for name in req.export_env:
         if not isinstance(name, str) or not _ENV_RE.fullmatch(name):
-            problems.add("export_env", f"{name!r} is not an environment variable name")
+            problems.add("export_env", f"{quote(name)} is not an environment variable name")
 
 
 def resolve_request(

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, WithJsonSchema
 from pydantic_core import core_schema
 
+from hpcbridge.errors import quote
+
 _WALLTIME_RE = re.compile(
     r"^(?:(?P<d>\d{1,4})-(?P<dh>\d{1,2})(?::(?P<dm>\d{1,2})(?::(?P<ds>\d{1,2}))?)?"
     r"|(?P<h>\d{1,6}):(?P<m>\d{1,2}):(?P<s>\d{1,2})"
@@ -43,7 +45,7 @@ class Walltime(int):
         """Parse a walltime string; raise ValueError with the accepted formats."""
         match = _WALLTIME_RE.match(text.strip()) if isinstance(text, str) else None
         if match is None:
-            raise ValueError(f"{text!r} is not a walltime: {_WALLTIME_HELP}")
+            raise ValueError(f"{quote(text)} is not a walltime: {_WALLTIME_HELP}")
         g = {k: int(v) for k, v in match.groupdict().items() if v is not None}
         if "d" in g:
             seconds = ((g["d"] * 24 + g["dh"]) * 60 + g.get("dm", 0)) * 60 + g.get("ds", 0)
@@ -58,9 +60,9 @@ class Walltime(int):
             seconds = g["min"] * 60
             parts = [0, 0, 0]
         if parts[0] >= 24 or parts[1] >= 60 or parts[2] >= 60:
-            raise ValueError(f"{text!r} is not a walltime: a field is out of range")
+            raise ValueError(f"{quote(text)} is not a walltime: a field is out of range")
         if seconds <= 0:
-            raise ValueError(f"{text!r} is not a walltime: it must be longer than zero")
+            raise ValueError(f"{quote(text)} is not a walltime: it must be longer than zero")
         return cls(seconds)
 
     def __str__(self) -> str:
@@ -92,7 +94,7 @@ def _validate_walltime(value: Any) -> Walltime:
     if isinstance(value, str):
         return Walltime.parse(value)
     # an unquoted YAML number is ambiguous (minutes? seconds?), so it is refused
-    raise ValueError(f"{value!r} is not a walltime: {_WALLTIME_HELP}")
+    raise ValueError(f"{quote(value)} is not a walltime: {_WALLTIME_HELP}")
 
 
 _MEMORY_RE = re.compile(r"^(?P<n>\d{1,9})\s*(?P<unit>[KkMmGgTt])(?:i?[Bb])?$")
@@ -112,10 +114,10 @@ class Memory(int):
         """Parse a memory size string; raise ValueError with the accepted forms."""
         match = _MEMORY_RE.match(text.strip()) if isinstance(text, str) else None
         if match is None:
-            raise ValueError(f"{text!r} is not a memory size: {_MEMORY_HELP}")
+            raise ValueError(f"{quote(text)} is not a memory size: {_MEMORY_HELP}")
         size = int(match["n"]) * 1024 ** _UNITS[match["unit"].upper()]
         if size < 1024**2 or size % 1024**2:
-            raise ValueError(f"{text!r} is not a memory size: use whole megabytes or more")
+            raise ValueError(f"{quote(text)} is not a memory size: use whole megabytes or more")
         return cls(size)
 
     def _scaled(self) -> tuple[int, str]:
@@ -158,7 +160,7 @@ def _validate_memory(value: Any) -> Memory:
         return value
     if isinstance(value, str):
         return Memory.parse(value)
-    raise ValueError(f"{value!r} is not a memory size: {_MEMORY_HELP}")
+    raise ValueError(f"{quote(value)} is not a memory size: {_MEMORY_HELP}")
 
 
 def _grammar(pattern: str, what: str, hint: str, *, schema_pattern: bool = True) -> Any:
@@ -167,7 +169,7 @@ def _grammar(pattern: str, what: str, hint: str, *, schema_pattern: bool = True)
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
-            raise ValueError(f"{value!r} is not a valid {what}: {hint}")
+            raise ValueError(f"{quote(value)} is not a valid {what}: {hint}")
         return value
 
     schema: dict[str, Any] = {"type": "string"}
@@ -233,7 +235,7 @@ def _check_text(value: str) -> str:
     # str.isprintable() is False for newlines, tabs, NUL, escape and the Unicode line
     # and paragraph separators, so one value is always one line wherever it is written
     if not value.isprintable():
-        raise ValueError(f"{value!r} must be one line of printable characters")
+        raise ValueError(f"{quote(value)} must be one line of printable characters")
     return value
 
 

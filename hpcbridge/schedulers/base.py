@@ -24,7 +24,8 @@ A failed query is never turned into "job gone": ``classify_error`` tells an outa
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -34,6 +35,20 @@ from hpcbridge.jobs import JobInfo, JobState
 
 if TYPE_CHECKING:
     from hpcbridge.profiles.request import ValidatedRequest
+
+
+#: the job names the hub gives its own jobs, and the only ones it ever looks for
+SAFE_JOB_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def name_chunks(names: Sequence[str], size: int = 100) -> Iterator[list[str]]:
+    """``names`` (checked against :data:`SAFE_JOB_NAME`) in groups short enough for one
+    command line each."""
+    bad = [n for n in names if not SAFE_JOB_NAME.fullmatch(n)]
+    if bad:
+        raise ValueError(f"not job names of the hub: {bad[:3]!r}")
+    for start in range(0, len(names), size):
+        yield list(names[start:start + size])
 
 
 @dataclass(frozen=True)
@@ -242,12 +257,19 @@ class SchedulerDialect(Protocol):
         """Rows of ``user_jobs_command``; rows naming another owner are dropped."""
         ...
 
-    def active_jobs_command(self) -> Command:
-        """Every queued or running job of every user, with its name (for orphan sweeps)."""
+    #: True when ``active_jobs_commands`` has the scheduler print only jobs named
+    #: exactly one of the names asked for; False when the listing holds every job and
+    #: the client confirms each match with a query of that job alone
+    filters_job_names: bool
+
+    def active_jobs_commands(self, names: Sequence[str]) -> list[Command]:
+        """Queries for every queued or running job (of any user) named exactly one of
+        ``names`` (the hub's own names, :data:`SAFE_JOB_NAME`), for orphan sweeps."""
         ...
 
-    def parse_active_jobs(self, stdout: str) -> list[JobInfo]:
-        """Jobs with ``job_id``, ``user``, ``state`` and ``name`` set."""
+    def parse_active_jobs(self, stdout: str, names: Collection[str]) -> list[JobInfo]:
+        """Jobs with ``job_id``, ``user``, ``state`` and ``name`` set, whose name is one
+        of ``names``; anything else in the output is dropped."""
         ...
 
     def availability_command(self) -> Command | None:

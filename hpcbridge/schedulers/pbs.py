@@ -8,16 +8,19 @@ fixes its indentation, so a tab line in a PBS Pro block is a continuation.
 Facts this dialect is built on (DESIGN.md #11): the torque wrappers' ``qsub`` needs
 a script file (no stdin), their ``qstat`` has no ``-x`` (so no history: pass
 ``history=False``), and a ``qstat -f`` naming no existing job exits 153 silently.
-A ``Job_Name`` is printed as-is and could fake a ``Job Id:`` line; an id that appears
-twice is reported UNKNOWN rather than trusted. Where Slurm is the scheduler, prefer
+A ``Job_Name`` is printed as-is (the wrappers let it hold newlines) and could fake a
+``Job Id:`` line or an attribute line: an id that appears twice, or a block that names
+an attribute twice, is reported UNKNOWN rather than trusted, and the orphan listing
+(``qstat -f`` of every job, which cannot filter by name) only proposes jobs; the client
+confirms each with ``qstat -f`` of that one job, whose text only its owner wrote.
+Where Slurm is the scheduler, prefer
 :class:`~hpcbridge.schedulers.slurm.SlurmDialect` for status.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
@@ -39,6 +42,7 @@ from hpcbridge.schedulers.base import (
     PartitionInfo,
     QosLimits,
     UserJob,
+    name_chunks,
 )
 from hpcbridge.schedulers.textparse import (
     is_none,
@@ -66,6 +70,8 @@ _ACTIVE = {
     "E": (JobState.COMPLETING, None),
 }
 _FINISHED = frozenset({"F", "X", "C"})
+#: set in a block's attributes when one was named twice (no attribute name has a space)
+REPEATED = " repeated"
 
 #: PBS Pro exit statuses of jobs the server killed (JOB_EXEC_KILL_*)
 _KILLED_BY_LIMIT = {-29: JobState.TIMEOUT, -24: JobState.OUT_OF_MEMORY,
@@ -96,6 +102,8 @@ def parse_blocks(text: str, header: str) -> list[tuple[str, dict[str, str]]]:
         if m and indent in (None, m.group(1)):
             indent = m.group(1)
             last = m.group(2)
+            if last in attrs:
+                attrs[REPEATED] = last  # a value with a newline may fake an attribute
             attrs[last] = m.group(3).rstrip()
         elif last is not None:
             # PBS Pro continuation: a tab, then the rest of the value
@@ -128,6 +136,9 @@ def _time_left(attrs: dict[str, str]) -> timedelta | None:
 
 
 def job_info(job_id: str, attrs: dict[str, str]) -> JobInfo:
+    if REPEATED in attrs:
+        return JobInfo(job_id, JobState.UNKNOWN,
+                       reason=f"ambiguous qstat output: {attrs[REPEATED]} listed twice")
     code = attrs.get("job_state", "").strip()
     if code in _FINISHED:
         state, reason = _finished_state(attrs)
@@ -153,6 +164,7 @@ def job_info(job_id: str, attrs: dict[str, str]) -> JobInfo:
         start_time=parse_ctime(start),
         time_left=_time_left(attrs) if running else None,
         exit_code=parse_int(attrs.get("Exit_status", attrs.get("exit_status"))),
+        name=attrs.get("Job_Name"),
         extra={"pbs_state": code},
     )
 
@@ -359,15 +371,24 @@ class PbsDialect:
                        ) -> SchedulerError | PermissionDenied | None:
         return classify(operation, returncode, stderr)
 
-    def active_jobs_command(self) -> Command:
-        return Command(("qstat", "-f"))
+    #: qstat cannot filter by name: the client confirms each job this listing proposes
+    filters_job_names = False
 
-    def parse_active_jobs(self, stdout: str) -> list[JobInfo]:
+    def active_jobs_commands(self, names: Sequence[str]) -> list[Command]:
+        list(name_chunks(names))  # the same check of the names as everywhere
+        return [Command(("qstat", "-f"))]
+
+    def parse_active_jobs(self, stdout: str, names: Collection[str]) -> list[JobInfo]:
+        blocks = parse_blocks(stdout, "Job Id")
+        seen: dict[str, int] = {}
+        for shown, _ in blocks:
+            seen[_seq(shown)] = seen.get(_seq(shown), 0) + 1
         jobs = []
-        for shown, attrs in parse_blocks(stdout, "Job Id"):
+        for shown, attrs in blocks:
             info = job_info(shown, attrs)
-            if info.state.is_active:
-                jobs.append(dataclasses.replace(info, name=attrs.get("Job_Name")))
+            if (seen[_seq(shown)] == 1 and info.state.is_active
+                    and attrs.get("Job_Name") in names):
+                jobs.append(info)
         return jobs
 
     def availability_command(self) -> Command | None:

@@ -10,7 +10,7 @@ by admins) and times are printed.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
@@ -33,6 +33,7 @@ from hpcbridge.schedulers.base import (
     PartitionInfo,
     QosLimits,
     UserJob,
+    name_chunks,
 )
 from hpcbridge.schedulers.textparse import (
     expand_hostlist,
@@ -293,18 +294,23 @@ class SlurmDialect:
                        ) -> SchedulerError | PermissionDenied | None:
         return classify(operation, returncode, stderr)
 
-    def active_jobs_command(self) -> Command:
-        # the name is user-controlled: last, so it cannot shift the other fields
-        return Command(("squeue", "--noheader", "--all", "--array",
-                        ("--states=PENDING,RUNNING,SUSPENDED,REQUEUED,REQUEUE_HOLD,"
-                         "CONFIGURING,COMPLETING"),
-                        "--format=%A|%u|%T|%j"))
+    #: squeue filters by exact job name: every name it prints is one the hub asked for
+    filters_job_names = True
 
-    def parse_active_jobs(self, stdout: str) -> list[JobInfo]:
+    def active_jobs_commands(self, names: Sequence[str]) -> list[Command]:
+        # the names are the hub's own ([A-Za-z0-9_.-]); squeue prints only jobs named
+        # exactly one of them, so no printed name can hold a newline or a "|"
+        return [Command(("squeue", "--noheader", "--all", "--array",
+                         ("--states=PENDING,RUNNING,SUSPENDED,REQUEUED,REQUEUE_HOLD,"
+                          "CONFIGURING,COMPLETING"),
+                         f"--name={','.join(chunk)}", "--format=%A|%u|%T|%j"))
+                for chunk in name_chunks(names)]
+
+    def parse_active_jobs(self, stdout: str, names: Collection[str]) -> list[JobInfo]:
         jobs = []
         for line in stdout.splitlines():
-            fields = line.strip().split("|", 3)
-            if len(fields) == 4 and is_job_id(fields[0]):
+            fields = line.strip().split("|")
+            if len(fields) == 4 and is_job_id(fields[0]) and fields[3] in names:
                 jobs.append(JobInfo(job_id=fields[0], state=map_state(fields[2]),
                                     user=fields[1] or None, name=fields[3]))
         return jobs

@@ -12,6 +12,9 @@ answers on the same route, so batchspawner's single-user wrapper works unchanged
 - sets nothing on the spawner from the body: it resolves the spawner's own port future,
   and hands over the token the job proved to hold (after a re-attach it becomes the
   server's token again; see ``HpcSpawner.port_reported``).
+- reads at most :data:`MAX_BODY` bytes nested at most :data:`MAX_DEPTH` deep (413 / 400
+  otherwise, before the JSON parser sees it), and quotes at most a short prefix of a
+  bad value in its answer.
 
 :func:`hpcbridge.spawner.hubconfig.configure` installs it and removes batchspawner's
 handler from JupyterHub's route table if anything imported batchspawner.
@@ -25,19 +28,60 @@ import json
 from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
+from hpcbridge.errors import quote
 from hpcbridge.spawner.jobenv import token_digest
 
 ROUTE = r"/api/batchspawner"
+#: the callbacks' bodies are a few dozen bytes; anything near this is not one of them
+MAX_BODY = 4096
+#: {"port": N} and {"id": ..., "secret": ...} are one level deep
+MAX_DEPTH = 2
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deeply JSON arrays and objects nest in ``raw`` (brackets inside strings do not
+    count), without parsing it: a deep body must not reach the recursive parser."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def json_body(raw: bytes, max_bytes: int = MAX_BODY, max_depth: int = MAX_DEPTH) -> object:
+    """A small JSON body, or HTTP 413 (too long) / 400 (too deep, not JSON)."""
+    if len(raw) > max_bytes:
+        raise web.HTTPError(413, f"the body has {len(raw)} bytes; at most {max_bytes} "
+                                 "are accepted")
+    if nesting_depth(raw) > max_depth:
+        raise web.HTTPError(400, f"the body nests deeper than {max_depth} levels")
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:  # also UnicodeDecodeError
+        raise web.HTTPError(400, "the body is not JSON") from None
 
 
 def parse_port_body(body: object) -> int:
     """The port from a callback body; ValueError for anything but {"port": int}."""
     if not isinstance(body, dict) or set(body) != {"port"}:
-        keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+        keys = quote(sorted(body)) if isinstance(body, dict) else type(body).__name__
         raise ValueError(f"the body must be exactly {{\"port\": N}}, got {keys}")
     port = body["port"]
     if type(port) is not int or not 1024 <= port <= 65535:
-        raise ValueError(f"port must be an integer from 1024 to 65535, got {port!r}")
+        raise ValueError(f"port must be an integer from 1024 to 65535, got {quote(port)}")
     return port
 
 
@@ -49,8 +93,7 @@ class PortCallbackHandler(APIHandler):
         if user is None or not hasattr(user, "spawners"):
             raise web.HTTPError(403, "a server's API token is required")
         try:
-            body = json.loads(self.request.body or b"null")
-            port = parse_port_body(body)
+            port = parse_port_body(json_body(self.request.body))
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
         token = self.get_auth_token() or ""
@@ -117,7 +160,7 @@ class WarmPollHandler(web.RequestHandler):
         from hpcbridge.spawner import warm
 
         try:
-            warm_id, secret = parse_warm_body(json.loads(self.request.body or b"null"))
+            warm_id, secret = parse_warm_body(json_body(self.request.body))
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
         try:

@@ -13,11 +13,15 @@ reports its port with the token of the start that submitted it, which becomes th
 token again, so that its OAuth client matches (docs/architecture.md, "Re-attach"). It
 needs the scopes ``list:users``, ``read:users``, ``admin:server_state`` and ``servers``.
 
-Then it sweeps orphans: queued or running jobs named ``hpcb-nb-*`` (the prefix is
-reserved for notebook jobs; ``hpcb-nb.<tag>-*`` for a hub configured with a job tag, so
-that two hubs on one cluster leave each other's jobs alone) that no server of the hub
-refers to — e.g. a job whose
-submission returned while the hub was being killed — are cancelled, as their owner.
+Then it sweeps orphans: queued or running notebook jobs that no server of the hub refers
+to — e.g. a job whose submission returned while the hub was being killed — are
+cancelled, as their owner. The hub knows its users and their servers, so it knows the
+exact names its notebook jobs have (``hpcb-nb[.<tag>]-<user>[-<server>]``, letters,
+digits and ``_.-`` only; a job tag keeps two hubs on one cluster apart) and asks the
+scheduler for jobs of exactly those names. A job is an orphan only if its owner and name
+are a pair this hub would have produced, for a user the hub may act as
+(``hpcbridge/identity.py``), and no server refers to its id: a name another user chose
+(free text, newlines included) can neither add a record nor claim someone's job.
 """
 
 from __future__ import annotations
@@ -61,25 +65,40 @@ def list_users(session: requests.Session, api_url: str) -> list[dict]:
     return users.get("items", users) if isinstance(users, dict) else users
 
 
-async def sweep_orphans(site, users: list[dict], again, prefix: str = "hpcb-nb-") -> list[str]:
-    """Cancel this hub's notebook jobs (named ``prefix``*) that no server refers to;
-    ``again()`` re-reads the users after the scheduler query, so a job submitted meanwhile
-    is never taken for one."""
+def owned_jobs(users: list[dict], tag: str = "") -> set[tuple[str, str]]:
+    """(user, job name) of every notebook job this hub could have submitted: one per
+    server the hub knows (the default server always)."""
+    return {(user["name"], jobenv.job_name(user["name"], server, tag))
+            for user in users for server in {"", *(user.get("servers") or {})}}
+
+
+async def sweep_orphans(site, users: list[dict], again, tag: str = "") -> list[str]:
+    """Cancel this hub's notebook jobs that no server refers to; ``again()`` re-reads
+    the users after the scheduler query, so a job submitted meanwhile is never taken
+    for one."""
     cancelled = []
+    found = 0
     for name, cluster in site.profile.clusters.items():
         client = site.client(name)
-        identities = [cluster.status_user] if cluster.status_user else [u["name"] for u in users]
+        allowed = [u for u in users if await site.identity.allowed(name, u["name"])]
+        owned = owned_jobs(allowed, tag)
+        if cluster.status_user:
+            asks = [(cluster.status_user, {n for _, n in owned})]
+        else:  # one query per user, as that user, for her own names
+            asks = [(u["name"], {n for who, n in owned if who == u["name"]}) for u in allowed]
         jobs = []
-        for who in identities:
-            found = await client.active_jobs(as_user=who, name_prefix=prefix)
-            jobs += [j for j in found if cluster.status_user or j.user == who]
+        for who, names in asks:
+            jobs += await client.active_jobs(sorted(names), as_user=who)
+        found += len(jobs)
         known = referenced_jobs(users) | referenced_jobs(again())
         for job in jobs:
-            if job.job_id not in known and job.user:
+            if (job.user, job.name) in owned and job.job_id not in known:
                 log.warning("cancelling orphaned notebook job %s of %s (%s)", job.job_id,
                             job.user, job.name)
                 await client.cancel(job.user, [job.job_id])
                 cancelled.append(job.job_id)
+    log.info("orphan sweep done: %d notebook jobs of this hub queued or running, "
+             "%d cancelled", found, len(cancelled))
     return cancelled
 
 
@@ -100,9 +119,8 @@ def reattach_once(api_url: str, token: str) -> list[str]:
 
         async def sweep() -> list[str]:
             try:
-                prefix = jobenv.job_prefix(os.environ.get("HPCBRIDGE_JOB_TAG", ""))
                 return await sweep_orphans(site, users, lambda: list_users(session, api_url),
-                                           prefix)
+                                           os.environ.get("HPCBRIDGE_JOB_TAG", ""))
             finally:
                 await site.close()
 

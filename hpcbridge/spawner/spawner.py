@@ -26,7 +26,7 @@ from jupyterhub.spawner import Spawner
 from jupyterhub.utils import hash_token
 from sqlalchemy.orm import object_session
 from tornado import web
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from hpcbridge.errors import (
     HpcBridgeError,
@@ -37,7 +37,7 @@ from hpcbridge.errors import (
 )
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import JobRequest, render_script, validate_request
-from hpcbridge.spawner import form, jobenv, warm
+from hpcbridge.spawner import form, guard, jobenv, warm
 from hpcbridge.spawner.registry import site_for
 
 _STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "env_file")
@@ -83,6 +83,8 @@ class HpcSpawner(Spawner):
     #: JupyterHub's traitlet, re-set by port_reported() after a re-attach
     api_token: str
     job_id = Unicode(None, allow_none=True)
+    #: the options of the last job this server ran, put back when new ones are refused
+    accepted_options = Dict(None, allow_none=True)
     cluster = Unicode(None, allow_none=True)
     node = Unicode(None, allow_none=True)
     token_digest = Unicode(None, allow_none=True)
@@ -114,6 +116,12 @@ class HpcSpawner(Spawner):
     @default("options_form")
     def _default_options_form(self):
         return _options_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # start() checks options through the profile's gate; JupyterHub's fallback logs
+        # every key as sent (megabytes, for a hostile one)
+        return _options_checked_in_start
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -149,6 +157,8 @@ class HpcSpawner(Spawner):
                 state[key] = getattr(self, key)
         if self._detached:
             state["detached"] = True  # JupyterHub may rebuild this object before re-attach
+        if (accepted := guard.remember_options(self)) is not None:
+            state["accepted_options"] = accepted
         return state
 
     def load_state(self, state: dict) -> None:
@@ -156,6 +166,7 @@ class HpcSpawner(Spawner):
         for key in _STATE_KEYS:
             setattr(self, key, state.get(key))
         self._detached = bool(state.get("detached"))
+        self.accepted_options = state.get("accepted_options")  # type: ignore[assignment]
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -177,21 +188,26 @@ class HpcSpawner(Spawner):
     def options_from_form(self, formdata: dict) -> dict:
         return form.options_from_form(formdata)
 
-    def _validated(self, command: tuple[str, ...]):
+    async def _validated(self, command: tuple[str, ...]):
+        """The request of this start, checked by the profile's gate (400 and the last
+        accepted options put back when refused) and for its user's identity (403)."""
         try:
-            request = JobRequest.from_options(
+            request = validate_request(self.site.profile, JobRequest.from_options(
                 self.user_options or {}, user=self.user.name,
                 job_name=jobenv.job_name(self.user.name, self.name, self.job_tag),
-                command=command)
-            return validate_request(self.site.profile, request)
+                command=command))
         except RequestError as exc:
+            guard.restore_options(self)
             raise web.HTTPError(400, str(exc)) from None
+        await guard.check_identity(self.site, request.cluster, self.user.name)
+        return request
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> str:
         from hpcbridge.spawner.hubconfig import assert_safe_routes
 
         assert_safe_routes()
+        await guard.check_identity(self.site, self.cluster, self.user.name)
         loop = asyncio.get_running_loop()
         # ready for the port callback before the first await: a queued job may start now
         self._port = loop.create_future()
@@ -205,7 +221,7 @@ class HpcSpawner(Spawner):
             self._port = loop.create_future()
         self.reported_port = None
         self._stages = [("start", time.monotonic())]
-        request = self._validated(jobenv.launch_command("ENV_FILE"))
+        request = await self._validated(jobenv.launch_command("ENV_FILE"))
         self.cluster = request.cluster
         pool = warm.pool_for(self.site)
         job = pool.take(self.user.name, request) if pool.enabled else None
@@ -222,6 +238,8 @@ class HpcSpawner(Spawner):
             self.job_id = await self._client().submit(self.user.name, script)
         except (SubmitRefused, SchedulerUnavailable) as exc:
             await self._client().remove_file(self.user.name, env_file)
+            if isinstance(exc, SubmitRefused):
+                guard.restore_options(self)
             code = 400 if isinstance(exc, SubmitRefused) else 503
             raise web.HTTPError(code, f"the scheduler refused the job: {exc}") from None
         self.token_digest = jobenv.token_digest(self.api_token)
@@ -489,6 +507,9 @@ class HpcSpawner(Spawner):
     async def stop(self, now: bool = False) -> None:
         if not self.job_id:
             return
+        if refusal := guard.name_refused(self.site, self.cluster, self.user.name):
+            self.log.error("not stopping job %s: %s", self.job_id, refusal)  # never ours
+            return
         job_id = self.job_id
         self._unfollow()
         self._poller().untrack(job_id)
@@ -513,6 +534,10 @@ class HpcSpawner(Spawner):
             yield event
 
 
+def _options_checked_in_start(spawner: HpcSpawner, options: dict) -> None:
+    """Options are validated in :meth:`HpcSpawner.start`, on every path."""
+
+
 async def _listening(host: str, port: int, timeout: float, every: float = 0.05) -> bool:
     """Wait until the server accepts connections, so that JupyterHub's first check (which
     otherwise backs off for up to seconds between tries) finds it up. False on timeout:
@@ -531,6 +556,8 @@ async def _listening(host: str, port: int, timeout: float, every: float = 0.05) 
 
 async def _options_form(spawner: HpcSpawner) -> str:
     site, user = spawner.site, spawner.user.name
+    for name in site.profile.clusters:  # the form asks each cluster as her
+        await guard.check_identity(site, name, user)
     spawner.prewarm()  # the user is about to spawn: her warm jobs start while she chooses
     accounts = sorted({a for name in site.profile.clusters
                        for a in await site.user_accounts(name, user)})

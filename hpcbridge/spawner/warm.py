@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hpcbridge.errors import HpcBridgeError, RequestError
+from hpcbridge.errors import HpcBridgeError
 from hpcbridge.jobs import JobState
 from hpcbridge.profiles import JobRequest, render_script, validate_request
 from hpcbridge.profiles.request import ValidatedRequest
@@ -130,7 +130,9 @@ class WarmPool:
             request = validate_request(profile, JobRequest(
                 user=user, preset=preset, job_name=jobenv.warm_job_name(user, preset),
                 command=jobenv.launch_command("ENV_FILE", warm=True)))
-        except RequestError as exc:  # e.g. the preset's account is not hers
+            await self.site.identity.check(request.cluster, user)
+        except HpcBridgeError as exc:  # e.g. the preset's account is not hers, or she
+            # is a system account (hpcbridge/identity.py); RequestError is one too
             log.warning("warm pool: no %s job for %s: %s", preset, user, exc)
             return None
         secret = secrets.token_urlsafe(32)

@@ -90,8 +90,9 @@ def test_torque_wrapper_output() -> None:
 
 def test_forged_block_from_a_job_name_is_not_trusted() -> None:
     text = fx("torque_wrapper_forged_name.txt")
-    # alone, the forged block carries the forger's owner, which the poller checks
-    assert D.parse_status(text, ["301"])["301"].user == "mallory"
+    # alone, the forged block names job_state twice (the name's and the job's own)
+    alone = D.parse_status(text, ["301"])["301"]
+    assert alone.state is JobState.UNKNOWN and "job_state listed twice" in alone.reason
     # next to the genuine block, the id is ambiguous
     both = fx("torque_wrapper_qstat_f.txt") + text
     assert D.parse_status(both, ["301"])["301"].state is JobState.UNKNOWN
@@ -133,3 +134,29 @@ def test_wrapper_silent_153_means_not_found() -> None:
 def test_qsub_refusal_words() -> None:
     err = D.classify_error(Operation.SUBMIT, 1, fx("pbspro_qsub_limits.err"))
     assert err.user_message == "Job violates queue and/or server resource limits"
+
+
+def test_an_attribute_faked_by_a_name_makes_the_block_ambiguous() -> None:
+    text = ("Job Id:\t7\n\tJob_Name = x\n\tJob_Owner = bob@login\n"
+            "\tJob_Owner = alice@login\n\tjob_state = R\n")
+    info = D.parse_status(text, ["7"])["7"]
+    assert info.state is JobState.UNKNOWN and info.user is None
+
+
+def test_orphan_listing_proposes_only_hub_names_seen_once() -> None:
+    listing = ("Job Id:\t5\n\tJob_Name = hpcb-nb-bob\n\tJob_Owner = bob@login\n"
+               "\tjob_state = R\n"
+               "Job Id:\t6\n\tJob_Name = x\n"  # alice's job whose name fakes a block of 5
+               "Job Id:\t5\n\tJob_Name = hpcb-nb-bob\n\tJob_Owner = bob@login\n"
+               "\tjob_state = R\n"
+               "Job Id:\t8\n\tJob_Name = hpcb-nb-carol\n\tJob_Owner = carol@login\n"
+               "\tjob_state = Q\n"
+               "Job Id:\t9\n\tJob_Name = analysis\n\tJob_Owner = carol@login\n"
+               "\tjob_state = Q\n")
+    names = {"hpcb-nb-bob", "hpcb-nb-carol"}
+    jobs = D.parse_active_jobs(listing, names)
+    assert [(j.job_id, j.user, j.name) for j in jobs] == [("8", "carol", "hpcb-nb-carol")]
+    assert not D.filters_job_names  # the client confirms each with a query of that job
+    assert [c.argv for c in D.active_jobs_commands(sorted(names))] == [("qstat", "-f")]
+    with pytest.raises(ValueError):
+        D.active_jobs_commands(["x\ny"])

@@ -76,12 +76,14 @@ def test_detached_servers_and_referenced_jobs():
     assert referenced_jobs(users) == {"1", "2", "3"}
 
 
-def test_active_jobs_parsers_keep_hostile_names_whole():
-    jobs = SlurmDialect().parse_active_jobs("12|alice|RUNNING|hpcb-nb-alice|x\nbad line\n")
-    assert [(j.job_id, j.user, j.name) for j in jobs] == [("12", "alice", "hpcb-nb-alice|x")]
+def test_active_jobs_parsers_keep_only_the_names_asked_for():
+    names = {"hpcb-nb-alice", "hpcb-nb-bob"}
+    jobs = SlurmDialect().parse_active_jobs("12|alice|RUNNING|hpcb-nb-alice|x\nbad line\n"
+                                            "13|alice|RUNNING|hpcb-nb-alice\n", names)
+    assert [(j.job_id, j.user, j.name) for j in jobs] == [("13", "alice", "hpcb-nb-alice")]
     pbs = PbsDialect().parse_active_jobs(
         "Job Id: 7.server\n    Job_Name = hpcb-nb-bob\n    Job_Owner = bob@login\n"
-        "    job_state = Q\n")
+        "    job_state = Q\n", names)
     assert [(j.job_id, j.user, j.name) for j in pbs] == [("7.server", "bob", "hpcb-nb-bob")]
 
 

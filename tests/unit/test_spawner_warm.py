@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from hpcbridge.errors import IdentityRefused
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import JobRequest, load_bundled_profile, validate_request
 from hpcbridge.profiles.loader import load_profile_text
@@ -59,14 +60,25 @@ class Recorder:
             callback(SimpleNamespace(job_id=job_id, previous=None, current=info))
 
 
-def site(pool_settings: dict | None = WARM):
+class Identity:
+    """Refuses the names given, as hpcbridge/identity.py refuses system accounts."""
+
+    def __init__(self, refused: tuple[str, ...] = ()) -> None:
+        self.refused = set(refused)
+
+    async def check(self, cluster, user: str) -> None:
+        if user in self.refused:
+            raise IdentityRefused(f"the hub does not act as {user!r}: a system account")
+
+
+def site(pool_settings: dict | None = WARM, refused: tuple[str, ...] = ()):
     profile = load_bundled_profile("testbed", {})
     if pool_settings is not None:
         profile = profile.model_copy(update={"hub": profile.hub.model_copy(update={
             "warm_pool": type(profile.hub.warm_pool).model_validate(pool_settings)})})
     rec = Recorder()
     return SimpleNamespace(profile=profile, client=lambda name=None: rec,
-                           poller=lambda name=None: rec), rec
+                           poller=lambda name=None: rec, identity=Identity(refused)), rec
 
 
 def request(user: str, **options) -> object:
@@ -98,6 +110,15 @@ def test_fill_submits_per_user_jobs_as_the_user_with_a_private_secret_file():
     assert len(secret) >= 40 and secret not in script
     assert made[0].secret_digest != secret
     assert rec.tracked == {made[0].job_id: "alice"}
+
+
+def test_no_warm_job_for_a_refused_identity():
+    async def go():
+        s, rec = site(refused=("hpcbridge",))
+        return rec, await warm.WarmPool(s).fill("hpcbridge", "http://hub/hub/api")
+
+    rec, made = run(go())
+    assert made == [] and rec.scripts == [] and rec.files == {}
 
 
 def test_site_bound_and_disabled_pool():
