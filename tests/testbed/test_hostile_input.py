@@ -80,6 +80,8 @@ def test_a_forged_job_name_cannot_make_the_sweep_cancel_another_users_job(
     finally:
         testbed.login_exec("alice", ["scancel", alice_job])
         testbed.login_exec("bob", ["scancel", bob_batch])
+        hub.stop("bob")  # later tests start bob's server afresh
+        hub.wait_stopped("bob")
 
 
 @pytest.mark.parametrize("name, rule", [
