@@ -207,11 +207,11 @@ class HpcSpawner(Spawner):
         from hpcbridge.spawner.hubconfig import assert_safe_routes
 
         assert_safe_routes()
-        await guard.check_identity(self.site, self.cluster, self.user.name)
         loop = asyncio.get_running_loop()
         # ready for the port callback before the first await: a queued job may start now
         self._port = loop.create_future()
         self._detached = False
+        await guard.check_identity(self.site, self.cluster, self.user.name)
         if self.job_id:
             if await self._reattachable():
                 # the job reports its port with the token it holds; port_reported() makes
