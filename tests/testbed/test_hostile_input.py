@@ -11,7 +11,6 @@ import pytest
 import requests
 
 from tests.testbed.hubtools import squeue
-from tests.testbed.test_spawn_form_browser import browser  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.testbed
 
@@ -32,7 +31,7 @@ def _state_of(testbed, user: str, job_id: str) -> str:
     return out.decode().strip()
 
 
-def _open_in_browser(hub, browser, user: str) -> None:  # noqa: F811
+def _open_in_browser(hub, browser, user: str) -> None:
     """Log in as ``user`` and open her server's JupyterLab (OAuth included)."""
     page = browser.new_page()
     try:
@@ -48,7 +47,7 @@ def _open_in_browser(hub, browser, user: str) -> None:  # noqa: F811
 
 
 def test_a_forged_job_name_cannot_make_the_sweep_cancel_another_users_job(
-        hub, testbed, browser):  # noqa: F811
+        hub, testbed, browser):
     bob_job = _ready_server(hub, "bob", {"preset": "debug"})["state"]["job_id"]
     bob_batch = testbed.login_exec("bob", [
         "sbatch", "--parsable", "-J", "analysis", "-t", "5", "-c", "1", "--mem=100M",
