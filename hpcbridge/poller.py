@@ -10,6 +10,7 @@ While the scheduler cannot be asked, every tracked job becomes UNKNOWN and the p
 backs off exponentially (with jitter); nothing is ever reported finished because a
 query failed. ``track(..., wake=True)`` and ``wake()`` ask for a query now (coalesced:
 many wake-ups while a query runs cause one more query, at most one per ``min_gap``).
+All waiting goes through a :class:`Clock`, so that tests can run the loop in virtual time.
 """
 
 from __future__ import annotations
@@ -33,6 +34,33 @@ class StatusSource(Protocol):
 
     async def status(self, job_ids: Sequence[str], *, as_user: str | None = None
                      ) -> dict[str, JobInfo]: ...
+
+
+class Clock(Protocol):
+    """The poller's time: the event loop's by default, a virtual one in unit tests."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> None:
+        """Return when ``event`` is set or ``seconds`` have passed, whichever is first."""
+
+
+class MonotonicClock:
+    """Real time."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -61,8 +89,9 @@ class StatusPoller:
                  min_gap: float = 1.0, backoff_initial: float | None = None,
                  backoff_max: float = 600.0, query_as: str | None = None,
                  per_user: bool = False, forget_terminal: bool = True,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, clock: Clock | None = None) -> None:
         self.source = source
+        self.clock: Clock = clock or MonotonicClock()
         self.interval = interval
         self.jitter = jitter
         self.min_gap = min_gap
@@ -149,7 +178,7 @@ class StatusPoller:
 
     async def poll_once(self) -> None:
         """One round: query every tracked id, publish what changed."""
-        self._last_poll = time.monotonic()
+        self._last_poll = self.clock.now()
         failed = False
         for identity, ids in self._groups().items():
             self.queries += 1
@@ -191,13 +220,10 @@ class StatusPoller:
 
     async def _loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.next_delay())
-            except TimeoutError:
-                pass
-            gap = self._last_poll + self.min_gap - time.monotonic()
+            await self.clock.wait(self._wake, self.next_delay())
+            gap = self._last_poll + self.min_gap - self.clock.now()
             if gap > 0:
-                await asyncio.sleep(gap)
+                await self.clock.sleep(gap)
             self._wake.clear()
             await self.poll_once()
 

@@ -62,18 +62,21 @@ class RollingMixin:
     async def _roll_loop(self) -> None:
         while True:
             await asyncio.sleep(max(0.1, min(5.0, self._roll_after / 10)))
-            now = asyncio.get_running_loop().time()
-            for part, arrived in list(self._arrived.items()):
-                name, task = part
-                job = self.workers.get(name)  # type: ignore[attr-defined]
-                if job is None or part in self._rolling or (task is not None
-                                                            and task not in job.tasks):
-                    continue
-                if now - arrived >= self._roll_after:
-                    self._rolling.add(part)
-                    roll = asyncio.ensure_future(self._roll(part, job, arrived))
-                    self._roll_jobs.add(roll)
-                    roll.add_done_callback(self._roll_jobs.discard)
+            self._roll_due(asyncio.get_running_loop().time())
+
+    def _roll_due(self, now: float) -> None:
+        """Start replacing every worker (or array task) that has run ``roll_after``."""
+        for part, arrived in list(self._arrived.items()):
+            name, task = part
+            job = self.workers.get(name)  # type: ignore[attr-defined]
+            if job is None or part in self._rolling or (task is not None
+                                                        and task not in job.tasks):
+                continue
+            if now - arrived >= self._roll_after:
+                self._rolling.add(part)
+                roll = asyncio.ensure_future(self._roll(part, job, arrived))
+                self._roll_jobs.add(roll)
+                roll.add_done_callback(self._roll_jobs.discard)
 
     async def _roll(self, part: Part, job: Any, arrived: float) -> None:
         name, task = part

@@ -20,6 +20,8 @@ from hpcbridge.profiles import load_bundled_profile
 from hpcbridge.schedulers import SlurmDialect
 from hpcbridge.schedulers.base import Budget, QosLimits
 
+from .virtual_time import let_tasks_run
+
 PROFILE = load_bundled_profile("testbed", {})
 
 
@@ -95,8 +97,15 @@ async def settle(cluster, fake: FakeSlurm, rounds: int = 6) -> None:  # type: ig
     for _ in range(rounds):
         await cluster
         await cluster._poller.poll_once()
-        await asyncio.sleep(0.02)
+        await let_tasks_run()
     await cluster
+
+
+async def roll_now(cluster) -> None:  # type: ignore[no-untyped-def]
+    """One round of the rolling loop, awaited to its end, instead of waiting for the loop."""
+    cluster._roll_due(asyncio.get_running_loop().time())
+    assert cluster._roll_jobs, "nothing was due for replacement"
+    await asyncio.gather(*cluster._roll_jobs)
 
 
 @pytest.fixture
@@ -267,17 +276,13 @@ async def test_rolling_starts_a_successor_then_retires_the_old_job(make) -> None
     fake = FakeSlurm()
     cluster = await make(fake)
     cluster._roll_after, cluster._roll_deadline = 0.0, 0.5  # instead of minutes
-    await cluster._stop_rolling()
-    cluster._start_rolling()
+    await cluster._stop_rolling()  # the test runs its rounds: roll_now()
     await cluster.scale(1)
     await settle(cluster, fake)
     (entry,) = cluster.worker_spec
     old = fake.live()[0]
     cluster._worker_arrived((entry, None))  # the fake's workers never connect: say one did
-    for _ in range(40):
-        await asyncio.sleep(0.1)
-        if fake.states[old] is JobState.CANCELLED:
-            break
+    await roll_now(cluster)
     await settle(cluster, fake)
     assert fake.states[old] is JobState.CANCELLED
     assert len(fake.scripts) == 2 and len(fake.live()) == 1 and len(cluster.plan) == 1
@@ -288,13 +293,12 @@ async def test_rolling_without_room_keeps_the_job_until_it_ends(make) -> None:  
     fake = FakeSlurm(others=3)  # QOS normal: 4 jobs, 3 held elsewhere, 1 ours
     cluster = await make(fake)
     cluster._roll_after, cluster._roll_deadline = 0.0, 0.5
-    await cluster._stop_rolling()
-    cluster._start_rolling()
+    await cluster._stop_rolling()  # the test runs its rounds: roll_now()
     await cluster.scale(1)
     await settle(cluster, fake)
     (entry,) = cluster.worker_spec
     cluster._worker_arrived((entry, None))
-    await asyncio.sleep(1.5)
+    await roll_now(cluster)
     await settle(cluster, fake)
     assert len(fake.scripts) == 1 and entry in cluster.worker_spec
 
@@ -367,16 +371,12 @@ async def test_an_array_task_rolls_to_a_successor_job(make) -> None:  # type: ig
     fake = FakeSlurm()
     cluster = await make(fake, arrays=True, cores=1, memory="1G")
     cluster._roll_after, cluster._roll_deadline = 0.0, 0.5
-    await cluster._stop_rolling()
-    cluster._start_rolling()
+    await cluster._stop_rolling()  # the test runs its rounds: roll_now()
     await cluster.scale(2)
     await settle(cluster, fake)
     (entry,) = cluster.worker_spec
     cluster._worker_arrived((entry, 1))  # task 1's worker arrived (the fake's never do)
-    for _ in range(40):
-        await asyncio.sleep(0.1)
-        if fake.states["100_1"] is JobState.CANCELLED:
-            break
+    await roll_now(cluster)
     await settle(cluster, fake)
     assert fake.states["100_1"] is JobState.CANCELLED
     assert fake.states["100_0"] is JobState.PENDING  # the other task keeps running
@@ -389,13 +389,12 @@ async def test_an_array_task_without_room_is_replaced_when_it_ends(make) -> None
     fake = FakeSlurm(others=2)  # QOS normal: 4 jobs, 2 held elsewhere, 2 ours
     cluster = await make(fake, arrays=True, cores=1, memory="1G")
     cluster._roll_after, cluster._roll_deadline = 0.0, 0.5
-    await cluster._stop_rolling()
-    cluster._start_rolling()
+    await cluster._stop_rolling()  # the test runs its rounds: roll_now()
     await cluster.scale(2)
     await settle(cluster, fake)
     (entry,) = cluster.worker_spec
     cluster._worker_arrived((entry, 0))
-    await asyncio.sleep(1.0)
+    await roll_now(cluster)
     await settle(cluster, fake)
     assert len(fake.scripts) == 1  # no room for a successor: nothing submitted early
     fake.states["100_0"] = JobState.COMPLETED  # its worker retired and left

@@ -12,6 +12,8 @@ from hpcbridge.errors import SchedulerUnavailable
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.poller import StateChange, StatusPoller
 
+from .virtual_time import VirtualClock
+
 
 class AllRunning:
     """Every job asked about is running as its tracked owner; counts queries."""
@@ -56,13 +58,13 @@ class FinishesAfterOneRound(AllRunning):
 
 
 async def test_one_query_per_interval_for_100_jobs() -> None:
-    source = AllRunning()
-    poller = StatusPoller(source, interval=0.1, jitter=0.0, min_gap=0.0)
+    source, clock = AllRunning(), VirtualClock()
+    poller = StatusPoller(source, interval=0.1, jitter=0.0, min_gap=0.0, clock=clock)
     for n in range(100):
         poller.track(str(n), f"user{n % 7}", wake=False)
     async with poller:
-        await asyncio.sleep(0.55)
-    assert 3 <= len(source.calls) <= 6
+        await clock.advance(0.55)
+    assert len(source.calls) == 5  # at 0.1, 0.2, 0.3, 0.4 and 0.5 s
     assert all(len(ids) == 100 for ids, _ in source.calls)
     assert poller.queries == len(source.calls)
 
@@ -86,14 +88,22 @@ async def test_per_user_batches_where_the_site_hides_other_users_jobs() -> None:
 
 
 async def test_wake_queries_at_once_and_coalesces() -> None:
-    source = AllRunning()
-    poller = StatusPoller(source, interval=60.0, min_gap=0.05)
+    source, clock = AllRunning(), VirtualClock()
+    poller = StatusPoller(source, interval=60.0, min_gap=0.05, clock=clock)
     async with poller:
         for n in range(50):
             poller.track(str(n))  # each wakes the poller
-        await asyncio.sleep(0.3)
-    assert 1 <= len(source.calls) <= 2
-    assert sorted(source.calls[-1][0], key=int) == [str(n) for n in range(50)]
+        await clock.advance(0)
+        assert len(source.calls) == 1  # at once, one query for all 50
+        assert sorted(source.calls[0][0], key=int) == [str(n) for n in range(50)]
+        for _ in range(10):
+            poller.wake()
+        await clock.advance(0.04)
+        assert len(source.calls) == 1  # not before min_gap has passed
+        await clock.advance(0.01)
+        assert len(source.calls) == 2  # ten wake-ups, one more query
+        await clock.advance(30)
+        assert len(source.calls) == 2
 
 
 async def test_outage_makes_states_unknown_never_gone_then_recovers() -> None:
@@ -131,14 +141,18 @@ def test_backoff_doubles_up_to_a_cap_with_jitter() -> None:
 
 
 async def test_poller_backs_off_while_the_controller_is_down() -> None:
-    source = ControllerDown()
+    source, clock = ControllerDown(), VirtualClock()
     poller = StatusPoller(source, interval=0.02, jitter=0.0, min_gap=0.0,
-                          backoff_initial=0.05, backoff_max=10.0)
+                          backoff_initial=0.05, backoff_max=10.0, clock=clock)
     poller.track("1", wake=False)
+    counts = []
     async with poller:
-        await asyncio.sleep(0.5)
-    # without backoff ~25 queries; with 0.05, 0.1, 0.2, 0.4 ... at most a handful
-    assert 2 <= len(source.calls) <= 5
+        # queries at 0.02 s, then 0.05, 0.1, 0.2 s later: 0.07, 0.17, 0.37 s
+        for at in (0.01, 0.03, 0.08, 0.18, 0.36, 0.38):
+            await clock.advance(at - clock.now())
+            counts.append(len(source.calls))
+    # without backoff there would be one every 0.02 s: 18 by 0.37 s
+    assert counts == [0, 1, 2, 3, 3, 4]
 
 
 async def test_terminal_jobs_are_published_then_forgotten() -> None:

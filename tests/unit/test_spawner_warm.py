@@ -172,7 +172,7 @@ def test_long_poll_needs_the_secret_and_hands_over_the_environment():
             await pool.wait_for_owner("nope", secret)
         assert await pool.wait_for_owner(job.warm_id, secret, hold=0.01) is None
         waiting = asyncio.ensure_future(pool.wait_for_owner(job.warm_id, secret, hold=5))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the poll starts and waits
         assert job.connected
         taken = pool.take("alice", request("alice", preset="debug"))
         pool.hand_over(taken, {"JUPYTERHUB_API_TOKEN": "tok"})
@@ -188,7 +188,7 @@ def test_a_warm_job_that_ends_leaves_the_pool_and_its_poll_is_told_to_stop():
     async def go():
         pool, rec, job, secret = await one_warm_job("alice")
         waiting = asyncio.ensure_future(pool.wait_for_owner(job.warm_id, secret, hold=5))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the poll starts and waits
         rec.end(job.job_id, JobState.TIMEOUT)
         with pytest.raises(warm.UnknownWarmJob):
             await waiting
