@@ -14,6 +14,8 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.clusters import HpcPbsCluster, HpcSlurmCluster
 from hpcbridge.dask.job import WorkerContext
 from hpcbridge.dask.limits import ProfileCaps, WorkerShape, lifetime_options
+from hpcbridge.errors import IdentityRefused
+from hpcbridge.identity import hub_accounts, name_refusal
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import (
     JobRequest,
@@ -98,6 +100,14 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
     req, processes = worker_request(profile, user, name, **job_overrides)
     if req.cores % processes:
         raise ValueError(f"{req.cores} cores do not split into {processes} processes")
+    if site is not None:
+        # through a site's transport (sudo, ssh): never as a system or service account;
+        # as oneself (the process's own account) it is what a notebook does anyway
+        config = profile.clusters[req.cluster]
+        refusal = name_refusal(req.cluster, config, user,
+                               hub_accounts(config) - {getpass.getuser()})
+        if refusal:
+            raise IdentityRefused(f"no Dask workers as {user!r}: {refusal}")
     if client is None:
         client = site.client(req.cluster) if site is not None else \
             SchedulerClient.on_this_machine(dialect_of(profile.clusters[req.cluster]))

@@ -282,3 +282,12 @@ def test_refused_options_give_way_to_the_last_accepted_ones() -> None:
                             orm_spawner=None)
     guard.restore_options(fresh)
     assert fresh.user_options == {}
+
+
+def test_no_dask_workers_as_a_service_account_through_a_site() -> None:
+    from hpcbridge.dask.build import cluster
+
+    profile = load_bundled_profile("testbed", {})
+    for user in ("hpcbridge", "root", "nobody"):
+        with pytest.raises(IdentityRefused):
+            cluster(profile, site=object(), user=user)  # refused before the site is used
