@@ -2,10 +2,11 @@
 
 Topology (shared design, "Testbed topology"): ``db`` (MariaDB + slurmdbd), ``ctl``
 (slurmctld), ``login`` (sshd, Slurm client, torque wrappers) and ``c1..cN`` (slurmd), on a
-network of their own, sharing ``/home``; ``/home/dave`` (config.SMALL_HOME_USER) is a
-small tmpfs of its own, shared the same way, for disk-full faults. Containers are found
-again by name, so every command (``up``, ``status``, ``exec``, ``down``) works from a
-fresh process.
+network of their own, sharing ``/home``, on one of the Slurm generations of generations.py
+(22.05 on Debian bookworm by default, 24.11 on trixie); ``/home/dave``
+(config.SMALL_HOME_USER) is a small tmpfs of its own, shared the same way, for disk-full
+faults. Containers are found again by name, so every command (``up``, ``status``,
+``exec``, ``down``) works from a fresh process.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from hpcbridge.errors import TestbedError
 
-from . import config, images
+from . import config, generations, images
 from . import engine as engines
 from .engine import REPO, Engine
 
@@ -72,6 +73,10 @@ class TestbedInfo:
     containers: dict[str, str] = field(default_factory=dict)
     #: the checkout mounted at /opt/hpcbridge/src (a testbed of another checkout is not reused)
     src: str = str(REPO)
+    #: the Slurm generation it runs (generations.GENERATIONS) and the exact version
+    #: its login node's ``sinfo --version`` printed at start
+    slurm: str = generations.DEFAULT
+    slurm_version: str = ""
 
 
 class Testbed:
@@ -81,8 +86,11 @@ class Testbed:
 
     def __init__(self, state_dir: Path | None = None,
                  progress: Callable[[str], None] = _stderr_progress,
-                 name: str | None = None) -> None:
+                 name: str | None = None, slurm: str | None = None) -> None:
         self.name = name or testbed_name()
+        #: the generation `up` starts (and reuses only if running): ``slurm``, else
+        #: HPCBRIDGE_TESTBED_SLURM, else the default; exec/status/down work on any
+        self.generation = generations.get(slurm)
         self.state_dir = state_dir or default_state_dir(self.name)
         #: images and the engine's API socket are shared by every testbed of this machine
         self.shared_dir = self.state_dir.parent
@@ -150,8 +158,9 @@ class Testbed:
         """Run argv in a container (as root or as user), no shell involved."""
         opts = ["exec", "-i"]
         if user:
-            opts += ["--user", user, "--workdir", f"/home/{user}",
-                     "--env", f"HOME=/home/{user}", "--env", f"USER={user}"]
+            home = config.home_of(user)
+            opts += ["--user", user, "--workdir", home,
+                     "--env", f"HOME={home}", "--env", f"USER={user}"]
         for key, value in (env or {}).items():
             opts += ["--env", f"{key}={value}"]
         proc = self.engine.run(*opts, self.container_name(role), *argv,
@@ -192,21 +201,23 @@ class Testbed:
         if existing:
             if self.reusable() and self._images_current():
                 info = self.info()
-                self.progress(f"already up with {len(info.nodes)} nodes; reusing it")
+                self.progress(f"already up with {len(info.nodes)} nodes (Slurm "
+                              f"{info.slurm_version or info.slurm}); reusing it")
                 return info
-            self.progress("a broken, half-started, out-of-date (containers/ changed) or "
-                          "other checkout's testbed exists; removing it first")
+            self.progress("a broken, half-started, out-of-date (containers/ changed), other "
+                          "generation's or other checkout's testbed exists; removing it first")
             self._down()
         started = time.monotonic()
-        refs = images.ensure_images(self.engine, self.shared_dir / "build", self.progress)
+        refs = images.ensure_images(self.engine, self.generation, self.shared_dir / "build",
+                                    self.progress)
         try:
             info = self._start(refs, nodes)
         except BaseException as exc:
             self._report_failure(exc)
             self._down(quiet=True)
             raise
-        self.progress(f"up: {len(info.nodes)} compute nodes idle in "
-                      f"{time.monotonic() - started:.1f} s")
+        self.progress(f"up: Slurm {info.slurm_version}, {len(info.nodes)} compute nodes idle "
+                      f"in {time.monotonic() - started:.1f} s")
         return info
 
     def _start(self, refs: dict[str, str], nodes: int) -> TestbedInfo:
@@ -214,7 +225,7 @@ class Testbed:
 
         etc = self.state_dir / "etc"
         shutil.rmtree(etc, ignore_errors=True)
-        hub = config.write_run_config(etc, self.hub_key, nodes)
+        hub = config.write_run_config(etc, self.hub_key, nodes, self.generation)
         self._testcontainers_env()
 
         client = self.engine.docker_client()
@@ -242,6 +253,7 @@ class Testbed:
         self._wait("all nodes idle", lambda: self._nodes_idle(names), 90)
 
         info = self._collect_info(names, etc, self.hub_key, hub.public_line)
+        info.slurm_version = self.slurm_version() or ""
         self._wait("sshd on login", lambda: self._ssh_ready(), 30)
         self.state_file.write_text(json.dumps(asdict(info), indent=2))
         return info
@@ -251,12 +263,15 @@ class Testbed:
                            if k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")})
 
     def _run_container(self, image: str, name: str, network, etc: Path,
-                       role: str | None = None, ip: str | None = None) -> None:
+                       role: str | None = None, ip: str | None = None,
+                       generation: generations.Generation | None = None) -> None:
         from docker import version  # type: ignore[import-untyped]
         from docker.types import EndpointConfig  # type: ignore[import-untyped]
         from testcontainers.core.container import DockerContainer
 
         kwargs: dict = {"hostname": name, "labels": self._labels(name), "detach": True}
+        if role == "compute":  # a rerun node: its testbed's generation, not this object's
+            kwargs["cap_add"] = config.compute_capabilities(generation or self.generation)
         if ip:  # a node brought back keeps its address, as a rebooted machine would
             kwargs["networking_config"] = {network.name: EndpointConfig(
                 version.__version__, aliases=[name], ipv4_address=ip)}
@@ -284,7 +299,8 @@ class Testbed:
             self.container_name("ctl")).attrs["Config"]["Image"]
         network = Network()
         network.name = self.network_name
-        self._run_container(image, name, network, self.state_dir / "etc", role="compute", ip=ip)
+        self._run_container(image, name, network, self.state_dir / "etc", role="compute", ip=ip,
+                            generation=generations.get(self.info().slurm))
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -296,7 +312,10 @@ class Testbed:
 
     def _node_states(self) -> dict[str, str] | None:
         """Node -> Slurm state as the login node's sinfo says; None if it cannot say."""
-        proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %T"], timeout=20)
+        try:
+            proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %T"], timeout=20)
+        except subprocess.TimeoutExpired:  # a controller still starting on a busy machine
+            return None
         if proc.returncode != 0:
             return None
         return dict(line.split() for line in proc.stdout.decode().splitlines() if line)
@@ -304,6 +323,12 @@ class Testbed:
     def _nodes_idle(self, names: list[str]) -> bool:
         states = self._node_states() or {}
         return all(states.get(n) == "idle" for n in names)
+
+    def slurm_version(self) -> str | None:
+        """The running Slurm's version ("24.11.5") as the login node's sinfo says."""
+        proc = self.exec("login", ["sinfo", "--version"], timeout=20)
+        words = proc.stdout.decode().split()
+        return words[-1] if proc.returncode == 0 and words else None
 
     def _ssh_ready(self) -> bool:
         proc = self.exec("login", ["ss", "-Hltn", "sport", "=", ":22"], timeout=10)
@@ -325,6 +350,7 @@ class Testbed:
         return TestbedInfo(
             nodes=names, login_ip=ips["login"], ssh_port=22, gateway_ip=gateway,
             hub_key=str(hub_key), known_hosts=str(known_hosts), containers=ips,
+            slurm=self.generation.slurm,
         )
 
     def _report_failure(self, exc: BaseException) -> None:
@@ -350,17 +376,18 @@ class Testbed:
 
     # -- status / down -------------------------------------------------------------------
     def reusable(self) -> bool:
-        """Up, answering, and running this checkout's code."""
+        """Up, answering, running this checkout's code on this object's generation."""
         try:
             info = self.info()
-            return info.src == str(REPO) and self._nodes_idle_or_busy(info.nodes)
+            return (info.src == str(REPO) and info.slurm == self.generation.slurm
+                    and self._nodes_idle_or_busy(info.nodes))
         except TestbedError:
             return False
 
     def _images_current(self) -> bool:
         """Do ctl and db run the images the checkout's Containerfiles make now? (A testbed
         started before a change of containers/ lacks what the tests expect.)"""
-        refs = images.image_refs(self.engine)
+        refs = images.image_refs(self.engine, self.generation)
         running = {c.labels.get(LABEL): c.attrs["Config"]["Image"] for c in self._containers()}
         return running.get("ctl") == refs["slurm"] and running.get("db") == refs["db"]
 
@@ -377,6 +404,8 @@ class Testbed:
             out["testbed"] = asdict(self.info())
         except TestbedError:
             return out
+        out["slurm_generation"] = out["testbed"]["slurm"]
+        out["slurm_version"] = self.slurm_version()
         proc = self.exec("login", ["sinfo", "-h", "-N", "-o", "%N %P %T %C"], timeout=20)
         if proc.returncode == 0:
             out["up"] = True

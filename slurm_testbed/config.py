@@ -15,6 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .generations import DEFAULT, GENERATIONS, Generation
+
 CLUSTER = "tb"
 USERS = {"alice": "proj_a", "bob": "proj_a", "carol": "proj_b"}
 #: a user whose home is a tiny filesystem of its own, shared by login and compute nodes,
@@ -39,6 +41,25 @@ PARTITIONS = {
 }
 
 
+#: homes that are not /home/NAME (`testbed exec --user root` starts in root's own)
+SYSTEM_HOMES = {"root": "/root", "hpcbridge": "/var/lib/hpcbridge"}
+
+
+def home_of(user: str) -> str:
+    return SYSTEM_HOMES.get(user, f"/home/{user}")
+
+
+def compute_capabilities(gen: Generation) -> list[str]:
+    """Capabilities a compute node's container adds to the engine's default set.
+
+    Slurm 24.11's slurmd loads a user's login environment (``--export=NONE``, which
+    our scripts use) in a child it clones into new namespaces; without CAP_SYS_ADMIN
+    that clone fails and slurmd exits (``fatal: clone: Operation not permitted``).
+    A real node's slurmd runs as root with every capability.
+    """
+    return ["SYS_ADMIN"] if gen.slurm != "22.05" else []
+
+
 def node_names(nodes: int) -> list[str]:
     return [f"c{i}" for i in range(1, nodes + 1)]
 
@@ -47,7 +68,8 @@ def gpu_node(nodes: int) -> str:
     return node_names(nodes)[-1]
 
 
-def slurm_conf(nodes: int) -> str:
+def slurm_conf(nodes: int, gen: Generation | None = None) -> str:
+    gen = gen or GENERATIONS[DEFAULT]
     names = node_names(nodes)
     gpu = gpu_node(nodes)
     node_line = (
@@ -100,6 +122,9 @@ def slurm_conf(nodes: int) -> str:
         "MessageTimeout=10",
         "UnkillableStepTimeout=30",
     ]
+    overrides = _generation_settings(gen)
+    lines = [line for line in lines if line.split("=", 1)[0] not in overrides]
+    lines += [f"{key}={value}" for key, value in overrides.items()]
     for name in names:
         gres = f" Gres=gpu:fake:{GPUS_ON_GPU_NODE}" if name == gpu else ""
         lines.append(f"NodeName={name} {node_line}{gres}")
@@ -111,6 +136,18 @@ def slurm_conf(nodes: int) -> str:
             f"DefaultTime={default_time} State=UP"
         )
     return "\n".join(lines) + "\n"
+
+
+def _generation_settings(gen: Generation) -> dict[str, str]:
+    """Settings a generation adds or changes (docs/testbed.md, "Slurm generations")."""
+    if gen.slurm == "22.05":
+        return {}
+    return {
+        # 24.11 checks at start that MailProg exists (no mail on the testbed)
+        "MailProg": "/bin/true",
+        # 24.11 logs an error unless UnkillableStepTimeout >= 5 x MessageTimeout
+        "UnkillableStepTimeout": "60",
+    }
 
 
 def gres_conf(nodes: int) -> str:
@@ -194,13 +231,14 @@ def write_ed25519(path: Path, comment: str) -> KeyPair:
     return KeyPair(path, line)
 
 
-def write_run_config(etc_dir: Path, hub_key: Path, nodes: int) -> KeyPair:
+def write_run_config(etc_dir: Path, hub_key: Path, nodes: int,
+                     gen: Generation | None = None) -> KeyPair:
     """Write /etc/testbed's content into etc_dir and the hub's SSH key to hub_key.
 
     The hub's private key stays outside etc_dir: etc_dir is mounted into every container.
     """
     (etc_dir / "slurm").mkdir(parents=True, exist_ok=True)
-    (etc_dir / "slurm" / "slurm.conf").write_text(slurm_conf(nodes))
+    (etc_dir / "slurm" / "slurm.conf").write_text(slurm_conf(nodes, gen))
     (etc_dir / "slurm" / "gres.conf").write_text(gres_conf(nodes))
     (etc_dir / "slurm" / "slurmdbd.conf").write_text(slurmdbd_conf())
     (etc_dir / "gpu").mkdir(exist_ok=True)

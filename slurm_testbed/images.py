@@ -3,11 +3,13 @@
 Each tag is a content hash of the image's build inputs (its Containerfile folder and the
 tag of the image it starts from), so ``testbed up`` rebuilds only what changed.
 
-With no container registry, the Debian base is a ``debootstrap`` of bookworm imported
-into the engine; where a registry exists (``HPCBRIDGE_BASE_IMAGE=debian:bookworm``) the same
-Containerfiles start from the official image. Python wheels for the nodes are fetched by
-pip on the host (which knows the site's index and proxy) so no build step needs network
-beyond the Debian mirror.
+Each Slurm generation (generations.py) has its own set: with no container registry, the
+Debian base is a ``debootstrap`` of the generation's suite (bookworm, trixie) imported into
+the engine; where a registry exists (``HPCBRIDGE_BASE_IMAGE=debian:bookworm``,
+``HPCBRIDGE_BASE_IMAGE_TRIXIE=debian:trixie``) the same Containerfiles start from the
+official image. Python wheels for the nodes' Python version are fetched by pip on the host
+(which knows the site's index and proxy) so no build step needs network beyond the Debian
+mirror.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from pathlib import Path
 from hpcbridge.errors import TestbedError
 
 from .engine import REPO, Engine
+from .generations import Generation
 
 CONTAINERS = REPO / "containers"
-SUITE = "bookworm"
 Progress = Callable[[str], None]
 #: the mirror URI of a one-line ("deb [opts] URI") or deb822 ("URIs: URI") apt source
 DEBIAN_SOURCE_URI = r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s"
@@ -70,34 +72,40 @@ def debian_mirror() -> str:
             return m.group(1)
     raise TestbedError(
         "no Debian mirror found in the apt sources; set HPCBRIDGE_DEBIAN_MIRROR "
-        "(e.g. the http URL of a Debian mirror) or HPCBRIDGE_BASE_IMAGE=debian:bookworm"
+        "(e.g. the http URL of a Debian mirror) or HPCBRIDGE_BASE_IMAGE=debian:bookworm "
+        "(HPCBRIDGE_BASE_IMAGE_TRIXIE=debian:trixie for Slurm 24.11)"
     )
 
 
-def bookworm_ref(engine: Engine) -> str:
-    """The image every testbed image starts from (its name; it may not exist yet)."""
-    if os.environ.get("HPCBRIDGE_BASE_IMAGE"):
-        return os.environ["HPCBRIDGE_BASE_IMAGE"]
-    return image_name(engine, "bookworm", _hash_tree(SUITE, debian_mirror(), "minbase-v1"))
+def _base_image_variable(gen: Generation) -> str:
+    # bookworm's keeps its first name: HPCBRIDGE_BASE_IMAGE
+    return "HPCBRIDGE_BASE_IMAGE" + ("" if gen.suite == "bookworm" else "_" + gen.suite.upper())
 
 
-def ensure_bookworm(engine: Engine, cache: Path, progress: Progress) -> str:
-    """The image every testbed image starts from, imported from debootstrap if missing."""
-    ref = bookworm_ref(engine)
-    if os.environ.get("HPCBRIDGE_BASE_IMAGE") or image_exists(engine, ref):
+def suite_ref(engine: Engine, gen: Generation) -> str:
+    """The image every image of a generation starts from (its name; it may not exist yet)."""
+    if os.environ.get(_base_image_variable(gen)):
+        return os.environ[_base_image_variable(gen)]
+    return image_name(engine, gen.suite, _hash_tree(gen.suite, debian_mirror(), "minbase-v1"))
+
+
+def ensure_suite(engine: Engine, gen: Generation, cache: Path, progress: Progress) -> str:
+    """The image every image of a generation starts from, from debootstrap if missing."""
+    ref = suite_ref(engine, gen)
+    if os.environ.get(_base_image_variable(gen)) or image_exists(engine, ref):
         return ref
     mirror = debian_mirror()
     if not shutil.which("debootstrap"):
         raise TestbedError(
             "no base image: install debootstrap (apt-get install debootstrap) or set "
-            "HPCBRIDGE_BASE_IMAGE=debian:bookworm where a registry is reachable"
+            f"{_base_image_variable(gen)}=debian:{gen.suite} where a registry is reachable"
         )
-    progress(f"debootstrap {SUITE} from the configured Debian mirror (about a minute)")
+    progress(f"debootstrap {gen.suite} from the configured Debian mirror (about a minute)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         rootfs = Path(tmp) / "rootfs"
         proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
+            ["debootstrap", "--variant=minbase", gen.suite, str(rootfs), mirror],
             capture_output=True, check=False,
         )
         if proc.returncode != 0:
@@ -110,16 +118,18 @@ def ensure_bookworm(engine: Engine, cache: Path, progress: Progress) -> str:
     return ref
 
 
-def fetch_wheels(requirements: Path, dest: Path, progress: Progress) -> None:
-    """Download cp311 manylinux wheels for the nodes' Python (Debian bookworm's 3.11)."""
+def fetch_wheels(requirements: Path, dest: Path, python: str, progress: Progress) -> None:
+    """Download manylinux wheels for the nodes' Python (the suite's own: 3.11 on bookworm,
+    3.13 on trixie). Every platform tag listed needs a glibc older than either suite's."""
     if dest.exists() and any(dest.iterdir()):
         return
-    progress("downloading Python wheels for the compute nodes")
+    progress(f"downloading Python {python} wheels for the compute nodes")
+    abi = "cp" + python.replace(".", "")
     tmp = dest.with_name(dest.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     argv = [
         sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-        "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+        "--python-version", python, "--implementation", "cp", "--abi", abi,
         "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
         "--platform", "manylinux_2_17_x86_64", "--platform", "any",
         "-d", str(tmp), "-r", str(requirements),
@@ -151,30 +161,32 @@ def _build(engine: Engine, ref: str, context: Path, base: str, progress: Progres
     progress(f"built {ref} in {time.monotonic() - started:.0f} s")
 
 
-def image_refs(engine: Engine, bookworm: str | None = None) -> dict[str, str]:
-    """Image name -> reference (content-hash tag) for the checkout's Containerfiles:
-    ``bookworm``, ``base``, ``slurm`` and ``db``. Builds nothing."""
-    bookworm = bookworm or bookworm_ref(engine)
-    base = image_name(engine, "base", _hash_tree(bookworm, CONTAINERS / "base"))
+def image_refs(engine: Engine, gen: Generation, suite: str | None = None) -> dict[str, str]:
+    """Image name -> reference (content-hash tag) for the checkout's Containerfiles on a
+    generation: ``suite``, ``base``, ``slurm`` and ``db``. Builds nothing."""
+    suite = suite or suite_ref(engine, gen)
+    base = image_name(engine, "base", _hash_tree(suite, CONTAINERS / "base"))
     slurm = image_name(engine, "slurm", _hash_tree(base, CONTAINERS / "slurm"))
     db = image_name(engine, "db", _hash_tree(slurm, CONTAINERS / "db"))
-    return {"bookworm": bookworm, "base": base, "slurm": slurm, "db": db}
+    return {"suite": suite, "base": base, "slurm": slurm, "db": db}
 
 
-def ensure_images(engine: Engine, cache: Path, progress: Progress) -> dict[str, str]:
-    """Build (or reuse) base, slurm and db images; return role -> image reference."""
+def ensure_images(engine: Engine, gen: Generation, cache: Path,
+                  progress: Progress) -> dict[str, str]:
+    """Build (or reuse) a generation's base, slurm and db images; role -> reference."""
     cache.mkdir(parents=True, exist_ok=True)
-    refs = image_refs(engine, ensure_bookworm(engine, cache, progress))
-    bookworm, base, slurm, db = refs["bookworm"], refs["base"], refs["slurm"], refs["db"]
+    refs = image_refs(engine, gen, ensure_suite(engine, gen, cache, progress))
+    suite, base, slurm, db = refs["suite"], refs["base"], refs["slurm"], refs["db"]
 
     if not image_exists(engine, base):
-        _build(engine, base, CONTAINERS / "base", bookworm, progress)
+        _build(engine, base, CONTAINERS / "base", suite, progress)
 
     slurm_dir = CONTAINERS / "slurm"
     if not image_exists(engine, slurm):
-        # keyed by the requirements' text: a changed list fetches its wheels again
-        wheels = cache / "wheels" / _hash_tree((slurm_dir / "requirements.txt").read_text())
-        fetch_wheels(slurm_dir / "requirements.txt", wheels, progress)
+        # keyed by the requirements' text and the Python: a change fetches wheels again
+        requirements = (slurm_dir / "requirements.txt").read_text()
+        wheels = cache / "wheels" / _hash_tree(requirements, gen.python)
+        fetch_wheels(slurm_dir / "requirements.txt", wheels, gen.python, progress)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             ctx = Path(tmp) / "ctx"
             shutil.copytree(slurm_dir, ctx)

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--site", default="", help="site profile; default: the bundled testbed")
     up.add_argument("--hub-ip", default="", help="address compute nodes reach the hub at "
                     "(with --site; default: from the profile's hub.connect_url)")
+    from hpcbridge.cli.testbed import add_slurm_option
+
+    add_slurm_option(up)
     up.set_defaults(func=_up)
     st = sub.add_parser("status", help="hub URL, admin token, test users")
     st.add_argument("--json", action="store_true")
@@ -41,7 +44,7 @@ def _up(args: argparse.Namespace) -> int:
             from slurm_testbed import config as tbconfig
             from slurm_testbed.cluster import Testbed
 
-            tb = Testbed()
+            tb = Testbed(slurm=args.slurm)
             tb.up()
             st = Hub().up_on_testbed(tb, users=list(tbconfig.USERS))
     except HpcBridgeError as exc:

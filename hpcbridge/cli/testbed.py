@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     up = tsub.add_parser("up", help="build images if needed and start the cluster")
     up.add_argument("--nodes", type=int, default=3, help="compute nodes (default 3)")
+    add_slurm_option(up)
     up.set_defaults(func=_up)
 
     down = tsub.add_parser("down", help="stop and remove containers, network and volumes")
@@ -26,15 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=_status)
 
     ex = tsub.add_parser("exec", help="run a command on the login node as a user")
-    ex.add_argument("--user", required=True, help="alice, bob or carol")
+    ex.add_argument("--user", required=True, help="alice, bob, carol, hpcbridge or root")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     ex.set_defaults(func=_exec)
 
 
-def _testbed():
+def add_slurm_option(parser: argparse.ArgumentParser) -> None:
+    # checked by slurm_testbed.generations when used: registering imports no testbed code
+    parser.add_argument(
+        "--slurm", metavar="VERSION", default=None,
+        help="Slurm generation of the testbed: 22.05 (Debian bookworm) or 24.11 (trixie); "
+             "default $HPCBRIDGE_TESTBED_SLURM, else 22.05. A running testbed of another "
+             "generation is replaced")
+
+
+def _testbed(slurm: str | None = None):
     from slurm_testbed.cluster import Testbed
 
-    return Testbed()
+    return Testbed(slurm=slurm)
 
 
 def _guard(fn):
@@ -49,8 +59,8 @@ def _guard(fn):
 
 @_guard
 def _up(args: argparse.Namespace) -> int:
-    info = _testbed().up(nodes=args.nodes)
-    print(f"testbed up: login node {info.login_ip}:{info.ssh_port}, "
+    info = _testbed(args.slurm).up(nodes=args.nodes)
+    print(f"testbed up: Slurm {info.slurm_version}, login node {info.login_ip}:{info.ssh_port}, "
           f"compute nodes {', '.join(info.nodes)}, users {', '.join(info.users)}")
     print(f"  ssh -i {info.hub_key} -o UserKnownHostsFile={info.known_hosts} alice@{info.login_ip}")
     return 0
@@ -76,6 +86,8 @@ def _status(args: argparse.Namespace) -> int:
     if not st["containers"]:
         print("testbed is down")
         return 1
+    if st.get("slurm_version"):
+        print(f"Slurm {st['slurm_version']} (generation {st['slurm_generation']})")
     for name, state in sorted(st["containers"].items()):
         print(f"{name:10} {state}")
     for node in st.get("nodes", []):

@@ -87,6 +87,7 @@ def assert_no_jobs_left(testbed, user: str, name: str) -> None:  # type: ignore[
         squeue(testbed, user, name)
 
 
+@pytest.mark.both_generations
 def test_scale_10_as_alice_stays_within_max_jobs_per_user(testbed, make) -> None:  # type: ignore[no-untyped-def]
     cluster = make("alice", **SMALL)
     try:

@@ -42,6 +42,7 @@ def doctor(capsys, *argv: str) -> tuple[int, list[dict]]:  # type: ignore[no-unt
     return status, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.both_generations
 def test_doctor_on_the_bundled_testbed_profile_is_clean(testbed_env, capsys) -> None:  # type: ignore[no-untyped-def]
     status, findings = doctor(capsys, str(SITE_PROFILES / "testbed.yaml"), *USERS)
     assert findings == [] and status == 0
@@ -58,6 +59,7 @@ def test_doctor_finds_the_running_testbed_by_itself(testbed, monkeypatch, capsys
     assert status in (0, 1)
 
 
+@pytest.mark.both_generations
 def test_doctor_reports_each_disagreement(testbed_env, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     text = bundled_profile_text("testbed")
     for old, new in [

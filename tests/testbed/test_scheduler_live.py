@@ -15,7 +15,7 @@ from hpcbridge.poller import StatusPoller
 from hpcbridge.schedulers import PbsDialect, SlurmDialect
 from hpcbridge.transport import SshTransport
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.both_generations]
 
 SCRIPT = "#!/bin/bash\n#SBATCH --partition=debug\n#SBATCH --time=00:05:00\nsleep 300\n"
 PBS_SCRIPT = "#!/bin/bash\n#PBS -l walltime=00:05:00\nsleep 300\n"

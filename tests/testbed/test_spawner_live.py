@@ -12,6 +12,7 @@ from tests.testbed.hubtools import sbatch_sleepers, squeue, wait_server
 pytestmark = pytest.mark.testbed
 
 
+@pytest.mark.both_generations
 def test_rest_spawn_runs_jupyterlab_on_a_compute_node_as_alice(hub, testbed):
     if hub.server("alice"):  # an earlier test's server (the hub is shared by the session)
         hub.stop("alice")
@@ -151,6 +152,7 @@ def test_job_that_dies_before_reporting_its_port_fails_fast(hub, testbed):
         testbed.login_exec("carol", ["rm", "-f", profile])
 
 
+@pytest.mark.both_generations
 def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, testbed):
     import signal
 

@@ -15,7 +15,7 @@ from hpcbridge.profiles import SiteProfile, bundled_profile_text, load_profile_t
 from hpcbridge.schedulers import SlurmDialect
 from hpcbridge.schedulers.base import Association, QosLimits
 
-REC = Path(__file__).parent.parent / "fixtures" / "slurm" / "recorded"
+REC = Path(__file__).parent.parent / "fixtures" / "slurm" / "recorded" / "22.05"
 SLURM = SlurmDialect()
 TB = ("clusters", "tb")
 #: the testbed's nodes have RealMemory=16000 (MiB); 16G would be 16384

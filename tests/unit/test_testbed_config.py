@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpcbridge.errors import TestbedError
-from slurm_testbed import config, engine
+from slurm_testbed import config, engine, generations, images
 
 
 def conf_lines(nodes: int) -> dict[str, list[str]]:
@@ -54,3 +54,73 @@ def test_no_engine_names_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCBRIDGE_ENGINE", "none")
     with pytest.raises(TestbedError, match="install podman"):
         engine.detect(tmp_path)
+
+
+def test_generations_by_slurm_version(monkeypatch):
+    monkeypatch.delenv("HPCBRIDGE_TESTBED_SLURM", raising=False)
+    assert generations.get().slurm == generations.DEFAULT
+    trixie = generations.get("24.11")
+    assert (trixie.suite, trixie.python, trixie.slug) == ("trixie", "3.13", "slurm2411")
+    monkeypatch.setenv("HPCBRIDGE_TESTBED_SLURM", "24.11")
+    assert generations.get() is trixie
+    with pytest.raises(TestbedError, match=r"choose one of: 22\.05, 24\.11"):
+        generations.get("23.02")
+
+
+def test_24_11_settings_replace_lines_and_add_no_duplicates():
+    old = config.slurm_conf(3, generations.get("22.05"))
+    new = config.slurm_conf(3, generations.get("24.11"))
+    keys = [line.partition("=")[0] for line in new.splitlines()
+            if not line.startswith(("NodeName", "PartitionName"))]
+    assert len(keys) == len(set(keys))
+    assert "MailProg=/bin/true" in new and "MailProg" not in old
+    assert "UnkillableStepTimeout=60" in new and "UnkillableStepTimeout=30" in old
+    assert config.slurm_conf(3) == old  # the default generation's file
+
+
+def test_only_24_11_compute_nodes_may_clone_namespaces():
+    assert config.compute_capabilities(generations.get("22.05")) == []
+    assert config.compute_capabilities(generations.get("24.11")) == ["SYS_ADMIN"]
+
+
+def test_exec_starts_root_in_its_own_home():
+    assert config.home_of("root") == "/root"
+    assert config.home_of("hpcbridge") == "/var/lib/hpcbridge"
+    assert config.home_of("alice") == "/home/alice"
+
+
+def test_state_of_a_testbed_started_before_generations_reads_as_22_05():
+    from slurm_testbed.cluster import TestbedInfo
+
+    info = TestbedInfo(nodes=["c1"], login_ip="10.0.0.2", ssh_port=22, gateway_ip="10.0.0.1",
+                       hub_key="k", known_hosts="h")
+    assert info.slurm == "22.05" and info.slurm_version == ""
+
+
+def test_images_of_each_generation_have_tags_of_their_own(monkeypatch):
+    monkeypatch.setenv("HPCBRIDGE_DEBIAN_MIRROR", "http://mirror.invalid/debian")
+    podman = engine.Engine("podman", "podman", "unix:///nonexistent")
+    old = images.image_refs(podman, generations.get("22.05"))
+    new = images.image_refs(podman, generations.get("24.11"))
+    assert old["suite"].startswith("localhost/hpcbridge-testbed/bookworm:")
+    assert new["suite"].startswith("localhost/hpcbridge-testbed/trixie:")
+    assert all(old[role] != new[role] for role in ("base", "slurm", "db"))
+    monkeypatch.setenv("HPCBRIDGE_BASE_IMAGE_TRIXIE", "debian:trixie")
+    assert images.image_refs(podman, generations.get("24.11"))["suite"] == "debian:trixie"
+    assert images.image_refs(podman, generations.get("22.05"))["suite"] == old["suite"]
+
+
+@pytest.mark.parametrize("argv", [["testbed", "up", "--slurm", "24.11"],
+                                  ["up", "--slurm", "24.11"]])
+def test_cli_takes_the_generation(argv):
+    from hpcbridge.cli import build_parser
+
+    assert build_parser().parse_args(argv).slurm == "24.11"
+
+
+def test_cli_refuses_an_unknown_generation_with_the_choices(monkeypatch, capsys):
+    from hpcbridge.cli import main
+
+    monkeypatch.setenv("HPCBRIDGE_TESTBED_NAME", "h-unit-never-started")
+    assert main(["testbed", "up", "--slurm", "21.08"]) == 1
+    assert "choose one of: 22.05, 24.11" in capsys.readouterr().err
