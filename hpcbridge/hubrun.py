@@ -30,7 +30,7 @@ from hpcbridge.spawner.hubconfig import configure
 
 c.JupyterHub.bind_url = {public!r}
 c.JupyterHub.db_url = {db!r}
-configure(c, site_profile={site!r}, hub_connect_url={connect!r})
+configure(c, site_profile={site!r}, hub_connect_url={connect!r}, job_tag={job_tag!r})
 c.ConfigurableHTTPProxy.api_url = {proxy_api!r}
 c.JupyterHub.hub_ip = {hub_ip!r}
 c.JupyterHub.hub_port = {hub_port!r}
@@ -95,8 +95,10 @@ def _running(pid: int) -> bool:
 
 class Hub:
     def __init__(self, directory: Path | None = None, *, public_port: int = PUBLIC_PORT,
-                 hub_port: int = HUB_PORT) -> None:
+                 hub_port: int = HUB_PORT, job_tag: str = "") -> None:
         self.dir = directory or hub_dir()
+        #: marks this hub's jobs when another hub shares the cluster (see configure)
+        self.job_tag = job_tag
         self.public_url = f"http://127.0.0.1:{public_port}"
         self.proxy_api_url = f"http://127.0.0.1:{public_port + 1}"
         self.hub_port = hub_port
@@ -141,7 +143,7 @@ class Hub:
             proxy_api=self.proxy_api_url, hub_port=self.hub_port,
             db=f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
             cookie=str(self.dir / "cookie_secret"), pidfile=str(self.pidfile),
-            token=token, interval=interval,
+            token=token, interval=interval, job_tag=self.job_tag,
         )
         if users:
             config += TESTBED_LOGINS.format(passwords=str(self.dir / "passwords.json"),

@@ -206,18 +206,33 @@ def node_killed(tb: Testbed, node: str) -> Iterator[str]:
 
 # -- login node sshd ----------------------------------------------------------------------
 
-def restart_sshd(tb: Testbed, *, drop_sessions: bool = True, timeout: float = 30) -> None:
-    """Restart sshd on login; with ``drop_sessions`` every open connection dies too
-    (a login node reboot), otherwise only the listener restarts (``systemctl restart``)."""
+def stop_sshd(tb: Testbed, *, drop_sessions: bool = True, timeout: float = 30) -> None:
+    """Stop sshd on login; with ``drop_sessions`` every open connection dies too (a login
+    node going away), otherwise only the listener stops."""
     if drop_sessions:
         tb.exec("login", ["pkill", "-KILL", "-x", "sshd"], timeout=20)
         wait_until("sshd to die", lambda: tb.exec(
             "login", ["pgrep", "-x", "sshd"], timeout=20).returncode != 0, timeout)
     else:
         _stop_pidfile(tb, "login", SSHD_PIDFILE, "sshd")
-    _daemon(tb, "login", ["/usr/sbin/sshd", "-E", "/var/log/sshd.log"])
-    wait_until("sshd on login", lambda: bool(tb.exec(
-        "login", ["ss", "-Hltn", "sport", "=", ":22"], timeout=20).stdout.strip()), timeout)
+
+
+def start_sshd(tb: Testbed, *, timeout: float = 30) -> None:
+    """Start sshd on login (if it is not listening) and wait until it listens."""
+    def listening() -> bool:
+        return bool(tb.exec("login", ["ss", "-Hltn", "sport", "=", ":22"],
+                            timeout=20).stdout.strip())
+
+    if not listening():
+        _daemon(tb, "login", ["/usr/sbin/sshd", "-E", "/var/log/sshd.log"])
+    wait_until("sshd on login", listening, timeout)
+
+
+def restart_sshd(tb: Testbed, *, drop_sessions: bool = True, timeout: float = 30) -> None:
+    """Restart sshd on login; with ``drop_sessions`` every open connection dies too
+    (a login node reboot), otherwise only the listener restarts (``systemctl restart``)."""
+    stop_sshd(tb, drop_sessions=drop_sessions, timeout=timeout)
+    start_sshd(tb, timeout=timeout)
 
 
 # -- jobs ---------------------------------------------------------------------------------

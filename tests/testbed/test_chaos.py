@@ -1,0 +1,43 @@
+"""A short seeded run of the chaos suite (tests/chaos/) against the testbed and a real
+JupyterHub: random interleavings of the actions below, every invariant checked after
+every step. Long runs: ``python -m tests.chaos --steps 500`` (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.chaos.machine import reproduction, run_seeded, write_log
+from tests.chaos.world import InvariantBroken, World
+from tests.testbed.hubtools import port_offset
+
+pytestmark = pytest.mark.testbed
+
+#: chosen so that the 40 steps hold every action of CI_ACTIONS (a unit test checks it)
+SEED = 20261131
+STEPS = 40
+#: The actions of the CI run: those whose invariants hold on main. An action joins when
+#: the fix of the break it finds has landed (docs/architecture.md, "Invariants under
+#: faults", says which break keeps each other action out).
+CI_ACTIONS = ("spawn", "stop", "walltime", "hub_kill", "slurmctld_outage", "node_kill",
+              "inject_impostor")
+
+
+def test_chaos_short_seeded_run(testbed, tmp_path):
+    print(f"chaos: seed {SEED}, {STEPS} steps, actions {','.join(CI_ACTIONS)}")
+    world = World(testbed, tmp_path / "hub", port_offset=port_offset(), log=print)
+    started = time.time()
+    broken = None
+    world.up()
+    try:
+        run_seeded(world, SEED, STEPS, CI_ACTIONS)
+    except InvariantBroken as exc:
+        broken = exc
+    finally:
+        if found := world.down(check=broken is None):
+            broken = InvariantBroken(found)
+        log = tmp_path / "steps.json"
+        write_log(world, log, seed=SEED, actions=CI_ACTIONS, started=started, broken=broken)
+    print(f"chaos: {len(world.steps)} steps in {(time.time() - started) / 60:.1f} min")
+    assert broken is None, reproduction(world, log, SEED, CI_ACTIONS, broken)
