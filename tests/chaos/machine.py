@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, reject, settings
@@ -81,7 +82,7 @@ class ChaosMachine(RuleBasedStateMachine):
     #: steps of the whole run; hypothesis may run a step more than asked (below)
     limit: int = 0
     #: action -> steps since it last ran, when this segment began
-    carry: dict[str, int] = {}
+    carry: ClassVar[dict[str, int]] = {}
 
     def __init__(self) -> None:
         super().__init__()
