@@ -126,7 +126,8 @@ class Hub:
             return False
 
     def up(self, *, site: str = "", env: dict[str, str], hub_ip: str,
-           connect_url: str, users: list[str], interval: float = 30.0) -> dict:
+           connect_url: str, users: list[str], interval: float = 30.0,
+           db_url: str | None = None) -> dict:
         """Start a hub. ``users``: the testbed's, who log in with passwords made here;
         none: the site profile's ``hub.authenticator`` decides who logs in."""
         st = self.status()
@@ -141,7 +142,7 @@ class Hub:
         config = CONFIG.format(
             site=site, connect=connect_url, public=self.public_url, hub_ip=hub_ip,
             proxy_api=self.proxy_api_url, hub_port=self.hub_port,
-            db=f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
+            db=db_url or f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
             cookie=str(self.dir / "cookie_secret"), pidfile=str(self.pidfile),
             token=token, interval=interval, job_tag=self.job_tag,
         )
@@ -173,14 +174,16 @@ class Hub:
             self.public_url = self.public_url.replace("http://", "https://", 1)
 
     def up_on_testbed(self, tb, users: list[str], interval: float = 30.0,
-                      site: str = "") -> dict:
+                      site: str = "", db_url: str | None = None) -> dict:
         """The hub for a running slurm_testbed.Testbed: nodes reach it at the gateway.
-        ``site``: a profile for the testbed (default: the bundled testbed.yaml)."""
+        ``site``: a profile for the testbed (default: the bundled testbed.yaml);
+        ``db_url``: its database (default: SQLite in the hub's folder), e.g. one on the
+        testbed's PostgreSQL (``Testbed.hub_db_url``)."""
         gateway = tb.info().gateway_ip
         connect = f"http://{gateway}:{self.hub_port}"
         env = {**tb.profile_env(), "HPCBRIDGE_HUB_CONNECT_URL": connect}
         return self.up(site=site, env=env, hub_ip=gateway, connect_url=connect, users=users,
-                       interval=interval)
+                       interval=interval, db_url=db_url)
 
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) jupyterhub from the written config, in the background."""

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -352,6 +353,21 @@ class Testbed:
             hub_key=str(hub_key), known_hosts=str(known_hosts), containers=ips,
             slurm=self.generation.slurm,
         )
+
+    def hub_db_url(self, database: str = config.HUBDB_NAME) -> str:
+        """SQLAlchemy URL of a hub database on the testbed's PostgreSQL (db container)."""
+        password = (self.state_dir / "etc" / config.HUBDB_PASSWORD_FILE).read_text().strip()
+        host = self.info().containers["db"]
+        return (f"postgresql+psycopg://{config.HUBDB_USER}:{password}@{host}:5432/"
+                f"{database}")
+
+    def create_hub_database(self, database: str) -> str:
+        """A new, empty hub database (a name of [a-z0-9_]); its URL."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", database):
+            raise TestbedError(f"not a database name: {database!r}")
+        self.exec("db", ["runuser", "-u", "postgres", "--", "psql", "-q", "-c",
+                         f"CREATE DATABASE {database} OWNER {config.HUBDB_USER}"], check=True)
+        return self.hub_db_url(database)
 
     def _report_failure(self, exc: BaseException) -> None:
         self.progress(f"testbed failed to start: {exc}")

@@ -231,6 +231,19 @@ def write_ed25519(path: Path, comment: str) -> KeyPair:
     return KeyPair(path, line)
 
 
+#: the hub database's password for this run (PostgreSQL on the db container), in etc_dir
+HUBDB_PASSWORD_FILE = "hubdb_password"
+#: the hub database's role, and the demo hub's database
+HUBDB_USER = "hub"
+HUBDB_NAME = "jupyterhub"
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def write_run_config(etc_dir: Path, hub_key: Path, nodes: int,
                      gen: Generation | None = None) -> KeyPair:
     """Write /etc/testbed's content into etc_dir and the hub's SSH key to hub_key.
@@ -248,6 +261,7 @@ def write_run_config(etc_dir: Path, hub_key: Path, nodes: int,
     fd = os.open(munge, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(secrets.token_bytes(1024))
+    _write_secret(etc_dir / HUBDB_PASSWORD_FILE, secrets.token_urlsafe(24))
     ssh = etc_dir / "ssh"
     write_ed25519(ssh / "ssh_host_ed25519_key", "login")
     hub = write_ed25519(hub_key, "hpcbridge-hub")

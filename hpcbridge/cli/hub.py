@@ -46,7 +46,8 @@ def _up(args: argparse.Namespace) -> int:
 
             tb = Testbed(slurm=args.slurm)
             tb.up()
-            st = Hub().up_on_testbed(tb, users=list(tbconfig.USERS))
+            # the hub's database on the testbed's PostgreSQL, as a center would run it
+            st = Hub().up_on_testbed(tb, users=list(tbconfig.USERS), db_url=tb.hub_db_url())
     except HpcBridgeError as exc:
         print(f"hpcbridge up: {exc}", file=sys.stderr)
         return 1

@@ -154,6 +154,12 @@ def test_job_that_dies_before_reporting_its_port_fails_fast(hub, testbed):
 
 @pytest.mark.both_generations
 def test_hub_killed_with_a_pending_and_a_running_server_reattaches_both(hub, testbed):
+    check_reattach_after_sigkill(hub, testbed)
+
+
+def check_reattach_after_sigkill(hub, testbed) -> None:  # type: ignore[no-untyped-def]
+    """alice has a running and a queued server; SIGKILL the hub, restart it: both come
+    back on their jobs, and an orphaned notebook job of this hub (only) is cancelled."""
     import signal
 
     if not hub.server("alice").get("ready"):

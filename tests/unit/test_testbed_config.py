@@ -45,6 +45,8 @@ def test_keys_are_private_and_hub_key_stays_out_of_the_mounted_folder(tmp_path):
     hub = config.write_run_config(tmp_path / "etc", tmp_path / "hub_ed25519", 2)
     assert (tmp_path / "hub_ed25519").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "etc" / "munge.key").stat().st_mode & 0o777 == 0o600
+    password = tmp_path / "etc" / config.HUBDB_PASSWORD_FILE
+    assert password.stat().st_mode & 0o777 == 0o600 and len(password.read_text()) >= 24
     assert not list((tmp_path / "etc").rglob("hub_ed25519"))
     assert (tmp_path / "etc" / "ssh" / "authorized_keys").read_text().strip() == hub.public_line
     assert hub.public_line.startswith("ssh-ed25519 ")
