@@ -22,11 +22,12 @@ import hmac
 import json
 import time
 
+from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import hash_token
 from sqlalchemy.orm import object_session
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, Unicode, default, observe
 
 from hpcbridge.errors import (
     HpcBridgeError,
@@ -40,9 +41,12 @@ from hpcbridge.profiles import JobRequest, render_script, validate_request
 from hpcbridge.spawner import form, guard, jobenv, warm
 from hpcbridge.spawner.registry import site_for
 
-_STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "env_file")
+_STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "env_file",
+               "token_id")
 #: what a full home (or an exhausted quota) says when the job's file is written
 _HOME_FULL = ("No space left on device", "Disk quota exceeded")
+#: background removals of env files (a reference keeps each task alive until it ends)
+_TASKS: set[asyncio.Task] = set()
 _STARTING = {JobState.PENDING: 20, JobState.REQUEUED: 20, JobState.RUNNING: 60,
              JobState.SUSPENDED: 40, JobState.COMPLETING: 90}
 
@@ -90,6 +94,8 @@ class HpcSpawner(Spawner):
     token_digest = Unicode(None, allow_none=True)
     #: the private file holding the server's environment until the job reads it
     env_file = Unicode(None, allow_none=True)
+    #: JupyterHub's database row of the token in the job's environment (not a secret)
+    token_id = Integer(None, allow_none=True)
     #: the port the server reported; unset while the job waits in the queue
     reported_port = Integer(None, allow_none=True)
 
@@ -172,6 +178,13 @@ class HpcSpawner(Spawner):
         super().clear_state()
         if self._detached:
             return  # keep the job for the re-attach service (see poll)
+        self._revoke_job_token()  # after a restart, JupyterHub's stop finds no token to delete
+        if self.job_id and self.env_file and self.reported_port is None and self._port is None:
+            # not started by this hub process: JupyterHub's restart stops a server whose
+            # job ended unread while the hub was down without asking us to stop anything
+            task = asyncio.get_running_loop().create_task(self._remove_file(self.env_file))
+            _TASKS.add(task)
+            task.add_done_callback(_TASKS.discard)
         self.job_id = self.node = self.token_digest = self.reported_port = None
         self.env_file = None
 
@@ -217,7 +230,11 @@ class HpcSpawner(Spawner):
                 # the job reports its port with the token it holds; port_reported() makes
                 # it this server's token again (see there)
                 self.log.info("re-attaching %s to job %s", self._log_name, self.job_id)
-                return await self._wait_until_serving()
+                try:
+                    return await self._wait_until_serving()
+                except BaseException:
+                    self._revoke_job_token()  # the job ended, or is cancelled, unreported
+                    raise
             self._port = loop.create_future()
         self.reported_port = None
         self._stages = [("start", time.monotonic())]
@@ -333,8 +350,47 @@ class HpcSpawner(Spawner):
             self.log.info("%s: job %s of a previous start is %s; submitting a new one",
                           self._log_name, self.job_id, info.state.value if info else "not known")
             await self._remove_env_file()  # e.g. cancelled in the queue while the hub was down
+        self._revoke_job_token()
         self.clear_state()
         return False
+
+    @observe("token_digest")
+    def _note_token_row(self, change) -> None:
+        """Remember which of JupyterHub's token rows the job was given (when the digest is
+        set for the token JupyterHub made for this start), to revoke it should the job be
+        dropped after a hub restart, when no one knows the token any more."""
+        self.token_id = None
+        session = object_session(self.orm_spawner) if self.orm_spawner is not None else None
+        if session is None or not change.new or not self.api_token or \
+                jobenv.token_digest(self.api_token) != change.new:
+            return
+        row = orm.APIToken.find(session, self.api_token)
+        self.token_id = row.id if row is not None else None
+
+    async def _remove_file(self, path: str) -> None:
+        try:
+            await self._client().remove_file(self.user.name, path)
+        except HpcBridgeError as exc:
+            self.log.warning("could not remove %s: %s", path, exc)
+
+    def _revoke_job_token(self) -> None:
+        """Delete the token of a job that is gone or going, if it is not this start's.
+
+        JupyterHub keeps a start's token in its database until a stop of a spawner
+        holding it; after a restart no spawner holds it (docs/architecture.md,
+        "Re-attach").
+        """
+        session = object_session(self.orm_spawner) if self.orm_spawner is not None else None
+        if self.token_id is None or session is None:
+            return
+        row = session.get(orm.APIToken, self.token_id)
+        self.token_id = None
+        if row is None or row.user_id != self.orm_spawner.user_id or \
+                (self.api_token and row.match(self.api_token)):
+            return
+        session.delete(row)
+        session.commit()
+        self.log.info("%s: revoked the API token of job %s", self._log_name, self.job_id)
 
     async def _wait_until_serving(self) -> str:
         self._follow()

@@ -194,3 +194,37 @@ def test_hub_killed_again_while_a_reattached_server_starts_up_keeps_it(hub, test
             testbed.login_exec(USER, ["rm", "-f", config])
         testbed.login_exec(USER, ["scancel", *sleepers])
         _stop_server(hub, USER, "twice")
+
+
+def test_job_ended_while_the_hub_was_down_leaves_no_token_and_no_file(hub, testbed, browser):
+    """The queued job is cancelled while the hub is down: the restarted hub drops the
+    server, revokes the token the job was given and removes its unread file; the next
+    start opens."""
+    import json
+
+    import requests
+
+    sleepers = _fill_running_slots(testbed, USER)
+    try:
+        job_id, env_file = _queued_server(hub, testbed, "gone")
+        # the test reads alice's own file as alice, as her job would
+        env = json.loads(testbed.login_exec(USER, ["cat", env_file]).stdout)
+        whoami = f"{hub.url}/hub/api/user"
+        auth = {"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"}
+        assert requests.get(whoami, headers=auth, timeout=30).status_code == 200
+        hub.runner.kill(signal.SIGKILL)
+        testbed.login_exec(USER, ["scancel", job_id])
+        hub.runner.restart()
+        hub.wait_stopped(USER, "gone", timeout=60)
+        assert requests.get(whoami, headers=auth, timeout=30).status_code == 403
+        deadline = time.monotonic() + 30  # removed in the background, as alice
+        while testbed.login_exec(USER, ["test", "-e", env_file]).returncode == 0:
+            assert time.monotonic() < deadline, f"{env_file} left behind"
+            time.sleep(0.5)
+        testbed.login_exec(USER, ["scancel", sleepers.pop()])
+        assert hub.spawn(USER, server="gone").status_code in (201, 202)
+        assert hub.wait_ready(USER, "gone")["state"]["job_id"] != job_id
+        _open_lab(browser, hub, USER, "gone")
+    finally:
+        testbed.login_exec(USER, ["scancel", *sleepers])
+        _stop_server(hub, USER, "gone")

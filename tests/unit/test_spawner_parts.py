@@ -189,3 +189,56 @@ def test_get_url_finds_a_server_whose_start_the_hub_did_not_see_end():
 
     assert asyncio.run(spawner_with(56265).get_url()) == "http://10.0.0.5:40123"
     assert asyncio.run(spawner_with(40123).get_url()) == "http://vm:40123/"
+
+
+def _hub_db():
+    """JupyterHub's own database schema, in memory: alice with a server and two tokens."""
+    from jupyterhub import orm
+
+    db = orm.new_session_factory("sqlite://")()
+    alice, bob = orm.User(name="alice"), orm.User(name="bob")
+    db.add_all([alice, bob, orm.OAuthClient(identifier="jupyterhub")])
+    db.commit()
+    server = orm.Spawner(name="", user=alice)
+    db.add(server)
+    db.commit()
+    return db, alice, bob, server
+
+
+def test_the_jobs_token_is_revoked_when_the_job_is_dropped_after_a_restart():
+    from types import SimpleNamespace
+
+    from jupyterhub import orm
+
+    db, alice, _, server = _hub_db()
+    job_token = alice.new_api_token(note="Server at /user/alice/", scopes=[])
+    spawner, _ = _reattached_spawner("x", "x")
+    spawner.orm_spawner, spawner.user = server, SimpleNamespace(name="alice")
+    spawner.api_token = job_token
+    spawner.token_digest = jobenv.token_digest(job_token)  # as start() does at submit
+    row_id = orm.APIToken.find(db, job_token).id
+    assert spawner.get_state()["token_id"] == row_id
+    # a restart rebuilds the spawner from its state, without the token
+    spawner.load_state(spawner.get_state())
+    spawner.api_token = ""
+    spawner.clear_state()  # JupyterHub's stop of a server whose job ended
+    assert db.get(orm.APIToken, row_id) is None
+
+
+def test_revoking_spares_this_starts_token_and_other_users_tokens():
+    from types import SimpleNamespace
+
+    from jupyterhub import orm
+
+    db, alice, bob, server = _hub_db()
+    spawner, _ = _reattached_spawner("x", "x")
+    spawner.orm_spawner, spawner.user = server, SimpleNamespace(name="alice")
+    current = alice.new_api_token(scopes=[])
+    spawner.api_token = current
+    spawner.token_id = orm.APIToken.find(db, current).id
+    spawner._revoke_job_token()
+    assert orm.APIToken.find(db, current) is not None
+    bobs = bob.new_api_token(scopes=[])
+    spawner.token_id = orm.APIToken.find(db, bobs).id
+    spawner._revoke_job_token()
+    assert orm.APIToken.find(db, bobs) is not None
