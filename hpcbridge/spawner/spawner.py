@@ -211,7 +211,7 @@ class HpcSpawner(Spawner):
                 command=command))
         except RequestError as exc:
             guard.restore_options(self)
-            raise web.HTTPError(400, str(exc)) from None
+            raise guard.Refusal(400, str(exc)) from None
         await guard.check_identity(self.site, request.cluster, self.user.name)
         return request
 

@@ -130,6 +130,9 @@ def test_hostile_bodies_are_refused_with_short_messages_and_logged_once(hub):
         assert r.status_code == 400, r.text[:300]
         assert len(r.json()["message"]) < 400, r.json()["message"][:500]
         sent += 2_000_000
+    log = (hub.runner.dir / "jupyterhub.log").read_bytes()[before:].decode(errors="replace")
+    for prefix in ("'4G$$$$$$$$", "'xxxxxxxxxx", "'pppppppppp"):
+        assert log.count(prefix) == 1, (prefix, log.count(prefix))  # logged once
     grown = (hub.runner.dir / "jupyterhub.log").stat().st_size - before
     print(f"sent {sent} bytes of bodies; the hub log grew by {grown} bytes")
     assert grown < 20_000, grown

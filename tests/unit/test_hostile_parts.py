@@ -203,7 +203,8 @@ def test_a_spawn_for_a_refused_identity_is_http_403() -> None:
     site = site_on(LoginNode())
     with pytest.raises(web.HTTPError) as info:
         asyncio.run(guard.check_identity(site, None, "hpcbridge"))
-    assert info.value.status_code == 403 and "status_user" in info.value.log_message
+    assert info.value.status_code == 403 and "status_user" in str(info.value)
+    assert info.value.log_message is None  # JupyterHub logs str(); tornado would repeat it
     assert guard.name_refused(site, None, "root") and not guard.name_refused(site, None, "bob")
 
 
