@@ -104,11 +104,11 @@ class SchedulerClient:
             raise HpcBridgeError(f"the login node cannot resolve compute node {node!r}")
         return words[0]
 
-    async def passwd_lines(self, user: str, *, as_user: str | None) -> str:
-        """``getent passwd USER`` on the login node (asked as ``as_user``): the entry's
-        line, or "" when there is none. SchedulerUnavailable when nobody answers."""
-        result = await self._exec(["getent", "passwd", "--", user], as_user, timeout=30)
-        if result.returncode not in (0, 2):  # 2: no such entry
+    async def passwd_lines(self, users: Sequence[str], *, as_user: str | None) -> str:
+        """``getent passwd USER...`` on the login node (asked as ``as_user``): the lines
+        of the entries found. SchedulerUnavailable when nobody answers."""
+        result = await self._exec(["getent", "passwd", "--", *users], as_user, timeout=30)
+        if result.returncode not in (0, 2):  # 2: some name has no entry
             raise SchedulerUnavailable(f"getent passwd failed: {result.stderr.strip()[:200]}")
         return result.stdout
 

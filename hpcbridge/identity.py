@@ -23,7 +23,7 @@ from __future__ import annotations
 import getpass
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hpcbridge.errors import HpcBridgeError, IdentityRefused, SchedulerUnavailable, quote
@@ -34,6 +34,8 @@ from hpcbridge.profiles.types import USER_PATTERN
 ALWAYS_DENIED = frozenset({"root", "nobody"})
 #: seconds a verdict is kept (accounts change rarely; a refusal is cheap to repeat)
 TTL = 300.0
+#: names looked up by one getent
+LOOKUP_CHUNK = 200
 _USER_RE = re.compile(USER_PATTERN)
 
 
@@ -122,20 +124,63 @@ class IdentityGate:
             return False
         return True
 
+    async def allowed_users(self, cluster: str | None, users: Sequence[str]) -> list[str]:
+        """Those of ``users`` the hub may act as on ``cluster``, with one ``getent`` per
+        :data:`LOOKUP_CHUNK` names not decided yet (an orphan sweep over every hub user)."""
+        name = self.site.cluster_name(cluster)
+        config = self.site.cluster(name)
+        batch = _asks_for_others(config)
+        now = time.monotonic()
+        todo = []
+        for user in dict.fromkeys(users):
+            hit = self._verdicts.get((name, user))
+            if hit is not None and now - hit[0] <= self.ttl:
+                continue
+            refusal = name_refusal(name, config, user, hub_accounts(config))
+            if refusal is not None:
+                self._verdicts[(name, user)] = (now, refusal)
+            else:
+                todo.append(user)
+        for start in range(0, len(todo) if batch else 0, LOOKUP_CHUNK):
+            chunk = todo[start:start + LOOKUP_CHUNK]
+            lines = await self._lookup(name, chunk, _asker(config, chunk[0]))
+            for user in chunk:
+                self._verdicts[(name, user)] = (
+                    now, account_refusal(name, config, user, parse_passwd(lines, user)))
+        return [u for u in users if await self.allowed(name, u)]
+
     async def _refusal(self, name: str, user: str) -> str | None:
         cluster = self.site.cluster(name)
         refusal = name_refusal(name, cluster, user, hub_accounts(cluster))
         if refusal is not None:
             return refusal
-        transport = cluster.transport
-        service = cluster.status_user or (transport.user if transport.kind == "ssh" else None)
-        if service is None and transport.kind == "ssh":
-            service = user  # no other identity to ask as; the name rules passed
+        lines = await self._lookup(name, [user], _asker(cluster, user))
+        return account_refusal(name, cluster, user, parse_passwd(lines, user))
+
+    async def _lookup(self, name: str, users: list[str], service: str | None) -> str:
         try:
-            lines = await self.site.client(name).passwd_lines(user, as_user=service)
+            return await self.site.client(name).passwd_lines(users, as_user=service)
         except HpcBridgeError as exc:
             raise SchedulerUnavailable(
-                f"cannot look up {user} on cluster {name}: {exc}",
+                f"cannot look up accounts on cluster {name}: {exc}",
                 user_message="The cluster's login node is not answering; try again soon.",
             ) from exc
-        return account_refusal(name, cluster, user, parse_passwd(lines, user))
+
+
+def _asks_for_others(cluster: Cluster) -> bool:
+    """Whether the hub has an identity of its own to run ``getent`` as: the status user,
+    the SSH login account, or (local transport) the hub process itself."""
+    transport = cluster.transport
+    return bool(cluster.status_user or transport.kind == "local" or transport.user)
+
+
+def _asker(cluster: Cluster, user: str) -> str | None:
+    """Who runs ``getent`` for ``user``: the status user, else the SSH login account,
+    else the local hub process (None); an SSH site with neither asks as her (the name
+    rules passed)."""
+    transport = cluster.transport
+    if cluster.status_user:
+        return cluster.status_user
+    if transport.kind == "ssh":
+        return transport.user or user
+    return None

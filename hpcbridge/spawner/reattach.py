@@ -80,7 +80,8 @@ async def sweep_orphans(site, users: list[dict], again, tag: str = "") -> list[s
     found = 0
     for name, cluster in site.profile.clusters.items():
         client = site.client(name)
-        allowed = [u for u in users if await site.identity.allowed(name, u["name"])]
+        may = set(await site.identity.allowed_users(name, [u["name"] for u in users]))
+        allowed = [u for u in users if u["name"] in may]
         owned = owned_jobs(allowed, tag)
         if cluster.status_user:
             asks = [(cluster.status_user, {n for _, n in owned})]

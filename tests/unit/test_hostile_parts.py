@@ -115,6 +115,8 @@ def test_the_sweep_cancels_only_the_hubs_own_orphans() -> None:
     site = site_on(node)
     cancelled = asyncio.run(sweep_orphans(site, users, lambda: users))
     assert cancelled == ["4"] and node.cancels() == [("carol", ("4",))]
+    getents = [argv for argv, user in node.calls if argv[0] == "getent"]
+    assert getents == [("getent", "passwd", "--", "alice", "bob", "carol")]  # one lookup
     squeues = [(argv, user) for argv, user in node.calls if argv[0] == "squeue"]
     assert [user for _, user in squeues] == ["hpcbridge"]  # the status user asks
     assert "hpcb-nb-hpcbridge" not in squeues[0][0][-2]
@@ -292,3 +294,15 @@ def test_no_dask_workers_as_a_service_account_through_a_site() -> None:
     for user in ("hpcbridge", "root", "nobody"):
         with pytest.raises(IdentityRefused):
             cluster(profile, site=object(), user=user)  # refused before the site is used
+
+
+def test_getent_runs_as_the_hubs_own_identity_never_as_the_user_if_it_has_one() -> None:
+    from hpcbridge.identity import _asker, _asks_for_others
+    from hpcbridge.profiles.model import LocalTransport
+
+    cluster = load_bundled_profile("testbed", {}).clusters["tb"]
+    assert _asker(cluster, "alice") == "hpcbridge" and _asks_for_others(cluster)
+    local = cluster.model_copy(update={"status_user": None, "transport": LocalTransport()})
+    assert _asker(local, "alice") is None and _asks_for_others(local)  # the hub process
+    ssh_alone = cluster.model_copy(update={"status_user": None})
+    assert _asker(ssh_alone, "alice") == "alice" and not _asks_for_others(ssh_alone)
