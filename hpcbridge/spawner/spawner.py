@@ -230,11 +230,9 @@ class HpcSpawner(Spawner):
                 # the job reports its port with the token it holds; port_reported() makes
                 # it this server's token again (see there)
                 self.log.info("re-attaching %s to job %s", self._log_name, self.job_id)
-                try:
-                    return await self._wait_until_serving()
-                except BaseException:
-                    self._revoke_job_token()  # the job ended, or is cancelled, unreported
-                    raise
+                # a failure stops the server, and clear_state() revokes the job's token;
+                # not on the cancellation of a hub shutting down: the job stays queued
+                return await self._wait_until_serving()
             self._port = loop.create_future()
         self.reported_port = None
         self._stages = [("start", time.monotonic())]
@@ -397,8 +395,13 @@ class HpcSpawner(Spawner):
         try:
             assert self._port is not None, "start() creates the port future before waiting"
             port = await self._port
+        except asyncio.CancelledError:
+            # a hub shutting down cancels the starts that wait (and start_timeout does,
+            # then stop() cancels the job and removes the file): the queued job stays for
+            # the re-attach, and needs its file
+            raise
         except BaseException:
-            await self._remove_env_file()  # the job ended (or the start was abandoned) unread
+            await self._remove_env_file()  # the job ended unread
             raise
         self._stage("port")
         host = await self._node_address()

@@ -84,15 +84,19 @@ def _stop_server(hub, user: str, name: str) -> None:
         hub.wait_stopped(user, name, timeout=180)
 
 
-def test_job_queued_through_the_restart_opens_after_reattach(hub, testbed, browser):
-    """(a) The job reads its environment after the re-attach; the running server too."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+def test_job_queued_through_the_restart_opens_after_reattach(hub, testbed, browser, sig):
+    """(a) The job reads its environment after the re-attach; the running server too.
+    Killed, or stopped (JupyterHub then cancels the waiting start: the job stays queued)."""
     if not hub.server(USER).get("ready"):
         hub.spawn(USER, {"preset": "debug"})
     running = hub.wait_ready(USER)["state"]["job_id"]
     sleepers = _fill_running_slots(testbed, USER)
     try:
         job_id, env_file = _queued_server(hub, testbed, "queued")
-        _restart(hub)
+        hub.runner.kill(sig)
+        assert testbed.login_exec(USER, ["test", "-e", env_file]).returncode == 0
+        hub.runner.restart()
         # the hub forgets the starting server; the re-attach service starts it again
         wait_server(hub, USER, "queued", lambda s: s.get("pending") == "spawn", timeout=120)
         assert _job_state(testbed, USER, job_id) == "PENDING"
