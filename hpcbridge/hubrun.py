@@ -2,8 +2,8 @@
 
 With no site profile, the hub runs on the bundled testbed: the testbed comes up, the hub
 listens for compute nodes on the testbed network's gateway address and for people on
-loopback, and the testbed users get random passwords. State lives in
-``~/.local/state/hpcbridge/hub`` (``HPCBRIDGE_HUB_DIR``).
+loopback, and the testbed's users log in with their passwords of its LDAP directory.
+State lives in ``~/.local/state/hpcbridge/hub`` (``HPCBRIDGE_HUB_DIR``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from hpcbridge.errors import HpcBridgeError
@@ -41,12 +42,25 @@ c.JupyterHub.services.append({{"name": "hpcbridge-admin", "api_token": {token!r}
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["hpcbridge-admin"]}})
 c.HpcSpawner.status_interval = {interval!r}
 '''
-#: the testbed's users log in with the passwords `hpcbridge up` printed
-TESTBED_LOGINS = '''c.JupyterHub.authenticator_class = (
-    "hpcbridge.spawner.testbed_auth.TestbedAuthenticator")
-c.TestbedAuthenticator.passwords_file = {passwords!r}
-c.Authenticator.allowed_users = set({users!r})
+#: the testbed's users log in with their directory passwords (LDAP, as at a center)
+DIRECTORY_LOGINS = '''c.JupyterHub.authenticator_class = (
+    "hpcbridge.spawner.ldapauth.DirectoryAuthenticator")
+c.LDAPAuthenticator.server_address = {server!r}
+c.LDAPAuthenticator.server_port = 389
+c.LDAPAuthenticator.tls_strategy = "insecure"  # the testbed's own network; a center: TLS
+c.LDAPAuthenticator.bind_dn_template = [{template!r}]
+c.Authenticator.allow_all = True  # any directory user (a center would name a group)
+c.Authenticator.allowed_users = set({users!r})  # known to the hub before they log in
 '''
+
+
+@dataclass(frozen=True)
+class Directory:
+    """An LDAP server people log in against, and the passwords `up` reports."""
+
+    server: str
+    bind_dn_template: str
+    passwords: dict[str, str]
 
 
 def hub_dir() -> Path:
@@ -127,18 +141,19 @@ class Hub:
 
     def up(self, *, site: str = "", env: dict[str, str], hub_ip: str,
            connect_url: str, users: list[str], interval: float = 30.0,
-           db_url: str | None = None) -> dict:
-        """Start a hub. ``users``: the testbed's, who log in with passwords made here;
-        none: the site profile's ``hub.authenticator`` decides who logs in."""
+           db_url: str | None = None, directory: Directory | None = None) -> dict:
+        """Start a hub. ``directory``: log in against that LDAP server (the testbed's),
+        and report ``users``' passwords; none: the site profile's ``hub.authenticator``
+        decides who logs in."""
         st = self.status()
         if st.get("running"):
             return st
         if site:
             self._site_hub(site)
         make_private(self.dir)
-        passwords = {u: secrets.token_urlsafe(9) for u in users}
+        passwords = {u: directory.passwords[u] for u in users
+                     if directory and u in directory.passwords}
         token = secrets.token_hex(32)
-        _write_private(self.dir / "passwords.json", json.dumps(passwords))
         config = CONFIG.format(
             site=site, connect=connect_url, public=self.public_url, hub_ip=hub_ip,
             proxy_api=self.proxy_api_url, hub_port=self.hub_port,
@@ -146,9 +161,10 @@ class Hub:
             cookie=str(self.dir / "cookie_secret"), pidfile=str(self.pidfile),
             token=token, interval=interval, job_tag=self.job_tag,
         )
-        if users:
-            config += TESTBED_LOGINS.format(passwords=str(self.dir / "passwords.json"),
-                                            users=sorted(users))
+        if directory is not None:
+            config += DIRECTORY_LOGINS.format(server=directory.server,
+                                              template=directory.bind_dn_template,
+                                              users=sorted(users))
         _write_private(self.dir / "jupyterhub_config.py", config)
         _write_private(self.dir / "env.json", json.dumps(env))
         self.start(env)
@@ -179,11 +195,16 @@ class Hub:
         ``site``: a profile for the testbed (default: the bundled testbed.yaml);
         ``db_url``: its database (default: SQLite in the hub's folder), e.g. one on the
         testbed's PostgreSQL (``Testbed.hub_db_url``)."""
-        gateway = tb.info().gateway_ip
+        from slurm_testbed import ldap
+
+        info = tb.info()
+        gateway = info.gateway_ip
         connect = f"http://{gateway}:{self.hub_port}"
         env = {**tb.profile_env(), "HPCBRIDGE_HUB_CONNECT_URL": connect}
+        directory = Directory(info.containers["ldap"], ldap.BIND_DN_TEMPLATE,
+                              ldap.passwords(tb.state_dir))
         return self.up(site=site, env=env, hub_ip=gateway, connect_url=connect, users=users,
-                       interval=interval, db_url=db_url)
+                       interval=interval, db_url=db_url, directory=directory)
 
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) jupyterhub from the written config, in the background."""

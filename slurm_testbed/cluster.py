@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from hpcbridge.errors import TestbedError
 
-from . import config, generations, images
+from . import config, generations, images, ldap
 from . import engine as engines
 from .engine import REPO, Engine
 
@@ -238,7 +239,12 @@ class Testbed:
         network.name = self.network_name
         network.create()
 
-        self.progress("starting db (MariaDB + slurmdbd)")
+        ldap.write_directory(etc, self.state_dir)
+        self.progress("starting ldap (the directory of users and groups)")
+        self._run_container(refs["ldap"], "ldap", network, etc)
+        self._wait("the directory", lambda: self._directory_ready(), 60)
+
+        self.progress("starting db (MariaDB + slurmdbd, PostgreSQL)")
         self._run_container(refs["db"], "db", network, etc)
         self._wait("slurmdbd", lambda: self.exec("db", ["sacctmgr", "-n", "list", "cluster"],
                                                  timeout=20).returncode == 0, 60)
@@ -353,6 +359,47 @@ class Testbed:
             hub_key=str(hub_key), known_hosts=str(known_hosts), containers=ips,
             slurm=self.generation.slurm,
         )
+
+    def _directory_ready(self) -> bool:
+        return b"uid: alice" in self.exec("ldap", [
+            "ldapsearch", "-x", "-LLL", "-H", "ldap://localhost/", "-b", ldap.PEOPLE,
+            "uid=alice", "uid"], timeout=20).stdout
+
+    def adduser(self, name: str, account: str = "proj_a") -> str:
+        """A new directory user with a home, a Slurm association and the hub's SSH key
+        (the hub reaches users over SSH); her password (also in the state folder)."""
+        if not ldap.NAME.fullmatch(name):
+            raise TestbedError(f"not a user name for the testbed: {name!r} (use a-z, 0-9, _)")
+        found = self.exec("ldap", ["ldapsearch", "-x", "-LLL", "-H", "ldap://localhost/",
+                                   "-b", ldap.PEOPLE, "(objectClass=posixAccount)", "uid",
+                                   "uidNumber"], check=True).stdout.decode()
+        if f"uid: {name}\n" in found + "\n":
+            raise TestbedError(f"{name} is in the directory already")
+        uids = [int(n) for n in re.findall(r"^uidNumber: (\d+)$", found, re.MULTILINE)]
+        uid = max([ldap.FIRST_NEW_UID - 1, *uids]) + 1
+        password = secrets.token_urlsafe(9)
+        admin = ["-x", "-H", "ldap://localhost/", "-D", ldap.ADMIN_DN,
+                 "-y", "/etc/testbed/ldap/admin_password"]
+        self.exec("ldap", ["ldapadd", *admin], check=True,
+                  input=ldap.person_ldif(name, uid, password).encode())
+        self.exec("ldap", ["ldapmodify", *admin], check=True, input=(
+            f"dn: cn={ldap.GROUP},{ldap.GROUPS}\nchangetype: modify\nadd: memberUid\n"
+            f"memberUid: {name}\n").encode())
+        self._wait(f"{name} on the login node", lambda: self.exec(
+            "login", ["getent", "passwd", name], timeout=20).returncode == 0, 60)
+        home = f"/home/{name}"
+        for argv in (["install", "-d", "-o", name, "-g", ldap.GROUP, "-m", "0700", home],
+                     ["cp", "-rT", "/etc/skel", home],
+                     ["install", "-d", "-o", name, "-g", ldap.GROUP, "-m", "0700",
+                      f"{home}/.ssh"],
+                     ["install", "-o", name, "-g", ldap.GROUP, "-m", "0600",
+                      "/etc/testbed/ssh/authorized_keys", f"{home}/.ssh/authorized_keys"],
+                     ["chown", "-R", f"{name}:{ldap.GROUP}", home]):
+            self.exec("login", argv, check=True)
+        self.exec("db", ["sacctmgr", "--immediate", "add", "user", name,
+                         f"Account={account}", f"DefaultAccount={account}"], check=True)
+        ldap.remember_password(self.state_dir, name, password)
+        return password
 
     def hub_db_url(self, database: str = config.HUBDB_NAME) -> str:
         """SQLAlchemy URL of a hub database on the testbed's PostgreSQL (db container)."""

@@ -163,17 +163,18 @@ def _build(engine: Engine, ref: str, context: Path, base: str, progress: Progres
 
 def image_refs(engine: Engine, gen: Generation, suite: str | None = None) -> dict[str, str]:
     """Image name -> reference (content-hash tag) for the checkout's Containerfiles on a
-    generation: ``suite``, ``base``, ``slurm`` and ``db``. Builds nothing."""
+    generation: ``suite``, ``base``, ``slurm``, ``db`` and ``ldap``. Builds nothing."""
     suite = suite or suite_ref(engine, gen)
     base = image_name(engine, "base", _hash_tree(suite, CONTAINERS / "base"))
     slurm = image_name(engine, "slurm", _hash_tree(base, CONTAINERS / "slurm"))
     db = image_name(engine, "db", _hash_tree(slurm, CONTAINERS / "db"))
-    return {"suite": suite, "base": base, "slurm": slurm, "db": db}
+    directory = image_name(engine, "ldap", _hash_tree(base, CONTAINERS / "ldap"))
+    return {"suite": suite, "base": base, "slurm": slurm, "db": db, "ldap": directory}
 
 
 def ensure_images(engine: Engine, gen: Generation, cache: Path,
                   progress: Progress) -> dict[str, str]:
-    """Build (or reuse) a generation's base, slurm and db images; role -> reference."""
+    """Build (or reuse) a generation's base, slurm, db and ldap images; role -> reference."""
     cache.mkdir(parents=True, exist_ok=True)
     refs = image_refs(engine, gen, ensure_suite(engine, gen, cache, progress))
     suite, base, slurm, db = refs["suite"], refs["base"], refs["slurm"], refs["db"]
@@ -195,4 +196,6 @@ def ensure_images(engine: Engine, gen: Generation, cache: Path,
 
     if not image_exists(engine, db):
         _build(engine, db, CONTAINERS / "db", slurm, progress)
-    return {"slurm": slurm, "db": db}
+    if not image_exists(engine, refs["ldap"]):
+        _build(engine, refs["ldap"], CONTAINERS / "ldap", base, progress)
+    return {"slurm": slurm, "db": db, "ldap": refs["ldap"]}

@@ -38,7 +38,15 @@ make_homes() {
     done
 }
 
+start_directory_client() {
+    # users and groups come from the testbed's directory (containers/ldap)
+    install -d -o nslcd -g nslcd /run/nslcd
+    /usr/sbin/nslcd
+    wait_for 60 getent passwd alice
+}
+
 install_config
+start_directory_client
 start_munge
 case "$role" in
     db)

@@ -1,4 +1,4 @@
-"""``hpcbridge testbed up|down|status|exec``: the containerized SLURM cluster."""
+"""``hpcbridge testbed up|down|status|exec|adduser``: the containerized SLURM cluster."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--user", required=True, help="alice, bob, carol, hpcbridge or root")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     ex.set_defaults(func=_exec)
+
+    add = tsub.add_parser("adduser", help="a new directory user: home, Slurm association, "
+                          "password (printed)")
+    add.add_argument("name", help="login name (a-z, 0-9, _)")
+    add.add_argument("--account", default="proj_a", help="Slurm account (default proj_a)")
+    add.set_defaults(func=_adduser)
 
 
 def add_slurm_option(parser: argparse.ArgumentParser) -> None:
@@ -106,3 +112,16 @@ def _exec(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(proc.stdout)
     sys.stderr.buffer.write(proc.stderr)
     return proc.returncode
+
+
+@_guard
+def _adduser(args: argparse.Namespace) -> int:
+    tb = _testbed()
+    if not tb.reusable():
+        print("hpcbridge testbed adduser: no testbed is up (hpcbridge testbed up)",
+              file=sys.stderr)
+        return 1
+    password = tb.adduser(args.name, args.account)
+    print(f"{args.name}: password {password} (account {args.account}; she can log in to the "
+          "hub and spawn now)")
+    return 0

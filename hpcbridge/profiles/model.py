@@ -366,8 +366,8 @@ class Authenticator(_Model):
         default_factory=dict,
         description="Settings of that authenticator class, e.g. for `ldap`: "
         "`{server_address: ldap.example.org, bind_dn_template: ['uid={username},ou=people,"
-        "dc=example,dc=org'], use_ssl: true}`. `${VAR}` is expanded (keep secrets in the "
-        "environment).",
+        "dc=example,dc=org'], tls_strategy: on_connect}`. `${VAR}` is expanded (keep "
+        "secrets in the environment).",
     )
 
 

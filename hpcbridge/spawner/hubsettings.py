@@ -30,7 +30,8 @@ from hpcbridge.transport.sshca import CaKeyError, check_ca_key
 
 #: short names of authenticators a center is likely to use -> JupyterHub's class spelling
 AUTHENTICATORS = {
-    "ldap": "ldapauthenticator.LDAPAuthenticator",
+    # jupyterhub-ldapauthenticator, with a directory outage told apart (ldapauth.py)
+    "ldap": "hpcbridge.spawner.ldapauth.DirectoryAuthenticator",
     "pam": "jupyterhub.auth.PAMAuthenticator",
 }
 

@@ -64,7 +64,7 @@ def test_every_key_reaches_jupyterhub(tmp_path: Path) -> None:
     options:
       server_address: ldap.example.org
       bind_dn_template: ["uid={{username}},ou=people,dc=example,dc=org"]
-      use_ssl: true
+      tls_strategy: on_connect
 """, {"DBPW": "s3cret"})
     c = Config()
     assert hubsettings.apply_hub(c, hub) == "test"
@@ -72,10 +72,12 @@ def test_every_key_reaches_jupyterhub(tmp_path: Path) -> None:
     assert c.JupyterHub.bind_url == "https://jupyter.example.org"
     assert c.JupyterHub.db_url == "postgresql+psycopg://hub:s3cret@db/hub"
     assert (c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key) == (cert, key)
-    assert c.JupyterHub.authenticator_class == "ldapauthenticator.LDAPAuthenticator"
-    assert c.LDAPAuthenticator.server_address == "ldap.example.org"
-    assert c.LDAPAuthenticator.bind_dn_template == ["uid={username},ou=people,dc=example,dc=org"]
-    assert c.LDAPAuthenticator.use_ssl is True
+    assert c.JupyterHub.authenticator_class == \
+        "hpcbridge.spawner.ldapauth.DirectoryAuthenticator"
+    ldap = c.DirectoryAuthenticator
+    assert ldap.server_address == "ldap.example.org"
+    assert ldap.bind_dn_template == ["uid={username},ou=people,dc=example,dc=org"]
+    assert ldap.tls_strategy == "on_connect"
     assert hubsettings.apply_hub(Config(), hub, job_tag="explicit") == "explicit"
     assert hubsettings.preflight(hub) == []
 
