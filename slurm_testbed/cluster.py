@@ -159,13 +159,17 @@ class Testbed:
              ) -> subprocess.CompletedProcess[bytes]:
         """Run argv in a container (as root or as user), no shell involved."""
         opts = ["exec", "-i"]
+        command = list(argv)
         if user:
             home = config.home_of(user)
-            opts += ["--user", user, "--workdir", home,
-                     "--env", f"HOME={home}", "--env", f"USER={user}"]
+            opts += ["--workdir", home, "--env", f"HOME={home}", "--env", f"USER={user}"]
+            if user != "root":
+                # users come from the directory (NSS), which the engine's --user does not
+                # ask: runuser does, and sets her groups too
+                command = ["runuser", "-u", user, "--", *command]
         for key, value in (env or {}).items():
             opts += ["--env", f"{key}={value}"]
-        proc = self.engine.run(*opts, self.container_name(role), *argv,
+        proc = self.engine.run(*opts, self.container_name(role), *command,
                                check=False, timeout=timeout, input=input)
         if check and proc.returncode != 0:
             raise TestbedError(
