@@ -41,7 +41,7 @@ from tests.chaos.world import (
 
 #: every action; (rule, steps that must pass before it runs again) for the costly ones
 ACTIONS = ("spawn", "stop", "spawn_then_stop", "walltime", "hub_kill", "slurmctld_outage",
-           "sshd_outage", "node_kill", "inject_forged", "inject_impostor", "refused")
+           "sshd_outage", "node_kill", "inject_forged", "inject_impostor", "refused", "refused_named")
 COOLDOWN = {"hub_kill": 4, "slurmctld_outage": 6, "sshd_outage": 6, "node_kill": 12,
             "walltime": 3}
 #: Steps per hypothesis run; a longer run is a chain of seeded runs on the same world.
@@ -159,9 +159,16 @@ class ChaosMachine(RuleBasedStateMachine):
         self.step("inject_impostor", owner=owner, named=named, ours=ours)
 
     @precondition(_ready("refused"))
-    @rule(slot=st.sampled_from(REFUSED_SLOTS), kind=st.sampled_from(sorted(REFUSED_OPTIONS)))
+    @rule(slot=st.sampled_from([s for s in REFUSED_SLOTS if not s[1]]),
+          kind=st.sampled_from(sorted(REFUSED_OPTIONS)))
     def refused(self, slot: tuple[str, str], kind: str) -> None:
         self.step("refused", slot=list(slot), kind=kind)
+
+    @precondition(_ready("refused_named"))
+    @rule(slot=st.sampled_from([s for s in REFUSED_SLOTS if s[1]]),
+          kind=st.sampled_from(sorted(REFUSED_OPTIONS)))
+    def refused_named(self, slot: tuple[str, str], kind: str) -> None:
+        self.step("refused_named", slot=list(slot), kind=kind)
 
 
 def _settings(steps: int) -> settings:

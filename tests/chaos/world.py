@@ -11,6 +11,7 @@ cluster before the step returns.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,8 @@ class World:
         # env files of other hubs' servers are theirs to account for
         self.model.foreign_env_files = set().union(*observer.env_files().values())
         self.model.started = time.time()
+        # a fresh hub: an earlier run's database would carry its servers
+        shutil.rmtree(self.hub.dir, ignore_errors=True)
         status = self.hub.up_on_testbed(self.tb, users=[*USERS, ATTACKER], interval=3.0)
         self.token = status["admin_token"]
         self.observer = Observer(self.tb, status["hub_url"], self.token,
@@ -233,6 +236,10 @@ class World:
         name = jobenv.job_name(named, "", TAG if ours else "")
         self.submit_test_job(owner, "impostor", name, hold=True, sweepable=ours)
         self.cancel_test_jobs(self._alive("impostor", owner, name)[:-1])
+
+    def refused_named(self, slot: Slot, kind: str) -> None:
+        """A refused spawn of a named server that never ran (JupyterHub makes its row)."""
+        self.refused(slot, kind)
 
     def refused(self, slot: Slot, kind: str) -> None:
         options = REFUSED_OPTIONS[kind]

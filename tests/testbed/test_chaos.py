@@ -15,13 +15,13 @@ from tests.testbed.hubtools import port_offset
 pytestmark = pytest.mark.testbed
 
 #: chosen so that the 40 steps hold every action of CI_ACTIONS (a unit test checks it)
-SEED = 20261131
+SEED = 20261140
 STEPS = 40
 #: The actions of the CI run: those whose invariants hold on main. An action joins when
 #: the fix of the break it finds has landed (docs/architecture.md, "Invariants under
 #: faults", says which break keeps each other action out).
 CI_ACTIONS = ("spawn", "stop", "walltime", "hub_kill", "slurmctld_outage", "node_kill",
-              "inject_impostor")
+              "inject_impostor", "inject_forged", "refused")
 
 
 def test_chaos_short_seeded_run(testbed, tmp_path):
