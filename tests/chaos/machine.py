@@ -39,9 +39,10 @@ from tests.chaos.world import (
     World,
 )
 
-#: every action; (rule, steps that must pass before it runs again) for the costly ones
+#: every action; COOLDOWN: steps that must pass before a costly one runs again
 ACTIONS = ("spawn", "stop", "spawn_then_stop", "walltime", "hub_kill", "slurmctld_outage",
-           "sshd_outage", "node_kill", "inject_forged", "inject_impostor", "refused", "refused_named")
+           "sshd_outage", "node_kill", "inject_forged", "inject_impostor", "refused",
+           "refused_named")
 COOLDOWN = {"hub_kill": 4, "slurmctld_outage": 6, "sshd_outage": 6, "node_kill": 12,
             "walltime": 3}
 #: Steps per hypothesis run; a longer run is a chain of seeded runs on the same world.
