@@ -195,8 +195,10 @@ class Hub:
         ``site``: a profile for the testbed (default: the bundled testbed.yaml);
         ``db_url``: its database (default: SQLite in the hub's folder), e.g. one on the
         testbed's PostgreSQL (``Testbed.hub_db_url``)."""
+        from hpcbridge.profiles import bundled_profile_path
         from slurm_testbed import ldap
 
+        site = site or bundled_profile_path("testbed")
         info = tb.info()
         gateway = info.gateway_ip
         connect = f"http://{gateway}:{self.hub_port}"

@@ -54,6 +54,13 @@ def bundled_profile_text(name: str = "testbed") -> str:
     return resources.files(__name__).joinpath("data", f"{name}.yaml").read_text("utf-8")
 
 
+def bundled_profile_path(name: str = "testbed") -> str:
+    """The file of a bundled profile (for a hub's configuration, which takes a path)."""
+    if name not in BUNDLED_PROFILES:
+        raise ValueError(f"no bundled profile {name!r}: {', '.join(BUNDLED_PROFILES)}")
+    return str(resources.files("hpcbridge.profiles") / "data" / f"{name}.yaml")
+
+
 def load_bundled_profile(
     name: str = "testbed", env: Mapping[str, str] | None = None
 ) -> SiteProfile:
@@ -88,6 +95,7 @@ __all__ = [
     "SshTransport",
     "ValidatedRequest",
     "Walltime",
+    "bundled_profile_path",
     "bundled_profile_text",
     "json_schema",
     "load_bundled_profile",

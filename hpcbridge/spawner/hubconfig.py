@@ -53,15 +53,19 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
               job_tag: str = "") -> None:
     """Apply hpcbridge's hub settings to a JupyterHub config object ``c``.
 
-    With ``site_profile``, the profile's ``hub:`` section is applied too (connect and bind
+    ``site_profile`` is required (an empty one stops the hub with that word); the
+    profile's ``hub:`` section is applied too (connect and bind
     URLs, authenticator, database, TLS, job tag; see :mod:`hubsettings`): a profile
     error, an unreadable TLS key or one that does not match its certificate stops the
     hub here, before it starts, with one line per problem.
     ``job_tag``: for a second hub on the same cluster (e.g. a test hub beside production);
     its jobs are named ``hpcb-nb.<tag>-*`` and its orphan sweep leaves other hubs' alone.
     """
-    if site_profile:
-        job_tag = _apply_profile(c, site_profile, job_tag)
+    if not site_profile:
+        # never silently the testbed: a hub without its site's profile is misconfigured
+        raise SystemExit("hpcbridge: configure(c, site_profile=PATH) needs the path of the "
+                         "site profile (hpcbridge profile validate PATH checks it)")
+    job_tag = _apply_profile(c, site_profile, job_tag)
     c.JupyterHub.spawner_class = "hpcbridge"
     c.HpcSpawner.site_profile = site_profile
     c.HpcSpawner.job_tag = job_tag

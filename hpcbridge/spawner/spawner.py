@@ -56,8 +56,8 @@ class HpcSpawner(Spawner):
 
     site_profile = Unicode(
         "", config=True,
-        help="Path of the site profile (YAML). Empty: the bundled testbed profile, which "
-        "reads the HPCBRIDGE_TESTBED_* variables.",
+        help="Path of the site profile (YAML); required (``configure`` sets it). The "
+        "testbed's is hpcbridge/profiles/data/testbed.yaml.",
     )
     status_interval = Float(
         30.0, config=True,

@@ -132,3 +132,14 @@ def test_configure_applies_the_profile_or_stops_with_its_problems(tmp_path: Path
     with pytest.raises(SystemExit) as info:
         configure(Config(), site_profile=str(bad))
     assert "the certificate /nonexistent.crt cannot be read" in str(info.value.code)
+
+
+def test_a_hub_without_a_site_profile_does_not_start() -> None:
+    from hpcbridge.errors import HpcBridgeError
+    from hpcbridge.spawner.registry import site_for
+
+    with pytest.raises(SystemExit) as info:
+        configure(Config())
+    assert "needs the path of the site profile" in str(info.value.code)
+    with pytest.raises(HpcBridgeError, match=r"HpcSpawner\.site_profile is not set"):
+        site_for("", 30.0)
