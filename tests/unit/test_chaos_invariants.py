@@ -191,3 +191,27 @@ def test_the_ci_seed_runs_every_ci_action():
 
     steps = steps_of(test_chaos.SEED, test_chaos.STEPS, test_chaos.CI_ACTIONS)
     assert {rule for rule, _ in steps} == set(test_chaos.CI_ACTIONS)
+
+
+def test_a_break_prints_the_seed_the_violations_the_steps_and_how_to_replay(tmp_path):
+    from types import SimpleNamespace
+
+    from tests.chaos.invariants import Violation
+    from tests.chaos.world import InvariantBroken
+
+    world = FakeWorld()
+    for _ in range(30):
+        world.do("spawn", user="alice", server="")
+    world.hub = SimpleNamespace(dir=tmp_path / "hub")
+    world.answers = []
+    broken = InvariantBroken([Violation("orphan-job", "job 7 (hpcb-nb.chaos-alice) ...")])
+    log = tmp_path / "steps.json"
+    machine.write_log(world, log, seed=42, actions=["stop", "spawn"], started=0.0,
+                      broken=broken)
+    text = machine.reproduction(world, log, 42, ["stop", "spawn"], broken)
+    assert "seed 42" in text and "[orphan-job] job 7" in text
+    assert f"--replay {log}" in text
+    assert "--seed 42 --steps 30 --actions spawn,stop" in text
+    recorded = json.loads(log.read_text())
+    assert recorded["seed"] == 42 and len(recorded["steps"]) == 30
+    assert recorded["violations"] == ["[orphan-job] job 7 (hpcb-nb.chaos-alice) ..."]
