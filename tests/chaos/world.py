@@ -95,8 +95,11 @@ class World:
         # env files of other hubs' servers are theirs to account for
         self.model.foreign_env_files = set().union(*observer.env_files().values())
         self.model.started = time.time()
-        # a fresh hub: an earlier run's database would carry its servers
-        shutil.rmtree(self.hub.dir, ignore_errors=True)
+        # a fresh hub: an earlier run's database would carry its servers, and its proxy
+        # (left when that run was killed) would hold the ports
+        if self.hub.dir.exists():
+            self.hub.down()
+            shutil.rmtree(self.hub.dir)
         status = self.hub.up_on_testbed(self.tb, users=[*USERS, ATTACKER], interval=3.0)
         self.token = status["admin_token"]
         self.observer = Observer(self.tb, status["hub_url"], self.token,
