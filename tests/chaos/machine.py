@@ -29,6 +29,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests.chaos.invariants import Violation
 from tests.chaos.world import (
     ATTACKER,
     REFUSED_OPTIONS,
@@ -105,9 +106,7 @@ class ChaosMachine(RuleBasedStateMachine):
         since = _since_last(steps).get(action, 10**6)
         if len(steps) >= self.limit or since < COOLDOWN.get(action, 0):
             return
-        self.world.do(action, **args)
-        if found := self.world.check():
-            raise InvariantBroken(found)
+        _step(self.world, action, args)
 
     @precondition(_ready("spawn"))
     @rule(user=users, server=servers)
@@ -204,9 +203,21 @@ def run_seeded(world: World, seed: int, steps: int, actions: Iterable[str] = ACT
 def replay(world: World, steps: list[dict]) -> None:
     """The steps of a step log, in order, each followed by the checks."""
     for step in steps:
-        world.do(step["rule"], **step["args"])
-        if found := world.check():
-            raise InvariantBroken(found)
+        _step(world, step["rule"], step["args"])
+
+
+def _step(world: World, action: str, args: dict) -> None:
+    """One step and the checks. A step that fails (a fault helper timing out, the hub not
+    starting again) ends the run like a broken invariant: any other exception would make
+    hypothesis run the whole example again against the live cluster to report it."""
+    try:
+        world.do(action, **args)
+    except Exception as exc:
+        raise InvariantBroken([Violation("step-failed", f"{action} raised "
+                                         f"{type(exc).__name__}: {exc}", permanent=True)]
+                              ) from exc
+    if found := world.check():
+        raise InvariantBroken(found)
 
 
 def write_log(world: World, path: Path, *, seed: int | None, actions: Iterable[str],

@@ -215,3 +215,20 @@ def test_a_break_prints_the_seed_the_violations_the_steps_and_how_to_replay(tmp_
     recorded = json.loads(log.read_text())
     assert recorded["seed"] == 42 and len(recorded["steps"]) == 30
     assert recorded["violations"] == ["[orphan-job] job 7 (hpcb-nb.chaos-alice) ..."]
+
+
+def test_a_step_that_fails_ends_the_run_once_without_hypothesis_running_it_again():
+    from tests.chaos.world import InvariantBroken
+
+    class Failing(FakeWorld):
+        def do(self, rule: str, **args) -> None:
+            super().do(rule, **args)
+            if len(self.steps) == 5:
+                raise TimeoutError("slurmctld did not answer")
+
+    world = Failing()
+    with pytest.raises(InvariantBroken) as caught:
+        machine.run_seeded(world, 7, 40)
+    assert len(world.steps) == 5  # not replayed by hypothesis
+    (violation,) = caught.value.violations
+    assert violation.invariant == "step-failed" and "slurmctld did not answer" in str(violation)
