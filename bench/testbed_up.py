@@ -41,7 +41,7 @@ def build_images(tb: Testbed) -> dict:
         tb.progress(msg)
 
     started = time.monotonic()
-    images.ensure_images(tb.engine, tb.shared_dir / "build", progress)
+    images.ensure_images(tb.engine, tb.generation, tb.shared_dir / "build", progress)
     seconds = round(time.monotonic() - started, 1)
     built = any(m.lstrip().lower().startswith(BUILD_WORDS) for m in log)
     return {"build": "built" if built else "cached", "build_seconds": seconds}

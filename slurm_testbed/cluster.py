@@ -90,9 +90,10 @@ class Testbed:
                  progress: Callable[[str], None] = _stderr_progress,
                  name: str | None = None, slurm: str | None = None) -> None:
         self.name = name or testbed_name()
-        #: the generation `up` starts (and reuses only if running): ``slurm``, else
-        #: HPCBRIDGE_TESTBED_SLURM, else the default; exec/status/down work on any
+        #: the generation `up` starts: ``slurm``, else HPCBRIDGE_TESTBED_SLURM, else the
+        #: running testbed's (when neither asks for one), else the default
         self.generation = generations.get(slurm)
+        self._generation_asked = bool(slurm or os.environ.get("HPCBRIDGE_TESTBED_SLURM"))
         self.state_dir = state_dir or default_state_dir(self.name)
         #: images and the engine's API socket are shared by every testbed of this machine
         self.shared_dir = self.state_dir.parent
@@ -204,6 +205,10 @@ class Testbed:
 
     def _up(self, nodes: int) -> TestbedInfo:
         existing = self._containers()
+        if existing and not self._generation_asked:
+            # `hpcbridge up` after `testbed up --slurm 24.11` keeps that generation
+            with contextlib.suppress(TestbedError):
+                self.generation = generations.get(self.info().slurm)
         if existing:
             if self.reusable() and self._images_current():
                 info = self.info()

@@ -64,6 +64,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
+    if config.getoption("--slurm"):  # the CLI the tests run (`hpcbridge up`) starts it too
+        os.environ["HPCBRIDGE_TESTBED_SLURM"] = config.getoption("--slurm")
     config.addinivalue_line("markers", "testbed_last: runs after every other testbed test")
     config.addinivalue_line(
         "markers", "both_generations: runs once on every Slurm generation of the testbed")
