@@ -120,10 +120,13 @@ def ensure_suite(engine: Engine, gen: Generation, cache: Path, progress: Progres
 
 def fetch_wheels(requirements: Path, dest: Path, python: str, progress: Progress) -> None:
     """Download manylinux wheels for the nodes' Python (the suite's own: 3.11 on bookworm,
-    3.13 on trixie). Every platform tag listed needs a glibc older than either suite's."""
+    3.13 on trixie). Every platform tag listed needs a glibc older than either suite's.
+    ``requirements`` is that Python's lock (``./dev lock``): exact versions, hash-checked,
+    no markers (pip would read them for the host's Python)."""
     if dest.exists() and any(dest.iterdir()):
         return
-    progress(f"downloading Python {python} wheels for the compute nodes")
+    progress(f"downloading Python {python} wheels for the compute nodes from the lock "
+             f"{requirements.name}")
     abi = "cp" + python.replace(".", "")
     tmp = dest.with_name(dest.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -132,7 +135,7 @@ def fetch_wheels(requirements: Path, dest: Path, python: str, progress: Progress
         "--python-version", python, "--implementation", "cp", "--abi", abi,
         "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
         "--platform", "manylinux_2_17_x86_64", "--platform", "any",
-        "-d", str(tmp), "-r", str(requirements),
+        "--require-hashes", "--no-deps", "-d", str(tmp), "-r", str(requirements),
     ]
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0:
@@ -161,6 +164,11 @@ def _build(engine: Engine, ref: str, context: Path, base: str, progress: Progres
     progress(f"built {ref} in {time.monotonic() - started:.0f} s")
 
 
+def node_lock(gen: Generation) -> Path:
+    """The lock file of a generation's node Python: containers/slurm/requirements-pyX.Y.txt."""
+    return CONTAINERS / "slurm" / f"requirements-py{gen.python}.txt"
+
+
 def image_refs(engine: Engine, gen: Generation, suite: str | None = None) -> dict[str, str]:
     """Image name -> reference (content-hash tag) for the checkout's Containerfiles on a
     generation: ``suite``, ``base``, ``slurm``, ``db`` and ``ldap``. Builds nothing."""
@@ -184,13 +192,14 @@ def ensure_images(engine: Engine, gen: Generation, cache: Path,
 
     slurm_dir = CONTAINERS / "slurm"
     if not image_exists(engine, slurm):
-        # keyed by the requirements' text and the Python: a change fetches wheels again
-        requirements = (slurm_dir / "requirements.txt").read_text()
-        wheels = cache / "wheels" / _hash_tree(requirements, gen.python)
-        fetch_wheels(slurm_dir / "requirements.txt", wheels, gen.python, progress)
+        lock = node_lock(gen)
+        # keyed by the lock's text and the Python: a change fetches wheels again
+        wheels = cache / "wheels" / _hash_tree(lock.read_text(), gen.python)
+        fetch_wheels(lock, wheels, gen.python, progress)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             ctx = Path(tmp) / "ctx"
             shutil.copytree(slurm_dir, ctx)
+            shutil.copy(lock, ctx / "requirements.txt")  # what the Containerfile installs
             shutil.copytree(wheels, ctx / "wheels")
             _build(engine, slurm, ctx, base, progress)
 

@@ -4,7 +4,7 @@
 login node's name. Everything the test asks the hub goes from inside the container.
 
 The proxy is the Python drop-in for configurable-http-proxy that the node environment
-carries (containers/slurm/requirements.txt): the image has no Node.
+carries (containers/slurm/requirements.in): the image has no Node.
 """
 
 from __future__ import annotations

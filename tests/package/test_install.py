@@ -1,0 +1,115 @@
+"""The package as a center installs it: a wheel and an sdist built from this checkout, the
+wheel installed into a clean virtual environment with only its declared dependencies (at
+the versions of requirements/dev.txt), and the commands and entry point a hub uses."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+#: distribution name -> the top-level modules it provides, where they differ (pydantic's
+#: own documentation has users import pydantic_core's schema types)
+PROVIDES = {"pyyaml": {"yaml"}, "dask-jobqueue": {"dask_jobqueue"},
+            "pydantic": {"pydantic", "pydantic_core"},
+            # its exceptions are part of the authenticator's behaviour we handle
+            "jupyterhub-ldapauthenticator": {"ldapauthenticator", "ldap3"}}
+#: extras for optional integrations: their modules import them only when configured
+OPTIONAL_EXTRAS = ("ldap", "postgres")
+#: modules of this repository (one distribution)
+OURS = {"hpcbridge", "slurm_testbed"}
+
+
+def run(argv: list[str], cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=cwd, env=env)
+    output = proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, f"{' '.join(argv[:4])} ...: {output}"
+    return proc
+
+
+def imported_by(package: Path) -> set[str]:
+    """Top-level modules that the code under ``package`` imports."""
+    found = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_runtime_dependencies_are_exactly_what_hpcbridge_imports() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    imports = imported_by(ROOT / "hpcbridge") - set(sys.stdlib_module_names) - OURS
+    provided: set[str] = set()
+    unused = []
+    for text in project["dependencies"]:
+        name = canonicalize_name(Requirement(text).name)
+        modules = PROVIDES.get(name, {name.replace("-", "_")})
+        provided |= modules
+        if not modules & imports:
+            unused.append(name)
+    assert not unused, f"declared but never imported by hpcbridge: {unused}"
+    for extra in OPTIONAL_EXTRAS:
+        for text in project["optional-dependencies"][extra]:
+            name = canonicalize_name(Requirement(text).name)
+            provided |= PROVIDES.get(name, {name.replace("-", "_")})
+    undeclared = sorted(imports - provided)
+    assert not undeclared, f"imported by hpcbridge but not declared: {undeclared}"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist), str(ROOT)])
+    return dist
+
+
+def test_wheel_and_sdist_build(built: Path) -> None:
+    names = sorted(p.name for p in built.iterdir())
+    assert any(n.endswith(".whl") for n in names) and any(n.endswith(".tar.gz") for n in names)
+
+
+def test_the_wheel_works_from_a_clean_venv(built: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    py = venv / "bin" / "python"
+    # the lock's versions, without its hashes (pip takes none in a constraints file)
+    constraints = tmp_path / "constraints.txt"
+    pins = re.findall(r"^([A-Za-z0-9][^\s=]*==[^\s;\\]+(?:\s*;[^\\\n]+)?)",
+                      (ROOT / "requirements" / "dev.txt").read_text(), re.MULTILINE)
+    constraints.write_text("\n".join(pins) + "\n")
+    wheel = next(built.glob("*.whl"))
+    run([str(py), "-m", "pip", "install", "-q", "-c", str(constraints), str(wheel)])
+
+    shown = run([str(py), "-m", "pip", "show", "hpcbridge"]).stdout
+    requires = re.search(r"^Requires: (.*)$", shown, re.MULTILINE)
+    assert requires is not None
+    listed = {canonicalize_name(n.strip()) for n in requires.group(1).split(",") if n.strip()}
+    assert "batchspawner" not in listed and "wrapspawner" not in listed, listed
+
+    away = tmp_path / "elsewhere"  # not the checkout, so nothing is imported from it
+    away.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    hpcbridge = str(venv / "bin" / "hpcbridge")
+    assert "profile" in run([hpcbridge, "--help"], cwd=away, env=env).stdout
+    run([hpcbridge, "profile", "validate", str(ROOT / "site_profiles" / "example-slurm-gpu.yaml")],
+        cwd=away, env=env)
+    spawner = run([str(py), "-c",
+                   "from importlib.metadata import entry_points\n"
+                   "cls = entry_points(group='jupyterhub.spawners')['hpcbridge'].load()\n"
+                   "import hpcbridge; print(cls.__module__, hpcbridge.__file__)"],
+                  cwd=away, env=env).stdout
+    module, location = spawner.split()
+    assert module.startswith("hpcbridge.spawner") and str(venv) in location
