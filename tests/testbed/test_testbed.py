@@ -44,6 +44,14 @@ def wait_until(pred, timeout=60.0, step=0.5):
     raise AssertionError("condition not met in time")
 
 
+@pytest.mark.both_generations
+def test_exec_as_root_starts_in_roots_home_and_reports_the_slurm_version(testbed):
+    assert run(testbed, "root", "pwd").strip() == "/root"  # not /home/root
+    version = run(testbed, "alice", "sinfo", "--version").split()[-1]
+    assert version.startswith(testbed.generation.slurm + ".")
+    assert testbed.status()["slurm_version"] == version
+
+
 def test_job_runs_as_alice_on_a_compute_node_and_writes_her_home(testbed):
     tag = uuid.uuid4().hex[:8]
     script = (
