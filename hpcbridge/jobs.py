@@ -24,6 +24,10 @@ class JobState(enum.Enum):
     NODE_FAIL = "node_fail"
     PREEMPTED = "preempted"
     OUT_OF_MEMORY = "out_of_memory"
+    #: over, but nobody can say how: the job left the queue and the scheduler keeps no
+    #: record of it (no accounting, records lost, a controller's cold start). Never
+    #: reported as completed: it may have failed, or been killed with its node.
+    ENDED_UNKNOWN = "ended_unknown"
     #: the scheduler could not be asked (outage, timeout); never means "gone"
     UNKNOWN = "unknown"
 
@@ -37,6 +41,13 @@ class JobState(enum.Enum):
         """The job exists and may still run or is running."""
         return self in _ACTIVE
 
+    @property
+    def description(self) -> str:
+        """How a person reads the state: ``node fail``, ``ended, reason unknown``."""
+        if self is JobState.ENDED_UNKNOWN:
+            return "ended, reason unknown"
+        return self.value.replace("_", " ")
+
 
 _TERMINAL = frozenset(
     {
@@ -47,6 +58,7 @@ _TERMINAL = frozenset(
         JobState.NODE_FAIL,
         JobState.PREEMPTED,
         JobState.OUT_OF_MEMORY,
+        JobState.ENDED_UNKNOWN,
     }
 )
 _ACTIVE = frozenset(

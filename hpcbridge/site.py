@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hpcbridge.client import SchedulerClient
-from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable
+from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable, Unreachable
 from hpcbridge.identity import IdentityGate
 from hpcbridge.jobs import JobInfo
 from hpcbridge.poller import StatusPoller
@@ -138,18 +138,31 @@ class Site:
             self._addresses[key] = await self.client(cluster).resolve_host(node, as_user=who)
         return self._addresses[key]
 
-    def cancel_later(self, cluster: str | None, user: str, job_id: str,
-                     delay: float = 30.0, attempts: int = 20) -> None:
-        """Keep trying to cancel a job while the scheduler is unreachable."""
+    def cancel_later(self, cluster: str | None, user: str, job_id: str | None, *,
+                     env_file: str | None = None, pause: float = 5.0,
+                     max_pause: float = 300.0, give_up_after: float = 86400.0) -> None:
+        """Keep trying, with growing pauses, to remove a job's unread env file and cancel
+        the job while the login node or the scheduler cannot be reached."""
         async def retry() -> None:
-            for _ in range(attempts):
-                await asyncio.sleep(delay)
+            wait, left_file = pause, env_file
+            deadline = time.monotonic() + give_up_after
+            while time.monotonic() < deadline:
+                await asyncio.sleep(wait)
+                client = self.client(cluster)
                 try:
-                    await self.client(cluster).cancel(user, [job_id])
+                    if left_file:
+                        await client.remove_file(user, left_file)
+                        left_file = None
+                    if job_id:
+                        await client.cancel(user, [job_id])
+                    log.info("cancelled job %s of %s after the outage", job_id, user)
                     return
-                except SchedulerUnavailable:
-                    continue
-            log.error("gave up cancelling job %s of %s", job_id, user)
+                except (SchedulerUnavailable, Unreachable):
+                    wait = min(wait * 2, max_pause)
+                except HpcBridgeError as exc:
+                    log.error("cannot cancel job %s of %s: %s", job_id, user, exc)
+                    return
+            log.error("gave up cancelling job %s of %s (file %s)", job_id, user, left_file)
 
         task = asyncio.get_running_loop().create_task(retry())
         self._retries.add(task)

@@ -95,6 +95,52 @@ def start_slurmctld(tb: Testbed, timeout: float = 90) -> None:
     wait_nodes_responding(tb, timeout=timeout)
 
 
+STATE_DIR = "/var/lib/slurm/slurmctld"
+COLD_CONF = "/run/slurm-cold-start.conf"
+
+
+def _last_job_id(tb: Testbed) -> int:
+    """The highest job id the controller or the accounting records know."""
+    ids = [0]
+    for argv in (["squeue", "-h", "-a", "-o", "%F"],
+                 ["sacct", "-a", "-X", "-n", "-P", "-o", "JobIDRaw", "-S", "2000-01-01"]):
+        out = tb.exec("ctl", argv, timeout=60).stdout.decode()
+        ids += [int(w.split("_")[0]) for w in out.split() if w.split("_")[0].isdigit()]
+    return max(ids)
+
+
+def slurmctld_cold_start(tb: Testbed, timeout: float = 90) -> None:
+    """Restart slurmctld without its saved jobs (a controller whose state was lost):
+    every job leaves the queue at once, running ones are killed when their nodes
+    report them. Job ids go on after the last one (``FirstJobId`` for this start only),
+    so that no new job shares an id with an accounting record."""
+    first = _last_job_id(tb) + 100
+    role, binary, pidfile = SLURMCTLD
+    _stop_pidfile(tb, role, pidfile, "slurmctld")
+    tb.exec(role, ["find", STATE_DIR, "-mindepth", "1", "(", "-name", "job_state*", "-o",
+                   "-name", "hash.*", ")", "-prune", "-exec", "rm", "-rf", "{}", "+"],
+            timeout=60, check=True)
+    conf = tb.exec(role, ["cat", "/etc/slurm/slurm.conf"], check=True).stdout
+    tb.exec(role, ["dd", f"of={COLD_CONF}", "status=none"],
+            input=conf + f"FirstJobId={first}\n".encode(), check=True)
+    tb.exec(role, [binary], env={"SLURM_CONF": COLD_CONF}, timeout=60, check=True)
+    wait_until("slurmctld to answer", lambda: _scontrol_ping(tb), timeout)
+    wait_nodes_responding(tb, timeout=timeout)
+
+
+def forget_job_records(tb: Testbed, job_id: str) -> None:
+    """Delete a job's accounting records (sacct no longer knows it), as lost or purged
+    records would."""
+    if not job_id.isdigit():
+        raise ValueError(f"not a job id: {job_id!r}")
+    table = f"{config.CLUSTER}_job_table"
+    sql = (f"DELETE s FROM {config.CLUSTER}_step_table s JOIN {table} j "
+           f"ON s.job_db_inx = j.job_db_inx WHERE j.id_job = {int(job_id)}; "
+           f"DELETE FROM {table} WHERE id_job = {int(job_id)};")
+    tb.exec("db", ["mariadb", "--protocol=socket", "slurm_acct_db", "-e", sql],
+            timeout=60, check=True)
+
+
 @contextlib.contextmanager
 def slurmctld_stopped(tb: Testbed) -> Iterator[None]:
     stop_slurmctld(tb)
@@ -372,3 +418,48 @@ def rpc_stats(tb: Testbed) -> RpcStats:
 
 def reset_rpc_stats(tb: Testbed) -> None:
     tb.exec("ctl", ["sdiag", "--reset"], timeout=30, check=True)
+
+
+# -- login node sshd: outages and slow logins ---------------------------------------------
+
+def stop_sshd(tb: Testbed, timeout: float = 30) -> None:
+    """Stop every sshd on login, open sessions included: the login node is unreachable."""
+    tb.exec("login", ["pkill", "-KILL", "-x", "sshd"], timeout=20)
+    wait_until("sshd to die", lambda: tb.exec(
+        "login", ["pgrep", "-x", "sshd"], timeout=20).returncode != 0, timeout)
+
+
+def start_sshd(tb: Testbed, timeout: float = 30) -> None:
+    _daemon(tb, "login", ["/usr/sbin/sshd", "-E", "/var/log/sshd.log"])
+    wait_until("sshd on login", lambda: bool(tb.exec(
+        "login", ["ss", "-Hltn", "sport", "=", ":22"], timeout=20).stdout.strip()), timeout)
+
+
+@contextlib.contextmanager
+def sshd_stopped(tb: Testbed) -> Iterator[None]:
+    stop_sshd(tb)
+    try:
+        yield
+    finally:
+        start_sshd(tb)
+
+
+SLOW_SHELL = "/usr/local/bin/hpcb-slow-shell"
+
+
+@contextlib.contextmanager
+def slow_login_shell(tb: Testbed, user: str, seconds: float) -> Iterator[None]:
+    """Every command ``user`` runs over SSH on login starts ``seconds`` late (a login
+    shell that sleeps first: a slow profile, a slow home on NFS). Open sessions are
+    dropped on the way in and out, since sshd looks the shell up at login."""
+    script = f"#!/bin/sh\nsleep {float(seconds)}\nexec /bin/bash \"$@\"\n"
+    tb.exec("login", ["dd", f"of={SLOW_SHELL}", "status=none"], input=script.encode(),
+            check=True)
+    tb.exec("login", ["chmod", "0755", SLOW_SHELL], check=True)
+    tb.exec("login", ["usermod", "-s", SLOW_SHELL, user], check=True)
+    restart_sshd(tb, drop_sessions=True)
+    try:
+        yield
+    finally:
+        tb.exec("login", ["usermod", "-s", "/bin/bash", user], check=True)
+        restart_sshd(tb, drop_sessions=True)

@@ -59,8 +59,10 @@ from hpcbridge.poller import StateChange, StatusPoller
 
 log = logging.getLogger(__name__)
 
-#: how a worker job may end without counting as a failure: retired, or walltime reached
-NORMAL_ENDS = frozenset({JobState.COMPLETED, JobState.TIMEOUT})
+#: how a worker job may end without counting as a failure: retired, walltime reached, or
+#: an end nobody recorded (no evidence of a failure: on a site without job accounting
+#: every end looks so, and counting them would stop replacing workers after a few)
+NORMAL_ENDS = frozenset({JobState.COMPLETED, JobState.TIMEOUT, JobState.ENDED_UNKNOWN})
 LIMITS_TTL = 5.0
 STATIC_TTL = 300.0
 
@@ -172,7 +174,8 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self._arrived.pop((job.name, task if job.array_tasks else None), None)
         if info.state not in NORMAL_ENDS:
             self.failures += 1
-            log.warning("worker job %s ended %s (%s)", job_id, info.state.value, info.reason)
+            log.warning("worker job %s ended: %s (%s)", job_id, info.state.description,
+                        info.reason)
         if self.failures > self.max_failures:
             self._give_up(job_id, info)
         else:
@@ -194,7 +197,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         req = self.hpcb.request
         self.error = (
             f"worker jobs keep failing ({self.failures} in a row; the last, {job_id}, ended "
-            f"{info.state.value}: {info.reason or 'no reason given'}); they are not replaced "
+            f"{info.state.description}: {info.reason or 'no reason given'}); they are not replaced "
             f"any more. Their logs: ~/hpcbridge-{req.job_name}-<job id>.log. "
             "Call reset_failures() to try again."
         )

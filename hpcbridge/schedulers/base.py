@@ -239,7 +239,8 @@ class SchedulerDialect(Protocol):
     def parse_history(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]: ...
 
     def absent_info(self, job_id: str) -> JobInfo:
-        """The job is in neither queue nor history while the scheduler answered."""
+        """The job is in neither queue nor history while the scheduler answered:
+        ``JobState.ENDED_UNKNOWN`` with ``extra["absent"]``, never a guessed end."""
         ...
 
     def classify_error(

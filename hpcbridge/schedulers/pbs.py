@@ -363,7 +363,7 @@ class PbsDialect:
         return parse_qstat_full(stdout, job_ids)
 
     def absent_info(self, job_id: str) -> JobInfo:
-        return JobInfo(job_id, JobState.COMPLETED,
+        return JobInfo(job_id, JobState.ENDED_UNKNOWN,
                        reason="left the queue; no record of how it ended",
                        extra={"absent": "true"})
 

@@ -107,7 +107,7 @@ _AGGREGATE_ORDER = (
     JobState.RUNNING, JobState.COMPLETING, JobState.SUSPENDED, JobState.REQUEUED,
     JobState.PENDING, JobState.UNKNOWN, JobState.NODE_FAIL, JobState.OUT_OF_MEMORY,
     JobState.TIMEOUT, JobState.FAILED, JobState.PREEMPTED, JobState.CANCELLED,
-    JobState.COMPLETED,
+    JobState.COMPLETED, JobState.ENDED_UNKNOWN,
 )
 
 
@@ -286,7 +286,7 @@ class SlurmDialect:
         return match_ids(parse_sacct(stdout), job_ids)
 
     def absent_info(self, job_id: str) -> JobInfo:
-        return JobInfo(job_id, JobState.COMPLETED,
+        return JobInfo(job_id, JobState.ENDED_UNKNOWN,
                        reason="left the queue; no record of how it ended",
                        extra={"absent": "true"})
 

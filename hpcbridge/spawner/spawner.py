@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
+import functools
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
@@ -35,6 +37,7 @@ from hpcbridge.errors import (
     SchedulerUnavailable,
     SubmitRefused,
     TransportError,
+    Unreachable,
 )
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import JobRequest, render_script, validate_request
@@ -47,8 +50,25 @@ _STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "en
 _HOME_FULL = ("No space left on device", "Disk quota exceeded")
 #: background removals of env files (a reference keeps each task alive until it ends)
 _TASKS: set[asyncio.Task] = set()
+#: first and longest pause (seconds) between asking again while the cluster cannot answer
+RETRY_PAUSES = (1.0, 10.0)
 _STARTING = {JobState.PENDING: 20, JobState.REQUEUED: 20, JobState.RUNNING: 60,
              JobState.SUSPENDED: 40, JobState.COMPLETING: 90}
+
+
+def _cleaned_up_when_cancelled(start: Callable[[HpcSpawner], Awaitable[str]]
+                               ) -> Callable[[HpcSpawner], Awaitable[str]]:
+    """A cancelled start() (a stop while starting, the start timeout) hands its clean-up
+    to a background task (``_abandon``) and ends at once; any await in start() may be
+    where the cancellation lands."""
+    @functools.wraps(start)
+    async def cancellable_start(self: HpcSpawner) -> str:
+        try:
+            return await start(self)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+    return cancellable_start
 
 
 class HpcSpawner(Spawner):
@@ -140,7 +160,16 @@ class HpcSpawner(Spawner):
         #: a queued job of a hub that stopped before the job ran; JupyterHub must not
         #: wait for its URL nor cancel it, the re-attach service starts it again
         self._detached = False
+        #: how this server's last job ended on its own; kept in the spawner state so the
+        #: spawn page can tell its user on her next visit, also after a hub restart
         self.last_end: str | None = None
+        #: the current start's submission (env file, sbatch): a task of its own, so that
+        #: cancelling start() cannot lose the job id or the file that commands already made
+        self._submission: asyncio.Task[None] | None = None
+        #: the clean-up after a stop, or after a start that was cancelled
+        self._discarding: asyncio.Task[None] | None = None
+        #: the start under way was stopped: what its submission makes is cancelled
+        self._abandoned = False
         #: (stage, time.monotonic()) of the current start, logged when it serves
         self._stages: list[tuple[str, float]] = []
 
@@ -165,6 +194,8 @@ class HpcSpawner(Spawner):
             state["detached"] = True  # JupyterHub may rebuild this object before re-attach
         if (accepted := guard.remember_options(self)) is not None:
             state["accepted_options"] = accepted
+        if self.last_end:
+            state["last_end"] = self.last_end
         return state
 
     def load_state(self, state: dict) -> None:
@@ -173,6 +204,7 @@ class HpcSpawner(Spawner):
             setattr(self, key, state.get(key))
         self._detached = bool(state.get("detached"))
         self.accepted_options = state.get("accepted_options")  # type: ignore[assignment]
+        self.last_end = state.get("last_end")
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -216,6 +248,7 @@ class HpcSpawner(Spawner):
         return request
 
     # -- lifecycle --------------------------------------------------------------------
+    @_cleaned_up_when_cancelled
     async def start(self) -> str:
         from hpcbridge.spawner.hubconfig import assert_safe_routes
 
@@ -225,6 +258,8 @@ class HpcSpawner(Spawner):
         self._port = loop.create_future()
         self._detached = False
         await guard.check_identity(self.site, self.cluster, self.user.name)
+        await self._settled()  # a stopped start's clean-up ends before this one begins
+        self._abandoned = False
         if self.job_id:
             if await self._reattachable():
                 # the job reports its port with the token it holds; port_reported() makes
@@ -245,29 +280,43 @@ class HpcSpawner(Spawner):
             if url is not None:
                 return url
             self._port = loop.create_future()  # fall back to a job of its own
+        self._submission = asyncio.ensure_future(self._submit(request))
+        await asyncio.shield(self._submission)
+        return await self._wait_until_serving()
+
+    async def _submit(self, request) -> None:
+        """Write the env file and submit the job; the job id is in the hub database when
+        this returns. A task of its own: the commands run to their end on the login node
+        whatever happens to start(), so only this task can learn what they made, and the
+        clean-up of a stop waits for it (``_discard``)."""
         env_file = self.env_file = await self._write_env(request)
         self._stage("prepare")
+        if self._abandoned:
+            return  # stopped while the file was written: submit nothing (the clean-up
+            # removes the file)
         script = render_script(self.site.profile, dataclasses.replace(
             request, command=jobenv.launch_command(env_file)))
         try:
-            self.job_id = await self._client().submit(self.user.name, script)
+            job_id = await self._client().submit(self.user.name, script)
         except (SubmitRefused, SchedulerUnavailable) as exc:
-            await self._client().remove_file(self.user.name, env_file)
+            self.env_file = None
+            await self._cancel_job(None, env_file)
             if isinstance(exc, SubmitRefused):
                 guard.restore_options(self)
             code = 400 if isinstance(exc, SubmitRefused) else 503
             raise web.HTTPError(code, f"the scheduler refused the job: {exc}") from None
+        self.job_id = job_id
         self.token_digest = jobenv.token_digest(self.api_token)
         self._save_state_now()
         self._stage("submit")
-        self.log.info("%s: submitted job %s", self._log_name, self.job_id)
-        self._emit(10, f"submitted job {self.job_id} to {request.queue} "
+        self.log.info("%s: submitted job %s", self._log_name, job_id)
+        self._emit(10, f"submitted job {job_id} to {request.queue} "
                        f"({request.cores} cores, {request.memory}, {request.walltime})")
-        return await self._wait_until_serving()
 
     async def _start_warm(self, pool: warm.WarmPool, job: warm.WarmJob) -> str | None:
         """Serve from a warm job of this user; None if it fails (the caller submits)."""
-        self.job_id, self.cluster, self.env_file = job.job_id, job.cluster, None
+        # the warm job's own file (its secret) is removed with it if it never started
+        self.job_id, self.cluster, self.env_file = job.job_id, job.cluster, job.env_file
         self.token_digest = jobenv.token_digest(self.api_token)
         self._save_state_now()
         self._stage("prepare")
@@ -289,11 +338,8 @@ class HpcSpawner(Spawner):
             pool.release(job)
             self._unfollow()
             self._poller().untrack(job.job_id)
-            try:
-                await self._client().cancel(self.user.name, [job.job_id])
-            except HpcBridgeError as cancel_error:
-                self.log.warning("could not cancel warm job %s: %s", job.job_id, cancel_error)
-            self.job_id = self.token_digest = self.node = None
+            await self._cancel_job(job.job_id, job.env_file)
+            self.job_id = self.token_digest = self.node = self.env_file = None
             self._info = None
             self._node_known = asyncio.Event()
             return None
@@ -366,10 +412,7 @@ class HpcSpawner(Spawner):
         self.token_id = row.id if row is not None else None
 
     async def _remove_file(self, path: str) -> None:
-        try:
-            await self._client().remove_file(self.user.name, path)
-        except HpcBridgeError as exc:
-            self.log.warning("could not remove %s: %s", path, exc)
+        await self._cancel_job(None, path)  # during an outage: again in the background
 
     def _revoke_job_token(self) -> None:
         """Delete the token of a job that is gone or going, if it is not this start's.
@@ -396,9 +439,8 @@ class HpcSpawner(Spawner):
             assert self._port is not None, "start() creates the port future before waiting"
             port = await self._port
         except asyncio.CancelledError:
-            # a hub shutting down cancels the starts that wait (and start_timeout does,
-            # then stop() cancels the job and removes the file): the queued job stays for
-            # the re-attach, and needs its file
+            # a hub shutting down cancels the starts that wait: the queued job stays for
+            # the re-attach, and needs its file; a stop cleans up (_abandon, stop)
             raise
         except BaseException:
             await self._remove_env_file()  # the job ended unread
@@ -407,6 +449,7 @@ class HpcSpawner(Spawner):
         host = await self._node_address()
         self._stage("address")
         self.reported_port = port
+        self.last_end = None  # told at this start (progress); a new server is up
         self._emit(95, f"server starting on {self.node} port {port}")
         self._save_state_now()
         if await _listening(host, port, self.http_timeout):
@@ -416,10 +459,68 @@ class HpcSpawner(Spawner):
 
     async def _remove_env_file(self) -> None:
         if self.env_file and self.reported_port is None:
-            try:
-                await self._client().remove_file(self.user.name, self.env_file)
-            except HpcBridgeError as exc:
-                self.log.warning("could not remove %s: %s", self.env_file, exc)
+            await self._remove_file(self.env_file)
+
+    async def _cancel_job(self, job_id: str | None, env_file: str | None) -> None:
+        """Remove a job's unread env file, then cancel the job (without its file a job
+        cannot start a server); while the login node or the scheduler cannot be reached,
+        keep trying in the background."""
+        client = self._client()
+        try:
+            if env_file:
+                await client.remove_file(self.user.name, env_file)
+            if job_id:
+                await client.cancel(self.user.name, [job_id])
+        except (SchedulerUnavailable, Unreachable) as exc:
+            self.log.error("%s: cannot cancel job %s or remove %s now (%s); retrying in "
+                           "the background", self._log_name, job_id, env_file, exc)
+            self.site.cancel_later(self.cluster, self.user.name, job_id, env_file=env_file)
+        except HpcBridgeError as exc:
+            self.log.error("%s: cannot cancel job %s or remove %s: %s", self._log_name,
+                           job_id, env_file, exc)
+
+    def _abandon(self) -> None:
+        """start() was cancelled (a stop while starting, the start timeout): clean up in
+        the background, at once — JupyterHub waits about a second for a cancelled start
+        and may not call stop() when it sees no job yet."""
+        self._abandoned = True
+        self._begin_discard()
+
+    def _begin_discard(self) -> asyncio.Task[None]:
+        if self._discarding is None or self._discarding.done():
+            self._discarding = asyncio.ensure_future(self._discard())
+        return self._discarding
+
+    async def _discard(self) -> None:
+        """Cancel this server's job and remove its unread env file, after the submission
+        under way (if any) has ended: a job submitted for a stopped server is never missed."""
+        submission, self._submission = self._submission, None
+        if submission is not None:
+            await asyncio.wait([submission])
+            if not submission.cancelled() and submission.exception() is not None:
+                self.log.info("%s: the stopped start's submission failed: %s",
+                              self._log_name, submission.exception())
+        job_id = self.job_id
+        env_file = self.env_file if self.reported_port is None else None
+        self._unfollow()
+        if job_id:
+            self._poller().untrack(job_id)
+        self._info = None
+        if job_id or env_file:
+            await self._cancel_job(job_id, env_file)
+        self.job_id = self.env_file = self.token_digest = self.node = None
+        self.reported_port = None
+        self._save_state_now()
+
+    def _in_flight(self) -> bool:
+        return any(t is not None and not t.done() for t in (self._submission, self._discarding))
+
+    async def _settled(self) -> None:
+        """Until the previous start's submission and clean-up have ended."""
+        running = [t for t in (self._submission, self._discarding)
+                   if t is not None and not t.done()]
+        if running:
+            await asyncio.wait(running)
 
     def _follow(self) -> None:
         """Subscribe to this job's state changes and have the shared poller track it."""
@@ -514,26 +615,44 @@ class HpcSpawner(Spawner):
         return f"http://{host}:{self.reported_port}"
 
     async def _node_address(self) -> str:
-        if not self.node:
-            # the job runs (it reported a port): the poller's next round names its node
-            self._poller().wake()
+        """The address of the job's node. The job runs (it reported a port), so while the
+        scheduler or the login node cannot be asked this waits and asks again: an outage
+        is no failure. JupyterHub's ``start_timeout`` bounds the wait."""
+        pause, longest = RETRY_PAUSES
+        told = False
+        while not (node := self.node):
+            info = self._info
+            if info is not None and info.state.is_terminal:
+                raise web.HTTPError(500, f"job {self.job_id} ended before the server "
+                                         f"started: {_describe_end(info)}")
+            if info is not None and info.state is JobState.UNKNOWN and not told:
+                told = True
+                self._emit(90, f"job {self.job_id} is running; waiting until the scheduler "
+                               f"answers again to learn its node ({info.reason})")
+            self._poller().wake()  # its next round names the node
             try:
-                await asyncio.wait_for(self._node_known.wait(), 60)
+                await asyncio.wait_for(self._node_known.wait(), pause)
             except TimeoutError:
-                raise web.HTTPError(
-                    500, f"job {self.job_id} reported a port but the scheduler names no "
-                         "node for it") from None
-        node = self.node
-        assert node, "set together with _node_known"
+                pause = min(pause * 2, longest)
         if not self.resolve_nodes_on_login:
             return node
-        return await self.site.node_address(self.cluster, node, self.user.name)
+        pause = RETRY_PAUSES[0]
+        while True:
+            try:
+                return await self.site.node_address(self.cluster, node, self.user.name)
+            except (SchedulerUnavailable, Unreachable) as exc:
+                self.log.warning("%s: cannot resolve node %s now (%s); asking again in "
+                                 "%.0f s", self._log_name, node, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, longest)
 
     async def _fresh_info(self) -> JobInfo | None:
         """This job's state after the poller's next round (one query for all waiters)."""
         return await self.site.fresh_info(self.cluster, self.job_id, self.user.name)
 
     async def poll(self) -> int | None:
+        if self._in_flight():
+            return None  # a submission or its clean-up is under way: stop() waits for it
         if not self.job_id:
             return 0
         if self._info is None or not self._info.state.is_terminal:
@@ -564,21 +683,15 @@ class HpcSpawner(Spawner):
                              self.job_id, int(left))
 
     async def stop(self, now: bool = False) -> None:
-        if not self.job_id:
-            return
+        """Cancel the server's job, also one whose submission is still under way (the
+        clean-up waits for it), and remove its env file if the job never read it."""
         if refusal := guard.name_refused(self.site, self.cluster, self.user.name):
             self.log.error("not stopping job %s: %s", self.job_id, refusal)  # never ours
             return
-        job_id = self.job_id
-        self._unfollow()
-        self._poller().untrack(job_id)
-        self._info = None
-        try:
-            await self._client().cancel(self.user.name, [job_id])
-            await self._remove_env_file()  # a job cancelled in the queue never read it
-        except SchedulerUnavailable as exc:
-            self.log.error("cannot cancel job %s now (%s); retrying in background", job_id, exc)
-            self.site.cancel_later(self.cluster, self.user.name, job_id)
+        self._abandoned = True
+        if self._port is not None and not self._port.done():
+            self._port.cancel()  # a start still waiting for its port ends here
+        await asyncio.shield(self._begin_discard())
 
     # -- progress ---------------------------------------------------------------------
     def _emit(self, progress: int, message: str) -> None:
@@ -640,7 +753,7 @@ def _describe_progress(info: JobInfo) -> str:
 
 
 def _describe_end(info: JobInfo) -> str:
-    text = info.state.value.replace("_", " ")
+    text = info.state.description
     if info.reason and info.reason != "None":
         text += f" ({info.reason})"
     if info.exit_code:

@@ -7,7 +7,8 @@ import time
 
 from bench.hubapi import HubApi
 
-__all__ = ["CHROMIUM_ARGS", "HubApi", "port_offset", "sbatch_sleepers", "squeue", "wait_server"]
+__all__ = ["CHROMIUM_ARGS", "HubApi", "log_in", "port_offset", "sbatch_sleepers", "squeue",
+           "wait_server"]
 
 #: how the browser tests start Debian's Chromium (headless, in a container-less CI too)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -46,3 +47,12 @@ def wait_server(hub, user: str, server: str, pred, timeout: float = 60) -> dict:
         time.sleep(0.5)
     last = hub.server(user, server)
     raise AssertionError(f"{user}/{server}: condition not met; server is {last}")
+
+
+def log_in(page, hub, user: str, next_url: str = "/hub/spawn") -> None:
+    """Log ``user`` in through the hub's login form (a Playwright page), then go on to
+    ``next_url``."""
+    page.goto(f"{hub.url}/hub/login?next={next_url}")
+    page.fill("#username_input", user)
+    page.fill("#password_input", hub.passwords[user])
+    page.click("#login_submit")

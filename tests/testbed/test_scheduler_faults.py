@@ -281,4 +281,4 @@ async def test_slurmdbd_down_history_is_unknown_not_gone(testbed, client) -> Non
         faults.cancel_jobs(testbed, [job])
     assert during[job].state.is_active
     assert during[gone].state is JobState.UNKNOWN
-    assert after[gone].state is JobState.COMPLETED and after[gone].extra.get("absent")
+    assert after[gone].state is JobState.ENDED_UNKNOWN and after[gone].extra.get("absent")
