@@ -255,7 +255,7 @@ def test_a_port_reported_during_an_outage_waits_for_the_node_then_serves():
         start = asyncio.ensure_future(spawner.start())
         await _following(cluster, spawner)
         job_id = spawner.job_id
-        spawner.port_reported(40001)
+        spawner.port_reported(40001, "server-token")
         for _ in range(20):  # the scheduler cannot be asked: no node, no failure
             cluster.publish(JobInfo(job_id, JobState.UNKNOWN, reason="ssh: refused"))
             await asyncio.sleep(0.002)
@@ -273,7 +273,7 @@ def test_a_job_that_ends_while_its_node_is_unknown_fails_the_spawn_with_the_reas
         spawner = Spawner(FakeSite(cluster))
         start = asyncio.ensure_future(spawner.start())
         await _following(cluster, spawner)
-        spawner.port_reported(40001)
+        spawner.port_reported(40001, "server-token")
         cluster.publish(JobInfo(spawner.job_id, JobState.NODE_FAIL))
         with pytest.raises(web.HTTPError, match="node fail"):
             await start
