@@ -113,20 +113,31 @@ class FakeCluster:
 class FakeSite:
     def __init__(self, cluster: FakeCluster) -> None:
         self.profile = load_bundled_profile("testbed", {})
-        self.cluster = cluster
+        self.fake = cluster
         self.later: list[tuple] = []
+        self.identity = SimpleNamespace(check=_anyone)
+
+    def cluster_name(self, name=None) -> str:
+        return name or next(iter(self.profile.clusters))
+
+    def cluster(self, name=None):
+        return self.profile.clusters[self.cluster_name(name)]
 
     def client(self, name=None):
-        return self.cluster.client
+        return self.fake.client
 
     def poller(self, name=None):
-        return self.cluster
+        return self.fake
 
     def cancel_later(self, cluster, user, job_id, *, env_file=None) -> None:
         self.later.append((job_id, env_file))
 
     async def node_address(self, cluster, node, user=None) -> str:
-        return await self.cluster.client.resolve_host(node, as_user=user)
+        return await self.fake.client.resolve_host(node, as_user=user)
+
+
+async def _anyone(cluster, user) -> None:
+    """The identity check passes: a regular user."""
 
 
 class Spawner(HpcSpawner):
@@ -155,13 +166,22 @@ async def _never_listening(host, port, timeout, every=0.05) -> bool:
     return False
 
 
+async def _reach(cluster: FakeCluster, stage: str, start: asyncio.Future) -> None:
+    """Until the start sends ``stage``'s command; fails if the start ended before."""
+    reached = asyncio.ensure_future(cluster.reached[stage].wait())
+    await asyncio.wait([reached, start], return_when=asyncio.FIRST_COMPLETED)
+    if not reached.done():
+        reached.cancel()
+        raise AssertionError(f"start() ended before {stage}: {start.exception()!r}")
+
+
 async def _cancelled_at(stage: str, *, then_stop: bool):
     """Start, cancel start() while ``stage``'s answer is held back, let it arrive."""
     cluster = FakeCluster()
     cluster.gates[stage] = asyncio.Event()
     spawner = Spawner(FakeSite(cluster))
     start = asyncio.ensure_future(spawner.start())
-    await cluster.reached[stage].wait()
+    await _reach(cluster, stage, start)
     start.cancel()
     with pytest.raises(asyncio.CancelledError):
         await start
@@ -192,7 +212,7 @@ def test_a_stop_while_the_job_waits_for_its_port_cancels_it_and_removes_the_file
         cluster = FakeCluster()
         spawner = Spawner(FakeSite(cluster))
         start = asyncio.ensure_future(spawner.start())
-        await _following(cluster, spawner)
+        await _following(cluster, spawner, start)
         start.cancel()
         await asyncio.wait([start])
         await spawner.stop()
@@ -206,7 +226,7 @@ def test_the_next_start_waits_for_the_last_ones_clean_up():
         cluster.gates["sbatch"] = asyncio.Event()
         spawner = Spawner(FakeSite(cluster))
         first = asyncio.ensure_future(spawner.start())
-        await cluster.reached["sbatch"].wait()
+        await _reach(cluster, "sbatch", first)
         first.cancel()
         await asyncio.wait([first])
         second = asyncio.ensure_future(spawner.start())
@@ -229,7 +249,7 @@ def test_an_outage_during_the_clean_up_is_handed_to_cancel_later():
         site = FakeSite(cluster)
         spawner = Spawner(site)
         start = asyncio.ensure_future(spawner.start())
-        await _following(cluster, spawner)
+        await _following(cluster, spawner, start)
         start.cancel()
         await asyncio.wait([start])
         env_file = spawner.env_file
@@ -239,9 +259,15 @@ def test_an_outage_during_the_clean_up_is_handed_to_cancel_later():
     asyncio.run(go())
 
 
-async def _following(cluster: FakeCluster, spawner: Spawner) -> None:
-    """Until the job is submitted and the spawner follows its state."""
-    await cluster.until(lambda: spawner.job_id and cluster.subscribers)
+async def _following(cluster: FakeCluster, spawner: Spawner, start: asyncio.Future) -> None:
+    """Until the job is submitted and the spawner follows its state; fails if the start
+    ended before."""
+    following = asyncio.ensure_future(
+        cluster.until(lambda: spawner.job_id and cluster.subscribers))
+    await asyncio.wait([following, start], return_when=asyncio.FIRST_COMPLETED)
+    if not following.done():
+        following.cancel()
+        raise AssertionError(f"start() ended before its job was followed: {start!r}")
 
 
 def _running(job_id: str, *nodes: str) -> JobInfo:
@@ -253,12 +279,14 @@ def test_a_port_reported_during_an_outage_waits_for_the_node_then_serves():
         cluster = FakeCluster()
         spawner = Spawner(FakeSite(cluster))
         start = asyncio.ensure_future(spawner.start())
-        await _following(cluster, spawner)
+        await _following(cluster, spawner, start)
         job_id = spawner.job_id
         spawner.port_reported(40001, "server-token")
-        for _ in range(20):  # the scheduler cannot be asked: no node, no failure
-            cluster.publish(JobInfo(job_id, JobState.UNKNOWN, reason="ssh: refused"))
-            await asyncio.sleep(0.002)
+        # the scheduler cannot be asked: no node, no failure; the user is told it waits
+        cluster.publish(JobInfo(job_id, JobState.UNKNOWN, reason="ssh: refused"))
+        while "waiting until the scheduler answers" not in (await spawner._events.get())[
+                "message"]:
+            pass
         assert not start.done()
         cluster.down = 3  # and the login node cannot resolve names for a while
         cluster.publish(_running(job_id, "c2"))
@@ -272,7 +300,7 @@ def test_a_job_that_ends_while_its_node_is_unknown_fails_the_spawn_with_the_reas
         cluster = FakeCluster()
         spawner = Spawner(FakeSite(cluster))
         start = asyncio.ensure_future(spawner.start())
-        await _following(cluster, spawner)
+        await _following(cluster, spawner, start)
         spawner.port_reported(40001, "server-token")
         cluster.publish(JobInfo(spawner.job_id, JobState.NODE_FAIL))
         with pytest.raises(web.HTTPError, match="node fail"):
