@@ -422,19 +422,6 @@ def reset_rpc_stats(tb: Testbed) -> None:
 
 # -- login node sshd: outages and slow logins ---------------------------------------------
 
-def stop_sshd(tb: Testbed, timeout: float = 30) -> None:
-    """Stop every sshd on login, open sessions included: the login node is unreachable."""
-    tb.exec("login", ["pkill", "-KILL", "-x", "sshd"], timeout=20)
-    wait_until("sshd to die", lambda: tb.exec(
-        "login", ["pgrep", "-x", "sshd"], timeout=20).returncode != 0, timeout)
-
-
-def start_sshd(tb: Testbed, timeout: float = 30) -> None:
-    _daemon(tb, "login", ["/usr/sbin/sshd", "-E", "/var/log/sshd.log"])
-    wait_until("sshd on login", lambda: bool(tb.exec(
-        "login", ["ss", "-Hltn", "sport", "=", ":22"], timeout=20).stdout.strip()), timeout)
-
-
 @contextlib.contextmanager
 def sshd_stopped(tb: Testbed) -> Iterator[None]:
     stop_sshd(tb)
