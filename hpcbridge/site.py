@@ -122,7 +122,8 @@ class Site:
         unsubscribe = poller.subscribe(on_change)
         try:
             poller.track(job_id, user)
-            return await asyncio.wait_for(answer, timeout)
+            async with asyncio.timeout(timeout):  # never swallows the caller's cancel
+                return await answer
         except TimeoutError:
             return None
         finally:

@@ -60,14 +60,21 @@ def _cleaned_up_when_cancelled(start: Callable[[HpcSpawner], Awaitable[str]]
                                ) -> Callable[[HpcSpawner], Awaitable[str]]:
     """A cancelled start() (a stop while starting, the start timeout) hands its clean-up
     to a background task (``_abandon``) and ends at once; any await in start() may be
-    where the cancellation lands."""
+    where the cancellation lands. A cancellation that something swallowed on the way
+    (Python 3.11's ``asyncio.wait_for`` returns an inner result that arrives with the
+    cancel) still counts: a start that was asked to stop never returns a server."""
     @functools.wraps(start)
     async def cancellable_start(self: HpcSpawner) -> str:
         try:
-            return await start(self)
+            url = await start(self)
         except asyncio.CancelledError:
             self._abandon()
             raise
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            self._abandon()
+            raise asyncio.CancelledError
+        return url
     return cancellable_start
 
 
@@ -329,7 +336,8 @@ class HpcSpawner(Spawner):
         try:
             serving = self._wait_until_serving()
             if waiting:  # it was ready: it reports in well under a second, or it is broken
-                return await asyncio.wait_for(serving, self.warm_handover_timeout)
+                async with asyncio.timeout(self.warm_handover_timeout):
+                    return await serving
             return await serving
         except (TimeoutError, web.HTTPError) as exc:
             reason = "no port in time" if isinstance(exc, TimeoutError) else exc.log_message
@@ -631,7 +639,8 @@ class HpcSpawner(Spawner):
                                f"answers again to learn its node ({info.reason})")
             self._poller().wake()  # its next round names the node
             try:
-                await asyncio.wait_for(self._node_known.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self._node_known.wait()
             except TimeoutError:
                 pause = min(pause * 2, longest)
         if not self.resolve_nodes_on_login:
@@ -717,7 +726,8 @@ async def _listening(host: str, port: int, timeout: float, every: float = 0.05) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+            async with asyncio.timeout(2.0):
+                _, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError):
             await asyncio.sleep(every)
             continue

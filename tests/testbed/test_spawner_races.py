@@ -58,8 +58,9 @@ def _start_then_stop(hub, user: str, stop_after: float) -> tuple[int, int]:
     deadline = time.monotonic() + 60
     while True:
         stopped = hub.stop(user).status_code
-        # 400: the spawn has not reached the spawner yet, or a stop is still under way
-        if stopped != 400 or time.monotonic() > deadline:
+        # 400: the spawn has not reached the spawner yet, or a stop is still under way;
+        # 500: JupyterHub gave the cancelled start one second, and it was not over yet
+        if stopped not in (400, 500) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     thread.join(120)

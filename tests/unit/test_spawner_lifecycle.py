@@ -344,3 +344,28 @@ def test_cancel_later_removes_the_file_and_cancels_once_the_outage_ends():
         await asyncio.wait(set(site._retries))
         assert cluster.files == {} and cluster.live_jobs == []
     asyncio.run(go())
+
+
+def test_a_cancellation_swallowed_inside_start_still_cleans_up():
+    entered = asyncio.Event()
+
+    class Swallowing(Spawner):
+        async def _wait_until_serving(self) -> str:
+            entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass  # what Python 3.11's wait_for does when its inner result races a cancel
+            return "http://10.0.0.9:40001"
+
+    async def go():
+        cluster = FakeCluster()
+        spawner = Swallowing(FakeSite(cluster))
+        start = asyncio.ensure_future(spawner.start())
+        await entered.wait()
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+        await asyncio.wait([spawner._discarding])
+        assert cluster.live_jobs == [] and cluster.files == {}
+    asyncio.run(go())
