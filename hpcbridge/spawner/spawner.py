@@ -52,6 +52,8 @@ _HOME_FULL = ("No space left on device", "Disk quota exceeded")
 _TASKS: set[asyncio.Task] = set()
 #: first and longest pause (seconds) between asking again while the cluster cannot answer
 RETRY_PAUSES = (1.0, 10.0)
+#: seconds a cancelled start waits for JupyterHub's stop() before it cleans up by itself
+ABANDON_GRACE = 10.0
 _STARTING = {JobState.PENDING: 20, JobState.REQUEUED: 20, JobState.RUNNING: 60,
              JobState.SUSPENDED: 40, JobState.COMPLETING: 90}
 
@@ -175,6 +177,8 @@ class HpcSpawner(Spawner):
         self._submission: asyncio.Task[None] | None = None
         #: the clean-up after a stop, or after a start that was cancelled
         self._discarding: asyncio.Task[None] | None = None
+        #: a cancelled start's own clean-up, if no stop() comes in ABANDON_GRACE seconds
+        self._abandoning: asyncio.Task[None] | None = None
         #: the start under way was stopped: what its submission makes is cancelled
         self._abandoned = False
         #: (stage, time.monotonic()) of the current start, logged when it serves
@@ -488,11 +492,22 @@ class HpcSpawner(Spawner):
                            job_id, env_file, exc)
 
     def _abandon(self) -> None:
-        """start() was cancelled (a stop while starting, the start timeout): clean up in
-        the background, at once — JupyterHub waits about a second for a cancelled start
-        and may not call stop() when it sees no job yet."""
+        """start() was cancelled: by a stop or the start timeout (JupyterHub then calls
+        stop() within a second or two), or by a hub shutting down (the queued job and its
+        env file stay for the re-attach after the restart). If no stop() comes — JupyterHub's
+        DELETE fails when a cancelled start takes over a second to end — clean up anyway."""
         self._abandoned = True
-        self._begin_discard()
+        if self._abandoning is None or self._abandoning.done():
+            self._abandoning = asyncio.ensure_future(self._discard_after_grace())
+
+    async def _discard_after_grace(self) -> None:
+        await asyncio.sleep(ABANDON_GRACE)
+        await self._begin_discard()
+
+    def _take_over_abandon(self) -> None:
+        """A stop or a new start cleans up now (and proves the hub is not shutting down)."""
+        if self._abandoning is not None and not self._abandoning.done():
+            self._abandoning.cancel()
 
     def _begin_discard(self) -> asyncio.Task[None]:
         if self._discarding is None or self._discarding.done():
@@ -521,10 +536,14 @@ class HpcSpawner(Spawner):
         self._save_state_now()
 
     def _in_flight(self) -> bool:
-        return any(t is not None and not t.done() for t in (self._submission, self._discarding))
+        return any(t is not None and not t.done()
+                   for t in (self._submission, self._discarding, self._abandoning))
 
     async def _settled(self) -> None:
         """Until the previous start's submission and clean-up have ended."""
+        if self._abandoning is not None and not self._abandoning.done():
+            self._take_over_abandon()
+            await self._begin_discard()
         running = [t for t in (self._submission, self._discarding)
                    if t is not None and not t.done()]
         if running:
@@ -698,6 +717,7 @@ class HpcSpawner(Spawner):
             self.log.error("not stopping job %s: %s", self.job_id, refusal)  # never ours
             return
         self._abandoned = True
+        self._take_over_abandon()
         if self._port is not None and not self._port.done():
             self._port.cancel()  # a start still waiting for its port ends here
         await asyncio.shield(self._begin_discard())

@@ -159,6 +159,7 @@ class Spawner(HpcSpawner):
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
     monkeypatch.setattr(spawner_module, "RETRY_PAUSES", (0.001, 0.004), raising=False)
+    monkeypatch.setattr(spawner_module, "ABANDON_GRACE", 0.001, raising=False)
     monkeypatch.setattr(spawner_module, "_listening", _never_listening)
 
 
@@ -191,6 +192,7 @@ async def _cancelled_at(stage: str, *, then_stop: bool):
     if then_stop:
         await spawner.stop()
     else:  # JupyterHub failed to stop it (its DELETE can end in HTTP 500)
+        await asyncio.wait([spawner._abandoning])
         await asyncio.wait([spawner._discarding])
     return cluster, spawner
 
@@ -366,6 +368,23 @@ def test_a_cancellation_swallowed_inside_start_still_cleans_up():
         start.cancel()
         with pytest.raises(asyncio.CancelledError):
             await start
+        await asyncio.wait([spawner._abandoning])
         await asyncio.wait([spawner._discarding])
         assert cluster.live_jobs == [] and cluster.files == {}
     asyncio.run(go())
+
+
+def test_a_start_cancelled_by_a_hub_shutting_down_keeps_the_queued_job_and_its_file(
+        monkeypatch):
+    monkeypatch.setattr(spawner_module, "ABANDON_GRACE", 3600.0)
+
+    async def go():
+        cluster = FakeCluster()
+        spawner = Spawner(FakeSite(cluster))
+        start = asyncio.ensure_future(spawner.start())
+        await _following(cluster, spawner, start)
+        start.cancel()  # the hub's shutdown cancels every task; then its loop ends
+        await asyncio.wait([start])
+        return cluster
+    cluster = asyncio.run(go())
+    assert cluster.live_jobs == ["100"] and len(cluster.files) == 1
