@@ -432,21 +432,27 @@ def sshd_stopped(tb: Testbed) -> Iterator[None]:
 
 
 SLOW_SHELL = "/usr/local/bin/hpcb-slow-shell"
+SSHD_CONFIG = "/etc/ssh/sshd_config"
 
 
 @contextlib.contextmanager
 def slow_login_shell(tb: Testbed, user: str, seconds: float) -> Iterator[None]:
     """Every command ``user`` runs over SSH on login starts ``seconds`` late (a login
-    shell that sleeps first: a slow profile, a slow home on NFS). Open sessions are
-    dropped on the way in and out, since sshd looks the shell up at login."""
-    script = f"#!/bin/sh\nsleep {float(seconds)}\nexec /bin/bash \"$@\"\n"
+    that sleeps first: a slow profile, a slow home on NFS), through sshd's ForceCommand
+    for that user (users may live in the directory, not in /etc/passwd). Open sessions
+    are dropped on the way in and out."""
+    script = f"#!/bin/sh\nsleep {float(seconds)}\nexec /bin/bash -c \"$SSH_ORIGINAL_COMMAND\"\n"
     tb.exec("login", ["dd", f"of={SLOW_SHELL}", "status=none"], input=script.encode(),
             check=True)
     tb.exec("login", ["chmod", "0755", SLOW_SHELL], check=True)
-    tb.exec("login", ["usermod", "-s", SLOW_SHELL, user], check=True)
-    restart_sshd(tb, drop_sessions=True)
+    original = tb.exec("login", ["cat", SSHD_CONFIG], check=True).stdout
+    block = f"\nMatch User {user}\n    ForceCommand {SLOW_SHELL}\n".encode()
+    tb.exec("login", ["dd", f"of={SSHD_CONFIG}", "status=none"], input=original + block,
+            check=True)
     try:
+        restart_sshd(tb, drop_sessions=True)
         yield
     finally:
-        tb.exec("login", ["usermod", "-s", "/bin/bash", user], check=True)
+        tb.exec("login", ["dd", f"of={SSHD_CONFIG}", "status=none"], input=original,
+                check=True)
         restart_sshd(tb, drop_sessions=True)
