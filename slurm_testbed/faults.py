@@ -228,16 +228,24 @@ def kill_node(tb: Testbed, node: str) -> str:
 
 def restore_node(tb: Testbed, node: str, ip: str | None = None, timeout: float = 180
                  ) -> None:
-    """Recreate a killed node's container and wait until Slurm has it idle again."""
+    """Recreate a killed node's container and wait until Slurm has it back: idle, or
+    already running jobs (on a busy cluster, queued jobs land on it at once)."""
     exists = tb.engine.run("container", "exists", tb.container_name(node), check=False)
     if exists.returncode != 0:
         tb.rerun_node(node, ip=ip or tb.info().containers[node])
     # ReturnToService=2 brings a DOWN node back when it registers; undrain just in case
     with contextlib.suppress(TestbedError):
-        wait_nodes_idle(tb, [node], timeout=60)
+        wait_node_up(tb, node, timeout=60)
         return
     scontrol(tb, "update", f"nodename={node}", "state=resume")
-    wait_nodes_idle(tb, [node], timeout=timeout)
+    wait_node_up(tb, node, timeout=timeout)
+
+
+def wait_node_up(tb: Testbed, node: str, timeout: float = 120) -> float:
+    """Until ``node`` responds and takes jobs (idle, mixed, allocated or completing)."""
+    usable = ("idle", "mixed", "allocated", "completing")
+    return wait_until(f"node {node} up", lambda: node_states(tb).get(node) in usable,
+                      timeout, interval=1)
 
 
 @contextlib.contextmanager
