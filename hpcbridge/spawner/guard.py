@@ -12,12 +12,19 @@
   script) replays them. The options of the last job a server ran are kept in its state
   (``accepted_options``); when new ones are refused they are put back, in the database
   too, so a refused spawn leaves nothing behind (shared design, invariant 6).
+- A refused REST spawn of a named server that never ran: JupyterHub's REST handler makes
+  the server's database row before ``start()`` sees the options, and keeps it after the
+  refusal (a stopped server in the user's list). When the spawn has failed, the row is
+  removed as JupyterHub's own ``DELETE …/servers/NAME`` with ``remove`` does, unless a
+  later request uses the server by then (:func:`forget_unused_server`). A form's row was
+  made when the form was shown, and its spawn page names the refusal: it stays.
 """
 
 from __future__ import annotations
 
 import logging
 
+from jupyterhub.apihandlers.base import APIHandler
 from sqlalchemy.orm import object_session
 from tornado import web
 
@@ -75,3 +82,36 @@ def restore_options(spawner) -> None:
     session = object_session(orm)
     if session is not None:
         session.commit()
+
+
+def forget_unused_server(spawner) -> None:
+    """After ``spawner``'s start was refused: when it is a named server that never ran,
+    started through the REST API, remove its row once JupyterHub has finished the failed
+    spawn (its clean-up still uses the row)."""
+    if not spawner.name or spawner.accepted_options is not None or spawner.last_end:
+        return  # the default server, or one that ran: its history stays
+    if not isinstance(spawner.handler, APIHandler):
+        return
+    spawn = spawner._spawn_future  # JupyterHub's whole spawn, of which start() is a part
+    if spawn is None or spawn.done():
+        return
+    spawn.add_done_callback(lambda done: _remove_unused_row(spawner, done))
+
+
+def _remove_unused_row(spawner, spawn) -> None:
+    """Remove the row of a server whose spawn ``spawn`` failed, unless it is in use again.
+    No await between the check and the removal: no other request runs in between."""
+    if spawn.cancelled() or spawn.exception() is None:
+        return
+    user, row = spawner.user, spawner.orm_spawner
+    if (user.spawners.get(spawner.name) is not spawner or spawner.active
+            or user.orm_spawners.get(spawner.name) is not row or row.server is not None
+            or (row.state or {}).get("job_id")):
+        return  # a request since the refusal uses this server
+    spawner.log.info("removing %s: its only spawn was refused", spawner._log_name)
+    session = object_session(row)
+    if session is None:
+        return
+    session.delete(row)
+    user.spawners.pop(spawner.name, None)
+    session.commit()

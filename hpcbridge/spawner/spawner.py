@@ -80,6 +80,20 @@ def _cleaned_up_when_cancelled(start: Callable[[HpcSpawner], Awaitable[str]]
     return cancellable_start
 
 
+def _forgotten_when_refused(start: Callable[[HpcSpawner], Awaitable[str]]
+                            ) -> Callable[[HpcSpawner], Awaitable[str]]:
+    """A start refused before anything ran leaves no row of a new named server
+    (``guard.forget_unused_server``; shared design, invariant 6)."""
+    @functools.wraps(start)
+    async def refusable_start(self: HpcSpawner) -> str:
+        try:
+            return await start(self)
+        except guard.Refusal:
+            guard.forget_unused_server(self)
+            raise
+    return refusable_start
+
+
 class HpcSpawner(Spawner):
     """Start each notebook server as a batch job described by a site profile."""
 
@@ -259,6 +273,7 @@ class HpcSpawner(Spawner):
         return request
 
     # -- lifecycle --------------------------------------------------------------------
+    @_forgotten_when_refused
     @_cleaned_up_when_cancelled
     async def start(self) -> str:
         from hpcbridge.spawner.hubconfig import assert_safe_routes

@@ -183,3 +183,27 @@ def test_the_hub_state_folder_and_its_files_are_private(hub):
     loose = {name: oct(mode) for name, mode in modes.items()
              if mode != (0o700 if (folder / name).is_dir() else 0o600)}
     assert not loose, loose
+
+
+def _servers(hub, user: str) -> dict:
+    """Every server of ``user``, stopped ones included (what her server list shows)."""
+    return hub.request("GET", f"/users/{user}",
+                       params={"include_stopped_servers": "1"}).json()["servers"]
+
+
+def test_a_refused_spawn_of_a_new_named_server_leaves_no_server_behind(hub):
+    name = f"refused{int(time.time())}"
+    r = hub.spawn("carol", {"preset": "debug", "cores": 64}, server=name)
+    assert r.status_code == 400, r.text
+    assert "64" in r.json()["message"] and "cores" in r.json()["message"], r.text
+    assert name not in _servers(hub, "carol")
+    # the name is free: a valid spawn under it works, and its server keeps its history
+    r = hub.spawn("carol", {"preset": "debug"}, server=name)
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready("carol", name)
+    hub.stop("carol", name)
+    hub.wait_stopped("carol", name)
+    r = hub.spawn("carol", {"preset": "debug", "cores": 64}, server=name)
+    assert r.status_code == 400, r.text
+    assert _servers(hub, "carol")[name]["user_options"] == {"preset": "debug"}
+    hub.request("DELETE", f"/users/carol/servers/{name}", json={"remove": True})
