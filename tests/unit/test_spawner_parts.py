@@ -242,3 +242,67 @@ def test_revoking_spares_this_starts_token_and_other_users_tokens():
     spawner.token_id = orm.APIToken.find(db, bobs).id
     spawner._revoke_job_token()
     assert orm.APIToken.find(db, bobs) is not None
+
+
+class _Row:
+    server = None
+    state = None
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.deleted: list = []
+
+    def delete(self, row) -> None:
+        self.deleted.append(row)
+
+    def commit(self) -> None:
+        pass
+
+
+def _refused_named(monkeypatch, **overrides):
+    """A spawner of a named server whose REST spawn was refused, and its session."""
+    from types import SimpleNamespace
+
+    from jupyterhub.apihandlers.base import APIHandler
+
+    from hpcbridge.spawner import guard
+
+    session = _Session()
+    monkeypatch.setattr(guard, "object_session", lambda row: session)
+    row = _Row()
+    user = SimpleNamespace(spawners={}, orm_spawners={"r": row})
+    spawner = SimpleNamespace(name="r", accepted_options=None, last_end=None,
+                              handler=APIHandler.__new__(APIHandler), _spawn_future=None,
+                              user=user, orm_spawner=row, active=False, _log_name="alice:r",
+                              log=SimpleNamespace(info=lambda *a: None))
+    for key, value in overrides.items():
+        setattr(spawner, key, value)
+    user.spawners["r"] = spawner
+    return spawner, session
+
+
+@pytest.mark.parametrize("case, removed", [
+    ("new", True), ("default server", False), ("ran before", False), ("ended before", False),
+    ("form", False), ("in use again", False), ("replaced", False)])
+def test_a_refused_rest_spawn_removes_only_a_named_server_that_never_ran(
+        monkeypatch, case, removed):
+    from hpcbridge.spawner import guard
+
+    overrides = {"default server": {"name": ""}, "ran before": {"accepted_options": {}},
+                 "ended before": {"last_end": "TIMEOUT"}, "form": {"handler": object()}
+                 }.get(case, {})
+
+    async def refuse() -> list:
+        spawner, session = _refused_named(monkeypatch, **overrides)
+        spawner._spawn_future = asyncio.get_running_loop().create_future()
+        guard.forget_unused_server(spawner)
+        if case == "in use again":  # a request after the refusal started it again
+            spawner.active = True
+        if case == "replaced":  # JupyterHub replaced the failed spawner with a new one
+            spawner.user.spawners["r"] = object()
+        spawner._spawn_future.set_exception(guard.Refusal(400, "64 cores: at most 8"))
+        await asyncio.sleep(0)
+        return session.deleted
+
+    assert bool(asyncio.run(refuse())) is removed
