@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -247,25 +248,26 @@ class Testbed:
         network = Network(docker_network_kw={"labels": self._labels("network")})
         network.name = self.network_name
         network.create()
+        names = config.node_names(nodes)
+        hosts = self._plan_addresses(["ldap", "db", "ctl", *names, "login"])
 
         ldap.write_directory(etc, self.state_dir)
         self.progress("starting ldap (the directory of users and groups)")
-        self._run_container(refs["ldap"], "ldap", network, etc)
+        self._run_container(refs["ldap"], "ldap", network, etc, hosts)
         self._wait("the directory", lambda: self._directory_ready(), 60)
 
         self.progress("starting db (MariaDB + slurmdbd, PostgreSQL)")
-        self._run_container(refs["db"], "db", network, etc)
+        self._run_container(refs["db"], "db", network, etc, hosts)
         self._wait("slurmdbd", lambda: self.exec("db", ["sacctmgr", "-n", "list", "cluster"],
                                                  timeout=20).returncode == 0, 60)
         for argv in config.accounting_commands():
             self.exec("db", argv, check=True)
 
-        names = config.node_names(nodes)
         self.progress(f"starting ctl, login and {nodes} compute nodes")
-        self._run_container(refs["slurm"], "ctl", network, etc)
+        self._run_container(refs["slurm"], "ctl", network, etc, hosts)
         for name in names:
-            self._run_container(refs["slurm"], name, network, etc, role="compute")
-        self._run_container(refs["slurm"], "login", network, etc)
+            self._run_container(refs["slurm"], name, network, etc, hosts, role="compute")
+        self._run_container(refs["slurm"], "login", network, etc, hosts)
         self._wait("all nodes idle", lambda: self._nodes_idle(names), 90)
 
         info = self._collect_info(names, etc, self.hub_key, hub.public_line)
@@ -278,19 +280,48 @@ class Testbed:
         os.environ.update({k: v for k, v in self.engine.env().items()
                            if k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")})
 
+    def _plan_addresses(self, names: list[str]) -> dict[str, str]:
+        """A fixed address on the testbed network for each container, in order.
+
+        Every container finds the others in its /etc/hosts (``_run_container``), not
+        through the engine's DNS: podman's aardvark-dns keeps the gateway of the first
+        network of a name, so a stale record of an earlier network of the same name
+        (left when that network was removed from under its containers) leaves the new
+        network with no name service (docs/testbed.md, "Names on the testbed network").
+        """
+        attrs = self._network().attrs
+        subnet = next(cfg["Subnet"] for cfg in (attrs.get("IPAM") or {}).get("Config") or []
+                      if cfg.get("Subnet"))
+        gateway = _network_gateway(attrs)
+        free = (str(ip) for ip in ipaddress.ip_network(subnet).hosts() if str(ip) != gateway)
+        return dict(zip(names, free, strict=False))
+
+    def _network(self):  # -> docker.models.networks.Network
+        """This testbed's network, by its label (a name filter also matches other
+        testbeds' networks whose names start with this one's)."""
+        found = self.engine.docker_client().networks.list(
+            filters={"label": f"{NAME_LABEL}={self.name}"})
+        if not found:
+            raise TestbedError(f"the network of testbed {self.name} is missing")
+        return found[0]
+
     def _run_container(self, image: str, name: str, network, etc: Path,
-                       role: str | None = None, ip: str | None = None,
+                       hosts: dict[str, str], role: str | None = None,
                        generation: generations.Generation | None = None) -> None:
         from docker import version  # type: ignore[import-untyped]
         from docker.types import EndpointConfig  # type: ignore[import-untyped]
         from testcontainers.core.container import DockerContainer
 
-        kwargs: dict = {"hostname": name, "labels": self._labels(name), "detach": True}
+        # its own fixed address (a node brought back keeps it, as a rebooted machine
+        # would) and every testbed host's in /etc/hosts (see _plan_addresses)
+        kwargs: dict = {
+            "hostname": name, "labels": self._labels(name), "detach": True,
+            "extra_hosts": dict(hosts),
+            "networking_config": {network.name: EndpointConfig(
+                version.__version__, aliases=[name], ipv4_address=hosts[name])},
+        }
         if role == "compute":  # a rerun node: its testbed's generation, not this object's
             kwargs["cap_add"] = config.compute_capabilities(generation or self.generation)
-        if ip:  # a node brought back keeps its address, as a rebooted machine would
-            kwargs["networking_config"] = {network.name: EndpointConfig(
-                version.__version__, aliases=[name], ipv4_address=ip)}
         (
             DockerContainer(image)
             .with_name(self.container_name(name))
@@ -307,7 +338,8 @@ class Testbed:
 
     def rerun_node(self, name: str, ip: str | None = None) -> None:
         """Start compute node ``name`` again after its container was removed (fault
-        injection): same image as ``ctl``, same name, alias, mounts, and ``ip`` if given."""
+        injection): same image as ``ctl``, same name, alias, mounts, hosts, and its
+        address (``ip`` if given)."""
         from testcontainers.core.network import Network
 
         self._testcontainers_env()
@@ -315,8 +347,10 @@ class Testbed:
             self.container_name("ctl")).attrs["Config"]["Image"]
         network = Network()
         network.name = self.network_name
-        self._run_container(image, name, network, self.state_dir / "etc", role="compute", ip=ip,
-                            generation=generations.get(self.info().slurm))
+        info = self.info()
+        hosts = {**info.containers, **({name: ip} if ip else {})}
+        self._run_container(image, name, network, self.state_dir / "etc", hosts,
+                            role="compute", generation=generations.get(info.slurm))
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -352,9 +386,7 @@ class Testbed:
 
     def _collect_info(self, names: list[str], etc: Path, hub_key: Path,
                       hub_pub: str) -> TestbedInfo:
-        client = self.engine.docker_client()
-        net = client.networks.get(self.network_name)
-        gateway = _network_gateway(net.attrs)
+        gateway = _network_gateway(self._network().attrs)
         ips: dict[str, str] = {}
         for c in self._containers():
             c.reload()
@@ -496,7 +528,7 @@ class Testbed:
         client = self.engine.docker_client()
         for c in self._containers():
             c.remove(force=True, v=True)
-        for net in client.networks.list(names=[self.network_name]):
+        for net in client.networks.list(filters={"label": f"{NAME_LABEL}={self.name}"}):
             net.remove()
         for vol in client.volumes.list(filters={"label": f"{NAME_LABEL}={self.name}"}):
             vol.remove(force=True)
@@ -516,7 +548,8 @@ class Testbed:
         client = self.engine.docker_client()
         return {
             "containers": [c.name for c in self._containers()],
-            "networks": [n.name for n in client.networks.list(names=[self.network_name])],
+            "networks": [n.name for n in client.networks.list(
+                filters={"label": f"{NAME_LABEL}={self.name}"})],
             "volumes": [v.name for v in client.volumes.list(
                 filters={"label": f"{NAME_LABEL}={self.name}"})],
         }

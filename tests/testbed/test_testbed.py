@@ -52,6 +52,19 @@ def test_exec_as_root_starts_in_roots_home_and_reports_the_slurm_version(testbed
     assert testbed.status()["slurm_version"] == version
 
 
+@pytest.mark.both_generations
+def test_every_container_finds_the_testbed_hosts_in_its_own_hosts_file(testbed):
+    # Not through the engine's DNS: podman's aardvark-dns kept a stale record of an earlier
+    # network named like the 24.11 testbed's, so that testbed's nodes resolved no name
+    # (not even `ldap`: no user, "testbed failed to start") while 22.05's ran beside it.
+    addresses = testbed.info().containers
+    for role in addresses:
+        proc = testbed.exec(role, ["getent", "-s", "files", "hosts", *addresses])
+        found = {name: ip for ip, *names in map(str.split, proc.stdout.decode().splitlines())
+                 for name in names if name in addresses}
+        assert found == addresses, role
+
+
 def test_job_runs_as_alice_on_a_compute_node_and_writes_her_home(testbed):
     tag = uuid.uuid4().hex[:8]
     script = (
@@ -132,6 +145,9 @@ def test_torque_wrappers_qsub_qstat_qdel(testbed):
 
 
 @pytest.mark.testbed_last
-def test_down_removes_everything(testbed):
+def test_down_removes_everything(testbed, testbed_pool):
+    others = [tb for tb, _ in testbed_pool.started.values() if tb is not testbed]
     testbed.down()
     assert testbed.leftovers() == {"containers": [], "networks": [], "volumes": []}
+    for other in others:  # another generation's, named like this one plus "-slurm2411"
+        assert other.leftovers()["networks"] == [other.name]
