@@ -76,7 +76,8 @@ def measure(tb: Testbed, repeat: int, only: list[str] | None = None) -> dict:
 
 def _profile(tb: Testbed):  # type: ignore[no-untyped-def]
     """As dask_scale's main: the bundled testbed profile without per-user Dask caps."""
-    from hpcbridge.profiles import DaskCaps, load_bundled_profile
+    from hpcbridge.profiles import DaskCaps
+    from slurm_testbed.profiles import load_bundled_profile
     from hpcbridge.site import Site
 
     profile = load_bundled_profile("testbed", {**os.environ, **tb.profile_env()})

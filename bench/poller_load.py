@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from bench._common import cli, ratio_line, write_results
 from hpcbridge.client import SchedulerClient
 from hpcbridge.poller import StatusPoller
-from hpcbridge.site import Site
 from slurm_testbed import config, faults
 from slurm_testbed.cluster import Testbed
+from slurm_testbed.profiles import testbed_site
 
 STATUS_USER = "hpcbridge"
 #: batchspawner 1.3's SlurmSpawner.batch_query_cmd, as an argv
@@ -101,7 +101,7 @@ def _uids(tb: Testbed) -> dict[str, int]:
 
 
 async def run(tb: Testbed, sizes: tuple[int, ...], rounds: int, interval: float) -> dict:
-    site = Site.for_testbed(tb)
+    site = testbed_site(tb)
     client = site.client("tb")
     uids = _uids(tb)
     per_user = -(-max(sizes) // len(config.USERS))

@@ -46,9 +46,10 @@ from bench.spawn_summary import NOTES, OURS, STOCK, print_table, ratios, setting
 from bench.stages import LogTail
 from bench.stock_hub import StockHub
 from hpcbridge.hubrun import Hub
-from hpcbridge.site import Site
 from slurm_testbed import config, faults
 from slurm_testbed.cluster import Testbed
+from slurm_testbed.hub import up_hub
+from slurm_testbed.profiles import testbed_site
 
 FLOOR_USER = "alice"
 #: HpcSpawner.status_interval, as hubrun configures it by default
@@ -102,7 +103,7 @@ def _floor_marks(tb: Testbed, job_id: str, timeout: float = 120) -> dict[str, fl
 
 
 async def _floor_runs(tb: Testbed, runs: int) -> list[dict]:
-    site = Site.for_testbed(tb)
+    site = testbed_site(tb)
     client = site.client()
     try:
         await client.transport.run(["true"], user=FLOOR_USER)  # connected, as a running hub is
@@ -185,7 +186,10 @@ def hubs(tb: Testbed) -> Iterator[tuple[dict[str, Driver], dict[str, Hub]]]:
     drivers: dict[str, Driver] = {}
     try:
         for name, runner in runners.items():
-            st = runner.up_on_testbed(tb, users=list(config.USERS), interval=STATUS_INTERVAL)
+            users = list(config.USERS)
+            st = (runner.up_on_testbed(tb, users=users, interval=STATUS_INTERVAL)
+                  if isinstance(runner, StockHub)
+                  else up_hub(runner, tb, users=users, interval=STATUS_INTERVAL))
             drivers[name] = Driver(name, st["hub_url"], st["admin_token"],
                                    {"preset": "debug"} if name == OURS else {})
         yield drivers, runners

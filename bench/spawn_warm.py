@@ -30,6 +30,7 @@ from bench import stages
 from bench._common import ratio_line, testbed_session, write_results
 from bench.spawn_client import Driver, percentile, wait_queue_empty
 from slurm_testbed.cluster import Testbed
+from slurm_testbed.hub import up_hub
 
 USERS = ("alice", "bob")  # carol's small core-minute budget is for limit tests
 PRESET = "debug"
@@ -38,7 +39,7 @@ PORTS = (8600, 8681)
 
 def warm_profile(directory: Path, max_idle: str = "00:05:00", presets: str = PRESET) -> Path:
     """The bundled testbed profile with a warm pool, written into ``directory``."""
-    from hpcbridge.profiles import bundled_profile_text
+    from slurm_testbed.profiles import bundled_profile_text
 
     text = bundled_profile_text("testbed")
     head, sep, tail = text.partition("\nhub:\n")
@@ -100,7 +101,7 @@ def run(tb: Testbed, rounds: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="hpcb-warm-bench-") as tmp:
         directory = Path(tmp)
         hub = Hub(directory / "hub", public_port=PORTS[0], hub_port=PORTS[1])
-        status = hub.up_on_testbed(tb, users=list(config.USERS), interval=30.0,
+        status = up_hub(hub, tb, users=list(config.USERS), interval=30.0,
                                    site=str(warm_profile(directory)))
         log = stages.LogTail(directory / "hub" / "jupyterhub.log")
         try:

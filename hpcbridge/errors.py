@@ -9,11 +9,10 @@
     │   ├── HostKeyError          the SSH host key is unknown or does not match the pinned one
     │   ├── PermissionDenied      authentication or authorization failed
     │   └── Unreachable           host or scheduler cannot be reached, or timed out
-    ├── SchedulerError            the scheduler answered with an error
-    │   ├── SchedulerUnavailable  the scheduler is down or slow: job states are *unknown*, not gone
-    │   ├── JobNotFound           the scheduler says this job does not exist
-    │   └── SubmitRefused         the scheduler refused a submission (limits, account, partition)
-    └── TestbedError              the containerized testbed cannot be brought up or used
+    └── SchedulerError            the scheduler answered with an error
+        ├── SchedulerUnavailable  the scheduler is down or slow: job states are *unknown*, not gone
+        ├── JobNotFound           the scheduler says this job does not exist
+        └── SubmitRefused         the scheduler refused a submission (limits, account, partition)
 
 Each error has a message for the person who must act on it; errors that a JupyterHub
 user sees carry ``user_message`` separately from what goes into the hub log. A message
@@ -103,8 +102,3 @@ class JobNotFound(SchedulerError):
 class SubmitRefused(SchedulerError):
     """The scheduler refused a submission."""
 
-
-class TestbedError(HpcBridgeError):
-    """The containerized SLURM testbed could not be started, reached or stopped."""
-
-    __test__ = False  # not a pytest test class despite the name

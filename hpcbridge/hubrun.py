@@ -1,8 +1,8 @@
 """Run a JupyterHub with hpcbridge: ``hpcbridge up`` / ``status`` / ``down``.
 
-With no site profile, the hub runs on the bundled testbed: the testbed comes up, the hub
-listens for compute nodes on the testbed network's gateway address and for people on
-loopback, and the testbed's users log in with their passwords of its LDAP directory.
+A hub runs on one site profile. ``directory`` logs people in against an LDAP server and
+reports their passwords (what the testbed's hub does: the testbed's ``up`` hooks into
+this command); otherwise the profile's ``hub.authenticator`` decides who logs in.
 State lives in ``~/.local/state/hpcbridge/hub`` (``HPCBRIDGE_HUB_DIR``).
 """
 
@@ -188,25 +188,6 @@ class Hub:
             self.public_url = str(hub.bind_url).rstrip("/")
         elif hub.tls:
             self.public_url = self.public_url.replace("http://", "https://", 1)
-
-    def up_on_testbed(self, tb, users: list[str], interval: float = 30.0,
-                      site: str = "", db_url: str | None = None) -> dict:
-        """The hub for a running slurm_testbed.Testbed: nodes reach it at the gateway.
-        ``site``: a profile for the testbed (default: the bundled testbed.yaml);
-        ``db_url``: its database (default: SQLite in the hub's folder), e.g. one on the
-        testbed's PostgreSQL (``Testbed.hub_db_url``)."""
-        from hpcbridge.profiles import bundled_profile_path
-        from slurm_testbed import ldap
-
-        site = site or bundled_profile_path("testbed")
-        info = tb.info()
-        gateway = info.gateway_ip
-        connect = f"http://{gateway}:{self.hub_port}"
-        env = {**tb.profile_env(), "HPCBRIDGE_HUB_CONNECT_URL": connect}
-        directory = Directory(info.containers["ldap"], ldap.BIND_DN_TEMPLATE,
-                              ldap.passwords(tb.state_dir))
-        return self.up(site=site, env=env, hub_ip=gateway, connect_url=connect, users=users,
-                       interval=interval, db_url=db_url, directory=directory)
 
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) jupyterhub from the written config, in the background."""

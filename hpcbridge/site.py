@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hpcbridge.client import SchedulerClient
-from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable, Unreachable
+from hpcbridge.errors import HpcBridgeError, ProfileError, SchedulerUnavailable, Unreachable
 from hpcbridge.identity import IdentityGate
 from hpcbridge.jobs import JobInfo
 from hpcbridge.poller import StatusPoller
-from hpcbridge.profiles import Cluster, SiteProfile, load_bundled_profile, load_profile
+from hpcbridge.profiles import Cluster, SiteProfile, load_profile
 from hpcbridge.schedulers import dialect_of
 from hpcbridge.transport.base import Transport
 from hpcbridge.transport.local import LocalTransport
@@ -65,17 +65,13 @@ class Site:
         self.identity = IdentityGate(self)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+    def load(cls, path: str | Path, *, env: Mapping[str, str] | None = None,
              **kw: float) -> Site:
-        """From a profile file, or the bundled testbed profile when path is None."""
-        profile = load_bundled_profile("testbed", env) if path is None else load_profile(
-            path, env)
-        return cls(profile, **kw)
-
-    @classmethod
-    def for_testbed(cls, testbed, **kw: float) -> Site:  # testbed: slurm_testbed Testbed
-        return cls(load_bundled_profile("testbed", {**os.environ, **testbed.profile_env()}),
-                   **kw)
+        """From a profile file; an empty path is a configuration error, never a default."""
+        if not path:
+            raise ProfileError(["no site profile given (a path to the site's YAML profile; "
+                                "the testbed's is site_profiles/testbed.yaml)"])
+        return cls(load_profile(path, env), **kw)
 
     def cluster(self, name: str | None = None) -> Cluster:
         return self.profile.clusters[self.cluster_name(name)]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hpcbridge.errors import TestbedError
+from slurm_testbed.errors import TestbedError
 
 from . import config, generations, images, ldap
 from . import engine as engines

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcbridge.errors import TestbedError
+from slurm_testbed.errors import TestbedError
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINERS_CONF = REPO / "containers" / "containers.conf"

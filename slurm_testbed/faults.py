@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hpcbridge.client import SchedulerClient
-from hpcbridge.errors import TestbedError
+from slurm_testbed.errors import TestbedError
 
 from . import config
 from .cluster import Testbed

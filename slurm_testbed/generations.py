@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from hpcbridge.errors import TestbedError
+from slurm_testbed.errors import TestbedError
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hpcbridge.errors import TestbedError
+from slurm_testbed.errors import TestbedError
 
 from .engine import REPO, Engine
 from .generations import Generation

@@ -150,7 +150,7 @@ def slurm_generation(request) -> str:
 
 @pytest.fixture(scope="session")
 def testbed(testbed_pool, slurm_generation):
-    from hpcbridge.errors import TestbedError
+    from slurm_testbed.errors import TestbedError
 
     try:
         return testbed_pool.get(slurm_generation)

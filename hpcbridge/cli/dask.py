@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 
 
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _site_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", help="site profile (default: the bundled testbed profile)")
+    parser.add_argument("--site", default=os.environ.get("HPCBRIDGE_SITE_PROFILE", ""),
+                        help="site profile (default: $HPCBRIDGE_SITE_PROFILE)")
     parser.add_argument("--user", default=None, help="whose jobs (default: you)")
     parser.add_argument("--cluster", default=None, help="cluster of the profile")
 

@@ -5,10 +5,9 @@ the profile key it is about), followed by an indented ``fix:`` line; errors and
 warnings always, notes with ``--verbose``. Exit status: 1 when there is an error (or
 the profile does not load), else 0. ``--json`` prints the findings as a JSON list.
 
-The bundled testbed profiles take the testbed's address from ``HPCBRIDGE_TESTBED_*``
-variables. When a profile refers to them and ``HPCBRIDGE_TESTBED_SSH_HOST`` is unset,
-the address of the running testbed is used, and its test users are checked when no
-``--user`` is given (see :func:`_testbed_defaults`).
+``${VAR}`` settings of the profile come from the environment. (The testbed's plugin
+fills the ``HPCBRIDGE_TESTBED_*`` ones from the running testbed, and its users for
+``--user``, when they are unset: see cli/__init__.)
 """
 
 from __future__ import annotations
@@ -22,12 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hpcbridge.doctor import Finding, Severity, compare_cluster, gather_facts, unreachable
-from hpcbridge.errors import HpcBridgeError, ProfileError, TestbedError
+from hpcbridge.errors import HpcBridgeError, ProfileError
 from hpcbridge.profiles import SiteProfile, load_profile_text
 from hpcbridge.profiles.loader import dotted
 from hpcbridge.profiles.yamlsrc import read_yaml
-
-_TESTBED_REF = "${HPCBRIDGE_TESTBED_"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,28 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "scheduler")
     parser.add_argument("--json", action="store_true", help="print findings as JSON")
     parser.set_defaults(func=run)
-
-
-def _testbed_defaults(text: str) -> tuple[Mapping[str, str], list[str]]:
-    """Environment and users for a profile; the running testbed's when it needs them.
-
-    Only when the profile refers to ``${HPCBRIDGE_TESTBED_...}`` and the address is not
-    set: explicit variables always win, and any other profile is left alone.
-    """
-    if _TESTBED_REF not in text or "HPCBRIDGE_TESTBED_SSH_HOST" in os.environ:
-        return os.environ, []
-    try:
-        from slurm_testbed.cluster import Testbed
-    except ImportError:
-        return os.environ, []
-    testbed = Testbed(progress=lambda msg: None)
-    try:
-        env, users = testbed.profile_env(), list(testbed.info().users)
-    except TestbedError:
-        return os.environ, []
-    print(f"doctor: using the running testbed's address ({env['HPCBRIDGE_TESTBED_SSH_HOST']})",
-          file=sys.stderr)
-    return {**os.environ, **env}, users
 
 
 async def _check(profile: SiteProfile, clusters: list[str], users: list[str]
@@ -105,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{args.path}:1:1: cannot read the profile: {exc}")
         return 1
-    env, testbed_users = _testbed_defaults(text)
+    env = os.environ
     try:
         profile = load_profile_text(text, args.path, env)
     except ProfileError as exc:
@@ -118,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
               f"(clusters: {', '.join(profile.clusters)})", file=sys.stderr)
         return 1
     clusters = args.cluster or list(profile.clusters)
-    users = args.user or testbed_users
+    users = args.user
     findings = asyncio.run(_check(profile, clusters, users))
     _report(args, text, env, findings, clusters)
     return 1 if any(f.severity is Severity.ERROR for f in findings) else 0

@@ -14,20 +14,19 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.clusters import HpcPbsCluster, HpcSlurmCluster
 from hpcbridge.dask.job import WorkerContext
 from hpcbridge.dask.limits import ProfileCaps, WorkerShape, lifetime_options
-from hpcbridge.errors import IdentityRefused
+from hpcbridge.errors import IdentityRefused, ProfileError
 from hpcbridge.identity import hub_accounts, name_refusal
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import (
     JobRequest,
     SiteProfile,
     ValidatedRequest,
-    load_bundled_profile,
     load_profile,
     validate_request,
 )
 from hpcbridge.schedulers import dialect_of
 
-#: the profile used when none is given (a path); else the bundled testbed profile
+#: the profile used when none is given (a path); no profile at all is an error
 PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE"
 #: address the Dask scheduler listens on, as the compute nodes reach it
 HOST_ENV = "HPCBRIDGE_DASK_HOST"
@@ -42,7 +41,9 @@ def _profile(profile: SiteProfile | str | Path | None) -> SiteProfile:
     if isinstance(profile, SiteProfile):
         return profile
     path = profile or os.environ.get(PROFILE_ENV)
-    return load_profile(path) if path else load_bundled_profile("testbed")
+    if not path:
+        raise ProfileError([f"no site profile: pass one, or set {PROFILE_ENV} to its path"])
+    return load_profile(path)
 
 
 def worker_request(profile: SiteProfile, user: str, name: str, **overrides: Any

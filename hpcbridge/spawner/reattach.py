@@ -116,7 +116,7 @@ def reattach_once(api_url: str, token: str) -> list[str]:
     if os.environ.get("HPCBRIDGE_SITE_PROFILE") is not None:
         from hpcbridge.site import Site
 
-        site = Site.load(os.environ["HPCBRIDGE_SITE_PROFILE"] or None, env=os.environ)
+        site = Site.load(os.environ["HPCBRIDGE_SITE_PROFILE"], env=os.environ)
 
         async def sweep() -> list[str]:
             try:

@@ -100,7 +100,7 @@ class HpcSpawner(Spawner):
     site_profile = Unicode(
         "", config=True,
         help="Path of the site profile (YAML); required (``configure`` sets it). The "
-        "testbed's is hpcbridge/profiles/data/testbed.yaml.",
+        "testbed's is site_profiles/testbed.yaml.",
     )
     status_interval = Float(
         30.0, config=True,

@@ -21,6 +21,7 @@ import requests
 
 from hpcbridge.spawner import jobenv
 from slurm_testbed import faults
+from slurm_testbed.hub import up_hub
 from tests.chaos import invariants
 from tests.chaos.invariants import Model, Slot, TestJob, Violation
 from tests.chaos.observe import Observer
@@ -100,7 +101,7 @@ class World:
         if self.hub.dir.exists():
             self.hub.down()
             shutil.rmtree(self.hub.dir)
-        status = self.hub.up_on_testbed(self.tb, users=[*USERS, ATTACKER], interval=3.0)
+        status = up_hub(self.hub, self.tb, users=[*USERS, ATTACKER], interval=3.0)
         self.token = status["admin_token"]
         self.observer = Observer(self.tb, status["hub_url"], self.token,
                                  [*USERS, ATTACKER], since=self.model.started)

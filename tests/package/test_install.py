@@ -1,6 +1,7 @@
 """The package as a center installs it: a wheel and an sdist built from this checkout, the
 wheel installed into a clean virtual environment with only its declared dependencies (at
-the versions of requirements/dev.txt), and the commands and entry point a hub uses."""
+the versions of requirements/dev.txt), and the commands and entry point a hub uses.
+The testbed (slurm_testbed) is a distribution of its own: none of it is in that wheel."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,8 @@ PROVIDES = {"pyyaml": {"yaml"}, "dask-jobqueue": {"dask_jobqueue"},
             "jupyterhub-ldapauthenticator": {"ldapauthenticator", "ldap3"}}
 #: extras for optional integrations: their modules import them only when configured
 OPTIONAL_EXTRAS = ("ldap", "postgres")
-#: modules of this repository (one distribution)
-OURS = {"hpcbridge", "slurm_testbed"}
+#: the testbed's package: its own distribution (slurm_testbed/pyproject.toml)
+TESTBED = "slurm_testbed"
 
 
 def run(argv: list[str], cwd: Path | None = None,
@@ -51,7 +53,8 @@ def imported_by(package: Path) -> set[str]:
 
 def test_runtime_dependencies_are_exactly_what_hpcbridge_imports() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    imports = imported_by(ROOT / "hpcbridge") - set(sys.stdlib_module_names) - OURS
+    imports = imported_by(ROOT / "hpcbridge") - set(sys.stdlib_module_names) - {"hpcbridge"}
+    assert TESTBED not in imports, "hpcbridge imports the testbed"
     provided: set[str] = set()
     unused = []
     for text in project["dependencies"]:
@@ -81,6 +84,26 @@ def test_wheel_and_sdist_build(built: Path) -> None:
     assert any(n.endswith(".whl") for n in names) and any(n.endswith(".tar.gz") for n in names)
 
 
+def test_the_wheel_carries_no_testbed(built: Path) -> None:
+    with zipfile.ZipFile(next(built.glob("*.whl"))) as wheel:
+        files = wheel.namelist()
+    assert any(f.startswith("hpcbridge/spawner/") for f in files)
+    testbed = [f for f in files if "testbed" in f.split("/")[0] or f.endswith("testbed.yaml")]
+    assert not testbed, testbed
+
+
+def test_the_testbed_wheel_has_its_profiles_and_commands(tmp_path: Path) -> None:
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path),
+         str(ROOT / TESTBED)])
+    with zipfile.ZipFile(next(tmp_path.glob("*.whl"))) as wheel:
+        files = wheel.namelist()
+        entry_points = next(wheel.read(f).decode() for f in files
+                            if f.endswith(".dist-info/entry_points.txt"))
+    assert f"{TESTBED}/site_profiles/testbed.yaml" in files and f"{TESTBED}/cli.py" in files
+    assert not [f for f in files if f.startswith("hpcbridge/")]
+    assert "[hpcbridge.cli]" in entry_points and f"{TESTBED}.cli:register" in entry_points
+
+
 def test_the_wheel_works_from_a_clean_venv(built: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
@@ -104,6 +127,15 @@ def test_the_wheel_works_from_a_clean_venv(built: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     hpcbridge = str(venv / "bin" / "hpcbridge")
     assert "profile" in run([hpcbridge, "--help"], cwd=away, env=env).stdout
+    absent = run([str(py), "-c", "import importlib.util\n"
+                  f"print(importlib.util.find_spec({TESTBED!r}) is None)"], cwd=away, env=env)
+    assert absent.stdout.strip() == "True"
+    # the testbed's commands say where they come from rather than failing obscurely
+    for argv in (["testbed", "up"], ["up"]):
+        proc = subprocess.run([hpcbridge, *argv], capture_output=True, text=True, cwd=away,
+                              env=env, check=False)
+        assert proc.returncode != 0 and "install" in proc.stderr, proc.stderr
+        assert TESTBED in proc.stderr and "./dev" in proc.stderr, proc.stderr
     run([hpcbridge, "profile", "validate", str(ROOT / "site_profiles" / "example-slurm-gpu.yaml")],
         cwd=away, env=env)
     spawner = run([str(py), "-c",

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import requests
 
+from slurm_testbed.hub import up_hub
 from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, port_offset
 
 
@@ -49,7 +50,7 @@ class HubPool:
             offset = port_offset() + (0 if default else OTHER_GENERATION_PORTS)
             runner = Hub(self.directory / testbed.name, public_port=8100 + offset,
                          hub_port=8181 + offset)
-            status = runner.up_on_testbed(testbed, users=list(config.USERS), interval=3.0)
+            status = up_hub(runner, testbed, users=list(config.USERS), interval=3.0)
             api = HubApi(status["hub_url"], status["admin_token"])
             api.runner = runner
             api.passwords = status["users"]

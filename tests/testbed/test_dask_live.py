@@ -19,8 +19,9 @@ from distributed import Client
 
 import hpcbridge.dask as hd
 from hpcbridge.errors import LimitExceeded
-from hpcbridge.profiles import load_bundled_profile
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.site import Site
+from slurm_testbed.profiles import testbed_site
 
 pytestmark = pytest.mark.testbed
 
@@ -30,7 +31,7 @@ PBS_PROFILE = Path(__file__).resolve().parents[2] / "site_profiles" / "testbed-p
 
 @pytest.fixture
 def site(testbed) -> Iterator[Site]:  # type: ignore[no-untyped-def]
-    s = Site.for_testbed(testbed)
+    s = testbed_site(testbed)
     yield s
     asyncio.run(s.close())
 

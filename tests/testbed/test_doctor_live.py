@@ -15,13 +15,10 @@ import pytest
 from hpcbridge.cli import main
 from hpcbridge.client import SchedulerClient
 from hpcbridge.jobs import JobState
-from hpcbridge.profiles import (
-    JobRequest,
-    bundled_profile_text,
-    load_bundled_profile,
-    render_script,
-)
+from hpcbridge.profiles import JobRequest, render_script
+from slurm_testbed.profiles import bundled_profile_text, load_bundled_profile
 from hpcbridge.site import Site
+from slurm_testbed.profiles import testbed_site
 
 pytestmark = pytest.mark.testbed
 
@@ -107,7 +104,7 @@ def _request(name: str) -> JobRequest:
 
 
 async def test_a_rendered_sbatch_script_runs(testbed) -> None:  # type: ignore[no-untyped-def]
-    site = Site.for_testbed(testbed)
+    site = testbed_site(testbed)
     name = f"doctor-live-{secrets.token_hex(4)}"
     try:
         script = render_script(site.profile, _request(name))
@@ -123,7 +120,7 @@ async def test_a_rendered_sbatch_script_runs(testbed) -> None:  # type: ignore[n
 async def test_a_rendered_qsub_script_runs(testbed) -> None:  # type: ignore[no-untyped-def]
     env = testbed.profile_env()
     pbs_site = Site(load_bundled_profile("testbed-pbs", env))
-    slurm_site = Site.for_testbed(testbed)
+    slurm_site = testbed_site(testbed)
     name = f"doctor-live-pbs-{secrets.token_hex(4)}"
     try:
         script = render_script(pbs_site.profile, _request(name))

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+from slurm_testbed.hub import up_hub
 from tests.testbed.hubtools import HubApi, port_offset
 from tests.testbed.test_spawner_live import check_reattach_after_sigkill
 
@@ -28,7 +29,7 @@ def pg_hub(testbed, tmp_path_factory):  # type: ignore[no-untyped-def]
     db_url = testbed.create_hub_database(database)
     runner = Hub(tmp_path_factory.mktemp("pghub"), public_port=8130 + port_offset(),
                  hub_port=8211 + port_offset())
-    status = runner.up_on_testbed(testbed, users=list(config.USERS), interval=3.0,
+    status = up_hub(runner, testbed, users=list(config.USERS), interval=3.0,
                                   db_url=db_url)
     api = HubApi(status["hub_url"], status["admin_token"])
     api.runner = runner

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcbridge.profiles import bundled_profile_text
+from slurm_testbed.hub import up_hub
+from slurm_testbed.profiles import bundled_profile_text
 from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, port_offset
 
 pytestmark = pytest.mark.testbed
@@ -57,7 +58,7 @@ def tls_hub(testbed, tmp_path_factory):  # type: ignore[no-untyped-def]
     profile.write_text(text.replace("\nhub:\n", f"\nhub:\n  tls: {{cert: {cert}, key: {key}}}\n"))
     runner = Hub(tmp / "hub", public_port=8120 + port_offset(), hub_port=8201 + port_offset())
     runner.ca_file = str(ca[0])
-    status = runner.up_on_testbed(testbed, users=["alice"], interval=3.0, site=str(profile))
+    status = up_hub(runner, testbed, users=["alice"], interval=3.0, site=str(profile))
     api = HubApi(status["hub_url"], status["admin_token"])
     api.session.trust_env = False  # REQUESTS_CA_BUNDLE would replace verify
     api.session.verify = str(ca[0])

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from slurm_testbed.hub import up_hub
 from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi
 
 pytestmark = pytest.mark.testbed
@@ -102,7 +103,7 @@ def readme_hub(testbed, tmp_path):  # type: ignore[no-untyped-def]
             assert f"hub: {README_URL}" in proc.stdout
             assert f"login: {USER} / " in proc.stdout
         else:
-            runner.up_on_testbed(testbed, users=list(config.USERS))
+            up_hub(runner, testbed, users=list(config.USERS))
         proc = hpcbridge_cli("status", "--json", env=env, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield json.loads(proc.stdout)

@@ -18,10 +18,10 @@ import pytest
 from hpcbridge.client import SchedulerClient
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.poller import StateChange, StatusPoller
-from hpcbridge.site import Site
 from hpcbridge.transport import local as local_transport
 from slurm_testbed import faults
 from slurm_testbed.cluster import PYTHON
+from slurm_testbed.profiles import testbed_site
 
 STATUS_USER = "hpcbridge"  # the testbed profile's status_user
 
@@ -41,7 +41,7 @@ class Recorder:
 
 @pytest.fixture
 async def client(testbed) -> AsyncIterator[SchedulerClient]:  # type: ignore[no-untyped-def]
-    site = Site.for_testbed(testbed)
+    site = testbed_site(testbed)
     try:
         yield site.client("tb")
     finally:

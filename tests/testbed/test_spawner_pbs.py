@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from slurm_testbed.hub import up_hub
 from tests.testbed.hubtools import HubApi, port_offset, squeue
 
 pytestmark = pytest.mark.testbed
@@ -20,7 +21,7 @@ def pbs_hub(testbed, tmp_path_factory):
 
     runner = Hub(tmp_path_factory.mktemp("pbshub"), public_port=8110 + port_offset(),
                  hub_port=8191 + port_offset())
-    status = runner.up_on_testbed(testbed, users=["bob"], interval=3.0,
+    status = up_hub(runner, testbed, users=["bob"], interval=3.0,
                                   site=str(PBS_PROFILE))
     api = HubApi(status["hub_url"], status["admin_token"])
     try:

@@ -15,6 +15,7 @@ import requests
 
 from bench.spawn_warm import login as bench_login
 from bench.spawn_warm import wait_warm_ready, warm_jobs, warm_profile
+from slurm_testbed.hub import up_hub
 from tests.testbed.hubtools import HubApi, port_offset, squeue
 
 pytestmark = pytest.mark.testbed
@@ -26,7 +27,7 @@ def warm_hub(testbed, tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("warmhub")
     runner = Hub(directory, public_port=8120 + port_offset(), hub_port=8201 + port_offset())
-    status = runner.up_on_testbed(testbed, users=list(config.USERS), interval=3.0,
+    status = up_hub(runner, testbed, users=list(config.USERS), interval=3.0,
                                   site=str(warm_profile(directory, max_idle="00:01:00")))
     api = HubApi(status["hub_url"], status["admin_token"])
     api.runner = runner

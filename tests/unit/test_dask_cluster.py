@@ -16,7 +16,7 @@ import pytest
 import hpcbridge.dask as hd
 from hpcbridge.errors import HpcBridgeError, LimitExceeded
 from hpcbridge.jobs import JobInfo, JobState
-from hpcbridge.profiles import load_bundled_profile
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.schedulers import SlurmDialect
 from hpcbridge.schedulers.base import Budget, QosLimits
 

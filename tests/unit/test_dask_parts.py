@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dask
 import pytest
@@ -21,7 +22,7 @@ from hpcbridge.dask.view import hub_dashboard_link, jobs_summary
 from hpcbridge.dask.worker import worker_args
 from hpcbridge.errors import LimitExceeded
 from hpcbridge.jobs import JobInfo, JobState
-from hpcbridge.profiles import load_bundled_profile
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.schedulers.base import Association, QosLimits
 from hpcbridge.schedulers.slurm import SlurmDialect, parse_user_jobs
 
@@ -216,9 +217,17 @@ def _dask_cli(argv: list[str]) -> int:
 
 
 def test_cli_prints_jobqueue_yaml(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    assert _dask_cli(["dask", "jobqueue", "--user", "alice"]) == 0
+    testbed = Path(__file__).resolve().parents[2] / "site_profiles" / "testbed.yaml"
+    assert _dask_cli(["dask", "jobqueue", "--user", "alice", "--site", str(testbed)]) == 0
     out = capsys.readouterr().out
     assert yaml.safe_load(out)["jobqueue"]["slurm"]["queue"] == "debug"
+
+
+def test_cli_without_a_profile_says_so(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # never silently the testbed's profile
+    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE", raising=False)
+    assert _dask_cli(["dask", "jobqueue", "--user", "alice"]) == 1
+    assert "no site profile given" in capsys.readouterr().err
 
 
 def test_cli_reports_a_bad_profile(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]

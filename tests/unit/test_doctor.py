@@ -11,7 +11,8 @@ import pytest
 from hpcbridge.cli import main
 from hpcbridge.doctor import ClusterFacts, Finding, Severity, compare_cluster, unreachable
 from hpcbridge.errors import HostKeyError, PermissionDenied, SchedulerUnavailable
-from hpcbridge.profiles import SiteProfile, bundled_profile_text, load_profile_text
+from hpcbridge.profiles import SiteProfile, load_profile_text
+from slurm_testbed.profiles import bundled_profile_text
 from hpcbridge.schedulers import SlurmDialect
 from hpcbridge.schedulers.base import Association, QosLimits
 

@@ -18,7 +18,8 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import IdentityRefused, RequestError, quote
 from hpcbridge.hubrun import make_private
 from hpcbridge.identity import IdentityGate, account_refusal, parse_passwd
-from hpcbridge.profiles import JobRequest, load_bundled_profile, validate_request
+from hpcbridge.profiles import JobRequest, validate_request
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.schedulers import PbsDialect, SlurmDialect
 from hpcbridge.site import Site
 from hpcbridge.spawner import guard

@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ProfileError
-from hpcbridge.profiles import (
-    BUNDLED_PROFILES,
-    bundled_profile_text,
-    load_bundled_profile,
-    load_profile,
-    load_profile_text,
-)
+from hpcbridge.profiles import load_profile, load_profile_text
+from slurm_testbed.profiles import BUNDLED_PROFILES, bundled_profile_text, load_bundled_profile
 from hpcbridge.profiles.types import Walltime
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,13 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hpcbridge.errors import ProfileError, RequestError
-from hpcbridge.profiles import (
-    JobRequest,
-    load_bundled_profile,
-    load_profile,
-    load_profile_text,
-    render_script,
-)
+from hpcbridge.profiles import JobRequest, load_profile, load_profile_text, render_script
+from slurm_testbed.profiles import load_bundled_profile
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "fixtures" / "golden"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hpcbridge.errors import LimitExceeded, RequestError
-from hpcbridge.profiles import JobRequest, load_bundled_profile, validate_request
+from hpcbridge.profiles import JobRequest, validate_request
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.profiles.types import Memory, Walltime
 
 PROFILE = load_bundled_profile("testbed", env={})

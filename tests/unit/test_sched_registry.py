@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpcbridge.profiles import load_bundled_profile, render_script
+from hpcbridge.profiles import render_script
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.profiles.loader import load_profile_text
 from hpcbridge.profiles.request import JobRequest
 from hpcbridge.errors import ProfileError

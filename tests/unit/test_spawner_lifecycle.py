@@ -17,7 +17,7 @@ from tornado import web
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import Unreachable
 from hpcbridge.jobs import JobInfo, JobState
-from hpcbridge.profiles import load_bundled_profile
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.schedulers import PbsDialect, SlurmDialect
 from hpcbridge.spawner import spawner as spawner_module
 from hpcbridge.spawner.spawner import HpcSpawner

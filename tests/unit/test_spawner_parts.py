@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hpcbridge.profiles import load_bundled_profile
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.schedulers import PbsDialect, SlurmDialect
 from hpcbridge.spawner import form, jobenv
 from hpcbridge.spawner.api import parse_port_body

@@ -14,7 +14,8 @@ import pytest
 
 from hpcbridge.errors import IdentityRefused
 from hpcbridge.jobs import JobInfo, JobState
-from hpcbridge.profiles import JobRequest, load_bundled_profile, validate_request
+from hpcbridge.profiles import JobRequest, validate_request
+from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.profiles.loader import load_profile_text
 from hpcbridge.spawner import launch, warm
 from hpcbridge.spawner.api import parse_warm_body
@@ -200,7 +201,7 @@ def test_a_warm_job_that_ends_leaves_the_pool_and_its_poll_is_told_to_stop():
 
 def test_profile_checks_the_warm_pool():
     from hpcbridge.errors import ProfileError
-    from hpcbridge.profiles import bundled_profile_text
+    from slurm_testbed.profiles import bundled_profile_text
 
     assert load_bundled_profile("testbed", {}).hub.warm_pool.presets == []  # off by default
 

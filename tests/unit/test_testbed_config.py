@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcbridge.errors import TestbedError
+from slurm_testbed.errors import TestbedError
 from slurm_testbed import config, engine, generations, images
 
 

@@ -1,12 +1,23 @@
-"""``hpcbridge testbed up|down|status|exec|adduser``: the containerized SLURM cluster."""
+"""``hpcbridge testbed up|down|status|exec|adduser``: the containerized SLURM cluster.
+
+hpcbridge's command finds :func:`register` through the entry point group
+``hpcbridge.cli`` (slurm_testbed/pyproject.toml). Besides the ``testbed`` group it makes
+``hpcbridge up`` without ``--site`` start the testbed and a hub on it, ``hpcbridge down``
+stop the testbed after the hub, and ``hpcbridge doctor`` take the running testbed's
+address and users for the testbed profiles.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
-from hpcbridge.errors import TestbedError
+from hpcbridge.errors import HpcBridgeError
+from slurm_testbed.errors import TestbedError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +47,82 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("name", help="login name (a-z, 0-9, _)")
     add.add_argument("--account", default="proj_a", help="Slurm account (default proj_a)")
     add.set_defaults(func=_adduser)
+    _extend_hub_commands(sub.choices)
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _extend_hub_commands(commands: dict[str, argparse.ArgumentParser]) -> None:
+    """The testbed as the default of hpcbridge's own `up`, `down` and `doctor`."""
+    up, down, doctor = commands["up"], commands["down"], commands["doctor"]
+    add_slurm_option(up)
+    up.set_defaults(func=_hub_up(up.get_default("func")))
+    down.set_defaults(func=_hub_down(down.get_default("func")))
+    doctor.set_defaults(func=_doctor(doctor.get_default("func")))
+
+
+def _hub_up(on_site: Command) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        if args.site:
+            return on_site(args)
+        from hpcbridge.cli.hub import print_started
+        from hpcbridge.hubrun import Hub
+        from slurm_testbed import config
+        from slurm_testbed.hub import up_hub
+
+        try:
+            tb = _testbed(args.slurm)
+            tb.up()
+            # the hub's database on the testbed's PostgreSQL, as a center would run it
+            st = up_hub(Hub(), tb, users=list(config.USERS), db_url=tb.hub_db_url())
+        except HpcBridgeError as exc:
+            print(f"hpcbridge up: {exc}", file=sys.stderr)
+            return 1
+        print_started(st)
+        return 0
+    return run
+
+
+def _hub_down(hub_down: Command) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        status = hub_down(args)
+        try:
+            _stop_testbed()
+        except HpcBridgeError as exc:
+            print(f"hpcbridge down: {exc}", file=sys.stderr)
+            return 1
+        return status
+    return run
+
+
+#: the testbed profiles' variables; doctor fills them from the running testbed when unset
+_TESTBED_REF = "${HPCBRIDGE_TESTBED_"
+
+
+def _doctor(check: Command) -> Command:
+    """Only when the profile refers to ``${HPCBRIDGE_TESTBED_...}`` and the address is not
+    set: explicit variables always win, and any other profile is left alone."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            text = Path(args.path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return check(args)  # doctor reports it
+        if _TESTBED_REF not in text or "HPCBRIDGE_TESTBED_SSH_HOST" in os.environ:
+            return check(args)
+        from slurm_testbed.cluster import Testbed
+
+        testbed = Testbed(progress=lambda msg: None)
+        try:
+            env, users = testbed.profile_env(), list(testbed.info().users)
+        except TestbedError:
+            return check(args)
+        print("doctor: using the running testbed's address "
+              f"({env['HPCBRIDGE_TESTBED_SSH_HOST']})", file=sys.stderr)
+        os.environ.update(env)
+        args.user = args.user or users
+        return check(args)
+    return run
 
 
 def add_slurm_option(parser: argparse.ArgumentParser) -> None:
@@ -74,13 +161,17 @@ def _up(args: argparse.Namespace) -> int:
 
 @_guard
 def _down(args: argparse.Namespace) -> int:
+    _stop_testbed()
+    return 0
+
+
+def _stop_testbed() -> None:
     from slurm_testbed import engine
 
     tb = _testbed()
     tb.down()
     if not tb.other_testbeds_running():
         engine.stop_service(tb.shared_dir)
-    return 0
 
 
 @_guard
