@@ -11,7 +11,7 @@ started is stopped (``Hub.down``): never the testbed, which other tests share.
 
 Port 8000 belongs to a developer's hub when one runs on this machine: the test then skips
 (it cannot under ``CI=true``). ``HPCBRIDGE_README_HUB_PORT=P`` runs the same path on ports
-P, P+1 and P+81, starting the hub as ``hpcbridge up`` does (``Hub.up_on_testbed``), since
+P, P+1 and P+81, starting the hub as ``hpcbridge up`` does (``slurm_testbed.hub.up_hub``), since
 the command has no port option.
 """
 
