@@ -26,7 +26,7 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.poller import StatusPoller
 from slurm_testbed import config, faults
 from slurm_testbed.cluster import Testbed
-from slurm_testbed.profiles import testbed_site
+from slurm_testbed.profiles import site_on_testbed
 
 STATUS_USER = "hpcbridge"
 #: batchspawner 1.3's SlurmSpawner.batch_query_cmd, as an argv
@@ -101,7 +101,7 @@ def _uids(tb: Testbed) -> dict[str, int]:
 
 
 async def run(tb: Testbed, sizes: tuple[int, ...], rounds: int, interval: float) -> dict:
-    site = testbed_site(tb)
+    site = site_on_testbed(tb)
     client = site.client("tb")
     uids = _uids(tb)
     per_user = -(-max(sizes) // len(config.USERS))

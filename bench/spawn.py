@@ -49,7 +49,7 @@ from hpcbridge.hubrun import Hub
 from slurm_testbed import config, faults
 from slurm_testbed.cluster import Testbed
 from slurm_testbed.hub import up_hub
-from slurm_testbed.profiles import testbed_site
+from slurm_testbed.profiles import site_on_testbed
 
 FLOOR_USER = "alice"
 #: HpcSpawner.status_interval, as hubrun configures it by default
@@ -103,7 +103,7 @@ def _floor_marks(tb: Testbed, job_id: str, timeout: float = 120) -> dict[str, fl
 
 
 async def _floor_runs(tb: Testbed, runs: int) -> list[dict]:
-    site = testbed_site(tb)
+    site = site_on_testbed(tb)
     client = site.client()
     try:
         await client.transport.run(["true"], user=FLOOR_USER)  # connected, as a running hub is

@@ -42,6 +42,6 @@ def load_bundled_profile(
     return load_profile_text(bundled_profile_text(name), f"<bundled {name}.yaml>", env)
 
 
-def testbed_site(testbed: Any, name: str = "testbed", **kw: float) -> Site:
+def site_on_testbed(testbed: Any, name: str = "testbed", **kw: float) -> Site:
     """A :class:`hpcbridge.site.Site` on a running ``Testbed``, with its bundled profile."""
     return Site(load_bundled_profile(name, {**os.environ, **testbed.profile_env()}), **kw)

@@ -21,7 +21,7 @@ import hpcbridge.dask as hd
 from hpcbridge.errors import LimitExceeded
 from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.site import Site
-from slurm_testbed.profiles import testbed_site
+from slurm_testbed.profiles import site_on_testbed
 
 pytestmark = pytest.mark.testbed
 
@@ -31,7 +31,7 @@ PBS_PROFILE = Path(__file__).resolve().parents[2] / "site_profiles" / "testbed-p
 
 @pytest.fixture
 def site(testbed) -> Iterator[Site]:  # type: ignore[no-untyped-def]
-    s = testbed_site(testbed)
+    s = site_on_testbed(testbed)
     yield s
     asyncio.run(s.close())
 

@@ -18,7 +18,7 @@ from hpcbridge.jobs import JobState
 from hpcbridge.profiles import JobRequest, render_script
 from slurm_testbed.profiles import bundled_profile_text, load_bundled_profile
 from hpcbridge.site import Site
-from slurm_testbed.profiles import testbed_site
+from slurm_testbed.profiles import site_on_testbed
 
 pytestmark = pytest.mark.testbed
 
@@ -104,7 +104,7 @@ def _request(name: str) -> JobRequest:
 
 
 async def test_a_rendered_sbatch_script_runs(testbed) -> None:  # type: ignore[no-untyped-def]
-    site = testbed_site(testbed)
+    site = site_on_testbed(testbed)
     name = f"doctor-live-{secrets.token_hex(4)}"
     try:
         script = render_script(site.profile, _request(name))
@@ -120,7 +120,7 @@ async def test_a_rendered_sbatch_script_runs(testbed) -> None:  # type: ignore[n
 async def test_a_rendered_qsub_script_runs(testbed) -> None:  # type: ignore[no-untyped-def]
     env = testbed.profile_env()
     pbs_site = Site(load_bundled_profile("testbed-pbs", env))
-    slurm_site = testbed_site(testbed)
+    slurm_site = site_on_testbed(testbed)
     name = f"doctor-live-pbs-{secrets.token_hex(4)}"
     try:
         script = render_script(pbs_site.profile, _request(name))

@@ -21,7 +21,7 @@ from hpcbridge.poller import StateChange, StatusPoller
 from hpcbridge.transport import local as local_transport
 from slurm_testbed import faults
 from slurm_testbed.cluster import PYTHON
-from slurm_testbed.profiles import testbed_site
+from slurm_testbed.profiles import site_on_testbed
 
 STATUS_USER = "hpcbridge"  # the testbed profile's status_user
 
@@ -41,7 +41,7 @@ class Recorder:
 
 @pytest.fixture
 async def client(testbed) -> AsyncIterator[SchedulerClient]:  # type: ignore[no-untyped-def]
-    site = testbed_site(testbed)
+    site = site_on_testbed(testbed)
     try:
         yield site.client("tb")
     finally:
