@@ -18,10 +18,14 @@ The port report speaks batchspawner's protocol (``POST /hub/api/batchspawner`` w
 batchspawner's single-user wrapper it retries while the hub is unreachable (a queued job
 that starts while the hub restarts still reports), stops at once on a refusal, and does
 not start a second Python. Only the standard library is used before the server starts.
+
+Where jupyter-scheduler is installed, the server runs its "Create Job" through
+hpcbridge's backend (``BATCH_ARGS``, ``hpcbridge/batch/``): notebooks become batch jobs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -39,6 +43,16 @@ REPORT_PATIENCE = 300.0
 WARM_IMPORTS = ("jupyter_server.serverapp", "jupyter_server.extension.application",
                 "jupyterlab.labapp", "jupyterhub.services.auth", "jupyterhub.utils")
 _RETRY_STATUS = {403, 404, 429, 500, 502, 503, 504}
+#: jupyter-scheduler's backend and its dialog's choices: notebooks as batch jobs
+BATCH_ARGS = ("--SchedulerApp.scheduler_class=hpcbridge.batch.scheduler.HpcScheduler",
+              "--SchedulerApp.environment_manager_class="
+              "hpcbridge.batch.environments.ProfileEnvironments")
+
+
+def server_argv() -> list[str]:
+    """jupyterhub-singleuser's argv: with the batch backend where jupyter-scheduler is."""
+    batch = importlib.util.find_spec("jupyter_scheduler") is not None
+    return ["jupyterhub-singleuser", *(BATCH_ARGS if batch else ())]
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -138,7 +152,7 @@ def serve(server_env: dict[str, str]) -> None:
     env = dict(os.environ)
     set_service_port(env, port)
     os.environ.update(env)
-    sys.argv = ["jupyterhub-singleuser"]
+    sys.argv = server_argv()
     sys.stdout.flush()
     from jupyterhub.singleuser import main as singleuser  # reads its settings from env
 

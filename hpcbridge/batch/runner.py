@@ -1,0 +1,119 @@
+"""A batch notebook job's command on the compute node: ``python -m hpcbridge.batch.runner
+FOLDER``.
+
+It runs the folder's notebook with papermill (the parameters from ``hpcbridge-job.json``),
+in the folder (so files the notebook writes land beside its outputs), writes the executed
+notebook even when a cell fails, its HTML when asked, and ``hpcbridge-result.json``: how
+the run ended, the failing cell, and how long papermill took around the cells. Its own
+output and the kernel's go to ``job.log`` in the folder. The exit code is the scheduler's
+verdict: 0 when every cell ran, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hpcbridge.batch.spec import LOG_FILE, BatchSpec, failing_cell, write_result
+
+Execute = Callable[..., Any]
+
+
+def _papermill(input_path: str, output_path: str, **kwargs: Any) -> None:
+    import papermill
+
+    papermill.execute_notebook(input_path, output_path, **kwargs)
+
+
+def _html(notebook_path: Path, html_path: Path) -> None:
+    import nbconvert
+    import nbformat
+
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(
+        nbformat.read(str(notebook_path), as_version=4))
+    html_path.write_text(body, encoding="utf-8")
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def timings(executed: dict[str, Any] | None) -> dict[str, float]:
+    """papermill's whole duration and the cells' sum, from the executed notebook's
+    metadata: their difference is what papermill costs around the cells."""
+    if not executed:
+        return {}
+    total = ((executed.get("metadata") or {}).get("papermill") or {}).get("duration")
+    cells = 0.0
+    for cell in executed.get("cells") or ():
+        duration = ((cell.get("metadata") or {}).get("papermill") or {}).get("duration")
+        if isinstance(duration, int | float):
+            cells += duration
+    found = {"cells_seconds": round(cells, 3)}
+    if isinstance(total, int | float):
+        found["papermill_seconds"] = round(total, 3)
+    return found
+
+
+def run(folder: Path, spec: BatchSpec, *, execute: Execute = _papermill,
+        to_html: Callable[[Path, Path], None] = _html) -> dict[str, Any]:
+    """Run the notebook; the result (also written to the folder)."""
+    started = time.monotonic()
+    source = _read(folder / spec.input) or {}
+    kernelspec = (source.get("metadata") or {}).get("kernelspec") or {}
+    output = folder / spec.outputs["ipynb"]
+    error = None
+    try:
+        execute(str(folder / spec.input), str(output), parameters=spec.parameters,
+                cwd=str(folder), kernel_name=None if kernelspec.get("name") else spec.kernel,
+                log_output=True, progress_bar=False)
+    except Exception as exc:  # noqa: BLE001 -- any failure is the run's result, told below
+        error = f"{type(exc).__name__}: {str(exc).strip()[-1000:]}"
+    executed = _read(output)
+    cell = failing_cell(executed) if executed and error else None
+    result: dict[str, Any] = {
+        "ok": error is None, "node": socket.gethostname(),
+        "runner_seconds": round(time.monotonic() - started, 3), **timings(executed)}
+    if cell:
+        result["failing_cell"] = cell
+    elif error:
+        result["error"] = error
+    if "html" in spec.outputs and executed is not None:
+        try:
+            to_html(output, folder / spec.outputs["html"])
+        except Exception as exc:  # noqa: BLE001 -- the notebook's result stands without it
+            result["html_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    write_result(folder, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m hpcbridge.batch.runner FOLDER")
+    folder = Path(args[0])
+    spec = BatchSpec.read(folder)
+    log = os.open(folder / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    print(f"hpcbridge: running {spec.input} (job {spec.scheduler_job_id}) on "
+          f"{socket.gethostname()}", flush=True)
+    result = run(folder, spec)
+    print(f"hpcbridge: {'completed' if result['ok'] else 'failed'}", flush=True)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

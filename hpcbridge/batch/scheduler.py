@@ -1,0 +1,373 @@
+"""jupyter-scheduler's backend for notebooks as batch jobs (``SchedulerApp.scheduler_class``).
+
+"Create Job" in JupyterLab runs :meth:`HpcScheduler.create_job` in the user's notebook
+server, which is itself a job on a compute node, as the user. It checks the request
+through the site profile's gate and the notebook's parameters cell *before* anything is
+stored: a refusal leaves no folder, no database row and no job. Then it makes the job's
+folder in the server's root (``jobs/<notebook>-<id>/``), copies the notebook there,
+renders a batch script through the profile and the scheduler adapter that runs
+``python -m hpcbridge.batch.runner FOLDER`` (papermill), and submits it as the user
+through a scheduler client. The job is a batch job of its own: it runs on when the
+server stops, and the folder (``hpcbridge-job.json``) keeps its scheduler id for the
+server's next start.
+
+Status comes from one :class:`~hpcbridge.poller.StatusPoller` per server: one query per
+interval for every job of the list that may still be queued or running; each change is
+written into jupyter-scheduler's database, which its job list reads. Persistence, the
+list, the file links and the REST API stay jupyter-scheduler's (this subclasses its
+``Scheduler``; the methods it relies on are named in docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from jupyter_scheduler.exceptions import IdempotencyTokenError, InputUriError, SchedulerError
+from jupyter_scheduler.executors import ExecutionManager
+from jupyter_scheduler.models import (
+    CreateJob,
+    CreateJobFromDefinition,
+    DescribeJob,
+    DescribeJobDefinition,
+    JobFeature,
+    ListJobsQuery,
+    ListJobsResponse,
+)
+from jupyter_scheduler.orm import Job
+from jupyter_scheduler.scheduler import Scheduler
+from jupyter_scheduler.utils import get_utc_timestamp
+from traitlets import Any as AnyTrait
+from traitlets import Float, Unicode, default
+from traitlets import Type as TypeTrait
+
+from hpcbridge.batch.environments import CLUSTER_ENV
+from hpcbridge.batch.request import batch_request, notebook_parameters, parse_parameters
+from hpcbridge.batch.spec import FORMATS, JOB_NAME, BatchSpec, folder_name, read_result
+from hpcbridge.batch.status import ACTIVE, shown
+from hpcbridge.client import SchedulerClient
+from hpcbridge.errors import HpcBridgeError
+from hpcbridge.poller import StateChange, StatusPoller
+from hpcbridge.profiles import SiteProfile, render_script
+from hpcbridge.profiles import site_profile as load_site_profile
+from hpcbridge.schedulers import dialect_of
+
+#: a notebook larger than this is refused (it is read to find its parameters cell)
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+
+
+class BatchFeatures(ExecutionManager):
+    """What the Create Job dialog offers (jupyter-scheduler asks the execution manager
+    class); notebooks never run inside the server, so :meth:`execute` is never called."""
+
+    def execute(self) -> None:
+        raise SchedulerError("hpcbridge runs notebooks as batch jobs, not in the server")
+
+    def supported_features(cls) -> dict[JobFeature, bool]:
+        # an instance method that jupyter-scheduler calls with the class as ``cls``
+        on = {JobFeature.job_name, JobFeature.parameters, JobFeature.output_formats,
+              JobFeature.stop_job, JobFeature.delete_job}
+        return {feature: feature in on for feature in JobFeature}
+
+
+class HpcScheduler(Scheduler):
+    """Runs each job as a batch job of the cluster this server runs on."""
+
+    task_runner_class = TypeTrait(
+        None, allow_none=True, klass="jupyter_scheduler.task_runner.BaseTaskRunner",
+        config=True, help="Not used: recurring jobs are not run by a notebook server.")
+    execution_manager_class = TypeTrait(
+        default_value="hpcbridge.batch.scheduler.BatchFeatures",
+        klass="jupyter_scheduler.executors.ExecutionManager", config=True,
+        help="Declares the dialog's features; batch jobs run through the scheduler.")
+    site_profile = Unicode(
+        "", config=True,
+        help="Site profile file; empty: $HPCBRIDGE_SITE_PROFILE, else the bundled testbed "
+             "profile.")
+    cluster = Unicode(
+        "", config=True,
+        help="The profile's cluster this server runs on (its scheduler commands are used "
+             "here); empty: the profile's default cluster.")
+    status_interval = Float(
+        10.0, config=True, help="Seconds between status queries (one for all jobs).")
+    client = AnyTrait(
+        None, allow_none=True,
+        help="The scheduler client jobs go through; default: this machine's scheduler "
+             "commands, as the server's user.")
+    poller = AnyTrait(
+        None, allow_none=True,
+        help="The status poller; default: one over the client, every status_interval.")
+    user = Unicode(help="The account jobs run as: the server's own.")
+
+    @default("user")
+    def _default_user(self) -> str:
+        return getpass.getuser()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.profile: SiteProfile = load_site_profile(self.site_profile or None)
+        self.cluster = self.profile.cluster_name(
+            self.cluster or os.environ.get(CLUSTER_ENV) or None)
+        if self.client is None:
+            self.client = SchedulerClient.on_this_machine(
+                dialect_of(self.profile.clusters[self.cluster]))
+        self._tracking = False
+        #: scheduler job id -> jupyter-scheduler job id, for the jobs being tracked
+        self._tracked: dict[str, str] = {}
+
+    # -- folders ----------------------------------------------------------------------
+
+    def get_local_output_path(self, model: DescribeJob, root_dir_relative: bool | None = False
+                              ) -> str:
+        name = os.path.join(self.output_directory,
+                            folder_name(model.input_filename, model.job_id))
+        return name if root_dir_relative else os.path.join(self.root_dir, name)
+
+    def get_staging_paths(self, model: DescribeJob | DescribeJobDefinition) -> dict[str, str]:
+        """The outputs are written where the job list links to them: staging and output
+        folder are one."""
+        if not isinstance(model, DescribeJob):
+            return {}
+        folder = self.get_local_output_path(model)
+        names = self.get_job_filenames(model)
+        formats = [*(model.output_formats or ()), "input"]
+        return {fmt: os.path.join(folder, names[fmt]) for fmt in formats}
+
+    # -- creating ---------------------------------------------------------------------
+
+    def _input(self, input_uri: str) -> tuple[Path, dict[str, Any]]:
+        """The notebook inside the server's root (symbolic links resolved), and its JSON."""
+        root = Path(self.root_dir).resolve()
+        path = (root / input_uri).resolve()
+        if not path.is_relative_to(root):
+            raise SchedulerError(f"the notebook {input_uri!r} is outside your home folder")
+        if not path.is_file():
+            raise InputUriError(input_uri)
+        if path.suffix != ".ipynb":
+            raise SchedulerError(f"{input_uri!r} is not a notebook (.ipynb)")
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise SchedulerError(f"{input_uri!r} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
+        try:
+            notebook = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise SchedulerError(f"{input_uri!r} is not a readable notebook: {exc}") from None
+        if not isinstance(notebook, dict):
+            raise SchedulerError(f"{input_uri!r} is not a readable notebook")
+        return path, notebook
+
+    def _checked(self, model: CreateJob, probe: DescribeJob, folder: Path
+                 ) -> tuple[Path, BatchSpec, str]:
+        """Everything a job needs, or SchedulerError with the reason: nothing is stored."""
+        if model.package_input_folder:
+            raise SchedulerError("running with the input folder is not supported yet: the "
+                                 "job's folder receives the notebook only")
+        if model.job_definition_id:
+            raise SchedulerError("job definitions (schedules) are not supported yet")
+        formats = list(dict.fromkeys(["ipynb", *(model.output_formats or ())]))
+        unknown = [f for f in formats if f not in FORMATS]
+        if unknown:
+            raise SchedulerError(f"output format {unknown[0]!r} is not offered: "
+                                 f"{', '.join(FORMATS)}")
+        model.output_formats = formats
+        path, notebook = self._input(model.input_uri)
+        try:
+            parameters = parse_parameters(model.parameters, notebook_parameters(notebook))
+            request = batch_request(
+                self.profile, self.user, cluster=self.cluster,
+                environment=model.runtime_environment_name, compute_type=model.compute_type,
+                options=model.runtime_environment_parameters,
+                command=("python", "-m", "hpcbridge.batch.runner", str(folder)),
+                job_name=JOB_NAME)
+            script = render_script(self.profile, request)
+        except HpcBridgeError as exc:
+            raise SchedulerError(str(exc)) from None
+        probe.output_formats = formats
+        spec = BatchSpec(job_id=probe.job_id, cluster=self.cluster, input=model.input_filename,
+                         outputs={f: n for f, n in self.get_job_filenames(probe).items()
+                                  if f in formats},
+                         parameters=parameters)
+        return path, spec, script
+
+    async def create_job(self, model: CreateJob) -> str:
+        """Check, stage, submit as the user, then record; see the module's docstring."""
+        if model.idempotency_token:
+            with self.db_session() as session:
+                if session.query(Job).filter(
+                        Job.idempotency_token == model.idempotency_token).first():
+                    raise IdempotencyTokenError(model.idempotency_token)
+        job_id = str(uuid.uuid4())
+        create_time = get_utc_timestamp()
+        probe = DescribeJob(job_id=job_id, url="", create_time=create_time,
+                            update_time=create_time, **model.dict(exclude={"input_uri"}))
+        folder = Path(self.get_local_output_path(probe))
+        path, spec, script = self._checked(model, probe, folder)
+        _stage(path, folder, spec)
+        try:
+            scheduler_id = await self.client.submit(self.user, script)
+        except HpcBridgeError as exc:
+            _unstage(folder)
+            raise SchedulerError(f"the scheduler refused the job: {exc}") from None
+        except BaseException:
+            _unstage(folder)
+            raise
+        try:
+            _stage(None, folder, replace(spec, scheduler_job_id=scheduler_id))
+            self._record(model, job_id, create_time, scheduler_id)
+        except BaseException:
+            # no job without a record: cancel what was submitted
+            await self.client.cancel(self.user, [scheduler_id])
+            _unstage(folder)
+            raise
+        self.log.info("batch job %s: submitted as %s job %s", job_id, self.cluster,
+                      scheduler_id)
+        self._track(job_id, scheduler_id)
+        return job_id
+
+    def _record(self, model: CreateJob, job_id: str, create_time: int,
+                scheduler_id: str) -> None:
+        with self.db_session() as session:
+            session.add(Job(
+                job_id=job_id, create_time=create_time, status="QUEUED",
+                status_message=f"job {scheduler_id}: submitted",
+                **model.dict(exclude_none=True, exclude={"input_uri"})))
+            session.commit()
+
+    def create_job_from_definition(self, job_definition_id: str,
+                                   model: CreateJobFromDefinition) -> str:
+        raise SchedulerError("job definitions (schedules) are not supported yet")
+
+    # -- tracking ---------------------------------------------------------------------
+
+    def _start_tracking(self) -> StatusPoller:
+        """The server's poller; on first use, every job of the list that may still run
+        is tracked again (a server that restarts shows what its jobs did meanwhile)."""
+        if self.poller is None:
+            self.poller = StatusPoller(self.client, interval=self.status_interval)
+        if not self._tracking:
+            self._tracking = True
+            self.poller.subscribe(self._changed)
+            self.poller.start()
+            with self.db_session() as session:
+                rows = session.query(Job).filter(Job.status.in_(ACTIVE)).all()
+                active = [DescribeJob.from_orm(row) for row in rows]
+            for model in active:
+                folder = Path(self.get_local_output_path(model))
+                try:
+                    scheduler_id = BatchSpec.read(folder).scheduler_job_id
+                except (OSError, ValueError, TypeError):
+                    scheduler_id = None
+                if scheduler_id:
+                    self._track(model.job_id, scheduler_id)
+        return self.poller
+
+    def _track(self, job_id: str, scheduler_id: str) -> None:
+        self._tracked[scheduler_id] = job_id
+        self._start_tracking().track(scheduler_id, self.user)
+
+    @property
+    def status_queries(self) -> int:
+        """Status queries this server has made (one per interval while jobs are active)."""
+        return self.poller.queries if self.poller else 0
+
+    def _changed(self, change: StateChange) -> None:
+        job_id = self._tracked.get(change.job_id)
+        if job_id is None:
+            return
+        with self.db_session() as session:
+            row = session.query(Job).filter(Job.job_id == job_id).first()
+            if row is None:
+                self._tracked.pop(change.job_id, None)
+                return
+            model = DescribeJob.from_orm(row)
+        result = read_result(Path(self.get_local_output_path(model))) \
+            if change.current.state.is_terminal else None
+        view = shown(change.job_id, change.current, result, previous=model.status.value)
+        if model.status.value == "STOPPING" and view.status in ("QUEUED", "IN_PROGRESS"):
+            view = replace(view, status="STOPPING")  # the cancel is on its way
+        updates: dict[str, Any] = {"status": view.status, "status_message": view.message}
+        now = get_utc_timestamp()
+        if view.running and model.start_time is None:
+            updates["start_time"] = now
+        if view.ended:
+            updates["end_time"] = now
+            self._tracked.pop(change.job_id, None)
+        with self.db_session() as session:
+            session.query(Job).filter(Job.job_id == job_id).update(updates)
+            session.commit()
+
+    # -- reading, stopping, deleting ----------------------------------------------------
+
+    async def list_jobs(self, query: ListJobsQuery) -> ListJobsResponse:
+        self._start_tracking()
+        return super().list_jobs(query)
+
+    async def get_job(self, job_id: str, job_files: bool | None = True
+                      ) -> DescribeJob:
+        self._start_tracking()
+        return super().get_job(job_id, job_files)
+
+    async def stop_job(self, job_id: str) -> None:
+        """Cancel the job in the scheduler; the list shows STOPPED once it says so."""
+        self._start_tracking()
+        model = super().get_job(job_id, False)
+        if model.status.value not in ACTIVE:
+            return
+        try:
+            spec = BatchSpec.read(Path(self.get_local_output_path(model)))
+        except (OSError, ValueError, TypeError) as exc:
+            raise SchedulerError(f"the job's folder has no readable record: {exc}") from None
+        scheduler_id = spec.scheduler_job_id
+        if not scheduler_id:
+            return
+        try:
+            await self.client.cancel(self.user, [scheduler_id])
+        except HpcBridgeError as exc:
+            raise SchedulerError(f"cannot cancel job {scheduler_id}: {exc}") from None
+        with self.db_session() as session:
+            session.query(Job).filter(Job.job_id == job_id).update(
+                {"status": "STOPPING", "status_message": f"job {scheduler_id}: cancelling"})
+            session.commit()
+        self._track(job_id, scheduler_id)
+
+    async def delete_job(self, job_id: str) -> None:
+        """Cancel the job if it may still run and drop it from the list; its folder
+        stays (it holds the user's results)."""
+        await self.stop_job(job_id)
+        with self.db_session() as session:
+            session.query(Job).filter(Job.job_id == job_id).delete()
+            session.commit()
+
+    def create_job_definition(self, model: Any) -> str:
+        raise SchedulerError("job definitions (schedules) are not supported yet")
+
+    def update_job_definition(self, job_definition_id: str, model: Any) -> None:
+        raise SchedulerError("job definitions (schedules) are not supported yet")
+
+    async def close(self) -> None:
+        if self.poller is not None and self._tracking:
+            await self.poller.stop()
+
+
+def _stage(notebook: Path | None, folder: Path, spec: BatchSpec) -> None:
+    """Make the job's folder (private) with the notebook; write its record."""
+    if notebook is not None:
+        folder.mkdir(mode=0o700, parents=True)
+        try:
+            shutil.copyfile(notebook, folder / spec.input)
+        except BaseException:
+            _unstage(folder)
+            raise
+    spec.write(folder)
+
+
+def _unstage(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+__all__ = ["BatchFeatures", "HpcScheduler"]

@@ -1,0 +1,121 @@
+"""The files of one batch notebook job, in its output folder. Standard library only: the
+job's runner (``hpcbridge/batch/runner.py``) reads them on the compute node.
+
+A job's folder (``<server root>/jobs/<notebook>-<job id>/``) is its record:
+
+    hpcbridge-job.json     what to run: the notebook, the outputs' names, the parameters,
+                           the scheduler's job id (written by the notebook server)
+    <notebook>.ipynb       the input, copied when the job was created
+    <notebook>-<time>.ipynb / .html   the executed notebook (and its HTML), by the runner
+    job.log                the runner's and the kernel's output
+    hpcbridge-result.json  how the run ended (the failing cell), by the runner
+    ...                    whatever the notebook writes into its working directory
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPEC_FILE = "hpcbridge-job.json"
+RESULT_FILE = "hpcbridge-result.json"
+LOG_FILE = "job.log"
+#: the scheduler's job name of every batch notebook job (the folder says which one)
+JOB_NAME = "hpcb-batch"
+#: output formats a run can produce (jupyter-scheduler's names)
+FORMATS = ("ipynb", "html")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def folder_name(input_filename: str, job_id: str) -> str:
+    """``<notebook stem>-<job id>``: letters, digits and ``_.-`` only, so that the folder
+    is as easy to type as to find (a notebook called ``a b!.ipynb`` gives ``a_b_-<id>``)."""
+    stem = os.path.splitext(os.path.basename(input_filename))[0]
+    return f"{_UNSAFE.sub('_', stem).lstrip('.')[:64] or 'notebook'}-{job_id}"
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What a job runs; ``hpcbridge-job.json`` in its folder."""
+
+    job_id: str
+    cluster: str
+    #: file names inside the folder
+    input: str
+    outputs: dict[str, str]
+    #: papermill parameters (JSON values)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: the kernel to run, when the notebook names none
+    kernel: str = "python3"
+    scheduler_job_id: str | None = None
+
+    def write(self, folder: Path) -> None:
+        """Write (or replace) the spec; the replacement is atomic."""
+        tmp = folder / (SPEC_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, folder / SPEC_FILE)
+
+    @classmethod
+    def read(cls, folder: Path) -> BatchSpec:
+        data = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{folder / SPEC_FILE}: not a JSON object")
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def read_result(folder: Path) -> dict[str, Any] | None:
+    """The runner's ``hpcbridge-result.json``; None when it wrote none (yet)."""
+    try:
+        data = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_result(folder: Path, result: dict[str, Any]) -> None:
+    tmp = folder / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, folder / RESULT_FILE)
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def failing_cell(notebook: dict[str, Any]) -> dict[str, Any] | None:
+    """The first code cell of an executed notebook whose output is an error: its position
+    among the code cells (1-based, papermill's injected parameters cell not counted), its
+    execution count, the error's name and value and the cell's first source line."""
+    position = 0
+    for cell in notebook.get("cells") or ():
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        tags = (cell.get("metadata") or {}).get("tags") or ()
+        if "injected-parameters" not in tags:
+            position += 1
+        for out in cell.get("outputs") or ():
+            if isinstance(out, dict) and out.get("output_type") == "error":
+                source = _text(cell.get("source")).strip().splitlines()
+                return {"cell": position, "execution_count": cell.get("execution_count"),
+                        "ename": str(out.get("ename", ""))[:200],
+                        "evalue": str(out.get("evalue", ""))[:500],
+                        "source": source[0][:200] if source else ""}
+    return None
+
+
+def describe_failure(result: dict[str, Any]) -> str:
+    """``cell 3 (In [3]: x = 1 / 0): ZeroDivisionError: division by zero``, or the
+    runner's error when no cell failed."""
+    cell = result.get("failing_cell")
+    if isinstance(cell, dict):
+        count = cell.get("execution_count")
+        where = f"cell {cell.get('cell')}"
+        if cell.get("source"):
+            where += f" (In [{count if count is not None else ' '}]: {cell['source']})"
+        return f"{where}: {cell.get('ename')}: {cell.get('evalue')}"
+    return str(result.get("error") or "the run failed")

@@ -1,0 +1,69 @@
+"""What jupyter-scheduler's job list shows for a batch job, from what the scheduler says
+about it and what its runner wrote. Pure.
+
+jupyter-scheduler's statuses are QUEUED, IN_PROGRESS, COMPLETED, FAILED, STOPPING and
+STOPPED; the scheduler's detail goes into the job's status message: the pending reason,
+the node it runs on, the exit code, the failing cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hpcbridge.batch.spec import describe_failure
+from hpcbridge.jobs import JobInfo, JobState
+
+#: statuses whose job may still be queued or running: the ones tracked
+ACTIVE = ("QUEUED", "IN_PROGRESS", "STOPPING")
+
+_ENDS = {
+    JobState.TIMEOUT: "its walltime ended",
+    JobState.NODE_FAIL: "its node failed",
+    JobState.OUT_OF_MEMORY: "it ran out of memory",
+    JobState.PREEMPTED: "it was preempted",
+    JobState.ENDED_UNKNOWN: "it ended, reason unknown (the scheduler keeps no record)",
+}
+
+
+@dataclass(frozen=True)
+class Shown:
+    status: str
+    message: str
+    #: the job is running now (its start time is set when first seen so)
+    running: bool = False
+    #: the job is over (its end time is set)
+    ended: bool = False
+
+
+def _exit(info: JobInfo) -> str:
+    return f" (exit code {info.exit_code})" if info.exit_code is not None else ""
+
+
+def shown(job_id: str, info: JobInfo, result: dict[str, Any] | None,
+          previous: str = "QUEUED") -> Shown:
+    """The list entry for scheduler job ``job_id`` in state ``info``; ``result`` is the
+    runner's result file (None if it wrote none); ``previous`` the status shown so far."""
+    state, head = info.state, f"job {job_id}"
+    if state is JobState.UNKNOWN:
+        return Shown(previous, f"{head}: the scheduler is not answering; state unknown "
+                               f"({(info.reason or '')[:200]})")
+    if state in (JobState.PENDING, JobState.REQUEUED):
+        return Shown("QUEUED", f"{head}: queued" + (f" ({info.reason})" if info.reason else ""))
+    if state in (JobState.RUNNING, JobState.COMPLETING, JobState.SUSPENDED):
+        where = f" on {','.join(info.nodes)}" if info.nodes else ""
+        what = "suspended" if state is JobState.SUSPENDED else "running"
+        return Shown("IN_PROGRESS", f"{head}: {what}{where}", running=True)
+    if state is JobState.CANCELLED:
+        return Shown("STOPPED", f"{head}: cancelled", ended=True)
+    if state in (JobState.COMPLETED, JobState.ENDED_UNKNOWN) and result and result.get("ok"):
+        node = f" on {result['node']}" if result.get("node") else ""
+        return Shown("COMPLETED", f"{head}: completed{node}{_exit(info)}", ended=True)
+    if result is not None and not result.get("ok"):
+        return Shown("FAILED", f"{head}: failed{_exit(info)}: {describe_failure(result)}",
+                     ended=True)
+    if state in _ENDS:
+        return Shown("FAILED", f"{head}: failed: {_ENDS[state]}{_exit(info)}", ended=True)
+    # COMPLETED without a result, or FAILED before the runner could write one
+    return Shown("FAILED", f"{head}: failed{_exit(info)}: the runner left no result; see "
+                           "the job's log", ended=True)
