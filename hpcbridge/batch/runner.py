@@ -6,7 +6,8 @@ in the folder (so files the notebook writes land beside its outputs), writes the
 notebook even when a cell fails, its HTML when asked, and ``hpcbridge-result.json``: how
 the run ended, the failing cell, and how long papermill took around the cells. Its own
 output and the kernel's go to ``job.log`` in the folder. The exit code is the scheduler's
-verdict: 0 when every cell ran, 1 otherwise.
+verdict: 0 when every cell ran, 1 otherwise (also in the result file: the queue does not
+say how a job that just left it exited).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def run(folder: Path, spec: BatchSpec, *, execute: Execute = _papermill,
     executed = _read(output)
     cell = failing_cell(executed) if executed and error else None
     result: dict[str, Any] = {
-        "ok": error is None, "node": socket.gethostname(),
+        "ok": error is None, "exit_code": 0 if error is None else 1,
+        "node": socket.gethostname(),
         "runner_seconds": round(time.monotonic() - started, 3), **timings(executed)}
     if cell:
         result["failing_cell"] = cell
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{socket.gethostname()}", flush=True)
     result = run(folder, spec)
     print(f"hpcbridge: {'completed' if result['ok'] else 'failed'}", flush=True)
-    return 0 if result["ok"] else 1
+    return int(result["exit_code"])
 
 
 if __name__ == "__main__":

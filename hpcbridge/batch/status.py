@@ -36,8 +36,10 @@ class Shown:
     ended: bool = False
 
 
-def _exit(info: JobInfo) -> str:
-    return f" (exit code {info.exit_code})" if info.exit_code is not None else ""
+def _exit(info: JobInfo, result: dict[str, Any] | None = None) -> str:
+    # the queue does not say how a job that just ended exited; its runner wrote it down
+    code = info.exit_code if info.exit_code is not None else (result or {}).get("exit_code")
+    return f" (exit code {code})" if isinstance(code, int) else ""
 
 
 def shown(job_id: str, info: JobInfo, result: dict[str, Any] | None,
@@ -58,9 +60,9 @@ def shown(job_id: str, info: JobInfo, result: dict[str, Any] | None,
         return Shown("STOPPED", f"{head}: cancelled", ended=True)
     if state in (JobState.COMPLETED, JobState.ENDED_UNKNOWN) and result and result.get("ok"):
         node = f" on {result['node']}" if result.get("node") else ""
-        return Shown("COMPLETED", f"{head}: completed{node}{_exit(info)}", ended=True)
+        return Shown("COMPLETED", f"{head}: completed{node}{_exit(info, result)}", ended=True)
     if result is not None and not result.get("ok"):
-        return Shown("FAILED", f"{head}: failed{_exit(info)}: {describe_failure(result)}",
+        return Shown("FAILED", f"{head}: failed{_exit(info, result)}: {describe_failure(result)}",
                      ended=True)
     if state in _ENDS:
         return Shown("FAILED", f"{head}: failed: {_ENDS[state]}{_exit(info)}", ended=True)

@@ -154,6 +154,8 @@ def info(state: JobState, **kw) -> JobInfo:
     (JobState.COMPLETED, {"exit_code": 0}, {"ok": True, "node": "c2"}, "COMPLETED",
      "job 42: completed on c2 (exit code 0)"),
     (JobState.ENDED_UNKNOWN, {}, {"ok": True}, "COMPLETED", "job 42: completed"),
+    (JobState.FAILED, {}, {"ok": False, "exit_code": 1, "error": "NoSuchKernel"}, "FAILED",
+     "job 42: failed (exit code 1): NoSuchKernel"),
     (JobState.FAILED, {"exit_code": 1},
      {"ok": False, "failing_cell": {"cell": 2, "execution_count": 2, "ename": "ValueError",
                                     "evalue": "bad", "source": "check()"}},
@@ -207,7 +209,8 @@ def test_the_runner_passes_parameters_and_records_success(tmp_path: Path) -> Non
     assert (src, out) == (str(tmp_path / "in.ipynb"), str(tmp_path / "in-1.ipynb"))
     assert kw["parameters"] == {"n": 5} and kw["cwd"] == str(tmp_path)
     assert kw["kernel_name"] is None  # the notebook names its kernel
-    assert result["ok"] and result["papermill_seconds"] == 2.5 and result["cells_seconds"] == 2.0
+    assert result["ok"] and result["exit_code"] == 0
+    assert (result["papermill_seconds"], result["cells_seconds"]) == (2.5, 2.0)
     assert html == [tmp_path / "in-1.html"]
     assert read_result(tmp_path) == result
 
@@ -223,7 +226,7 @@ def test_the_runner_records_the_failing_cell_and_still_writes_outputs(tmp_path: 
     del nb["metadata"]["kernelspec"]
     spec = staged(tmp_path, nb, {"ipynb": "in-1.ipynb", "html": "in-1.html"})
     result = runner.run(tmp_path, spec, execute=execute, to_html=lambda a, b: html.append(b))
-    assert not result["ok"]
+    assert not result["ok"] and result["exit_code"] == 1
     assert result["failing_cell"]["ename"] == "KeyError" and "error" not in result
     assert html  # the executed notebook with its error is kept, as HTML too
 
