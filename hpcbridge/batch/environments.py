@@ -10,7 +10,8 @@ from jupyter_scheduler.environments import EnvironmentManager
 from jupyter_scheduler.models import RuntimeEnvironment
 
 from hpcbridge.batch.spec import FORMATS
-from hpcbridge.profiles import SiteProfile, site_profile
+from hpcbridge.profiles import SiteProfile
+from hpcbridge.profiles.jobcopy import profile_in_job
 
 #: which cluster of the profile the server runs on (as HpcScheduler.cluster); optional
 CLUSTER_ENV = "HPCBRIDGE_CLUSTER"
@@ -33,11 +34,11 @@ def environments(profile: SiteProfile, cluster: str | None = None) -> list[Runti
 
 
 class ProfileEnvironments(EnvironmentManager):
-    """The profile's environments and presets (the profile as ``HpcScheduler`` finds it:
-    ``$HPCBRIDGE_SITE_PROFILE`` or the bundled testbed profile)."""
+    """The profile's environments and presets (the profile as ``HpcScheduler`` finds it,
+    ``hpcbridge/profiles/jobcopy.py``)."""
 
     def __init__(self, profile: SiteProfile | None = None, cluster: str | None = None) -> None:
-        self.profile = profile or site_profile()
+        self.profile = profile or profile_in_job()
         self.cluster = cluster or os.environ.get(CLUSTER_ENV) or None
 
     def list_environments(self) -> list[RuntimeEnvironment]:

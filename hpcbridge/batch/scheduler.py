@@ -55,7 +55,7 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.poller import StateChange, StatusPoller
 from hpcbridge.profiles import SiteProfile, render_script
-from hpcbridge.profiles import site_profile as load_site_profile
+from hpcbridge.profiles.jobcopy import profile_in_job
 from hpcbridge.schedulers import dialect_of
 
 #: a notebook larger than this is refused (it is read to find its parameters cell)
@@ -88,8 +88,8 @@ class HpcScheduler(Scheduler):
         help="Declares the dialog's features; batch jobs run through the scheduler.")
     site_profile = Unicode(
         "", config=True,
-        help="Site profile file; empty: $HPCBRIDGE_SITE_PROFILE, else the bundled testbed "
-             "profile.")
+        help="Site profile file; empty: $HPCBRIDGE_SITE_PROFILE, else the job copy of the "
+             "hub's profile the spawner passes ($HPCBRIDGE_SITE_PROFILE_JSON).")
     cluster = Unicode(
         "", config=True,
         help="The profile's cluster this server runs on (its scheduler commands are used "
@@ -111,7 +111,7 @@ class HpcScheduler(Scheduler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.profile: SiteProfile = load_site_profile(self.site_profile or None)
+        self.profile: SiteProfile = profile_in_job(self.site_profile or None)
         self.cluster = self.profile.cluster_name(
             self.cluster or os.environ.get(CLUSTER_ENV) or None)
         if self.client is None:

@@ -14,20 +14,18 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.clusters import HpcPbsCluster, HpcSlurmCluster
 from hpcbridge.dask.job import WorkerContext
 from hpcbridge.dask.limits import ProfileCaps, WorkerShape, lifetime_options
-from hpcbridge.errors import IdentityRefused, ProfileError
+from hpcbridge.errors import IdentityRefused
 from hpcbridge.identity import hub_accounts, name_refusal
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import (
     JobRequest,
     SiteProfile,
     ValidatedRequest,
-    load_profile,
     validate_request,
 )
+from hpcbridge.profiles.jobcopy import profile_in_job
 from hpcbridge.schedulers import dialect_of
 
-#: the profile used when none is given (a path); no profile at all is an error
-PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE"
 #: address the Dask scheduler listens on, as the compute nodes reach it
 HOST_ENV = "HPCBRIDGE_DASK_HOST"
 #: every worker job's name starts with this; `hpcbridge dask orphans` looks for it
@@ -40,10 +38,8 @@ _CLUSTERS: dict[str, type[HpcSlurmCluster] | type[HpcPbsCluster]] = {
 def _profile(profile: SiteProfile | str | Path | None) -> SiteProfile:
     if isinstance(profile, SiteProfile):
         return profile
-    path = profile or os.environ.get(PROFILE_ENV)
-    if not path:
-        raise ProfileError([f"no site profile: pass one, or set {PROFILE_ENV} to its path"])
-    return load_profile(path)
+    # a file, $HPCBRIDGE_SITE_PROFILE, or in a server the hub started, its job copy
+    return profile_in_job(profile)
 
 
 def worker_request(profile: SiteProfile, user: str, name: str, **overrides: Any

@@ -41,6 +41,7 @@ from hpcbridge.errors import (
 )
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.profiles import JobRequest, render_script, validate_request
+from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
 from hpcbridge.spawner import form, guard, jobenv, warm
 from hpcbridge.spawner.registry import site_for
 
@@ -208,6 +209,13 @@ class HpcSpawner(Spawner):
 
     def _poller(self):
         return self.site.poller(self.cluster)
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        # the job copy of the site profile (no hub secrets): batch notebooks and Dask in
+        # the server check requests against the same limits as this spawner
+        env[JOB_PROFILE_ENV] = job_copy_json(self.site.profile)
+        return env
 
     # -- state ------------------------------------------------------------------------
     def get_state(self) -> dict:

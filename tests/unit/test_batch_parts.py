@@ -21,7 +21,7 @@ from hpcbridge.batch.spec import (
 from hpcbridge.batch.status import shown
 from hpcbridge.errors import LimitExceeded, RequestError
 from hpcbridge.jobs import JobInfo, JobState
-from hpcbridge.profiles import load_bundled_profile
+from slurm_testbed.profiles import load_bundled_profile
 
 COMMAND = ("python", "-m", "hpcbridge.batch.runner", "/home/alice/jobs/x")
 

@@ -19,7 +19,9 @@ from hpcbridge.batch.spec import RESULT_FILE, BatchSpec
 from hpcbridge.errors import SubmitRefused
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.poller import StatusPoller
+from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
 from hpcbridge.spawner import launch
+from slurm_testbed.profiles import load_bundled_profile
 from tests.unit.virtual_time import VirtualClock, let_tasks_run
 
 
@@ -64,6 +66,13 @@ PARAMETERIZED = {
 }
 
 
+def in_server(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The environment of a server the spawner started: the job copy of its profile."""
+    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE", raising=False)
+    monkeypatch.delenv("HPCBRIDGE_CLUSTER", raising=False)
+    monkeypatch.setenv(JOB_PROFILE_ENV, job_copy_json(load_bundled_profile("testbed")))
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     home = tmp_path / "alice"
@@ -74,8 +83,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make(tmp_path: Path, home: Path, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE", raising=False)
-    monkeypatch.delenv("HPCBRIDGE_CLUSTER", raising=False)
+    in_server(monkeypatch)
     db = f"sqlite:///{tmp_path}/scheduler.sqlite"
     create_tables(db)
     made = []
@@ -276,7 +284,7 @@ async def test_an_outage_keeps_the_jobs_status(make) -> None:
 
 
 def test_the_dialog_offers_the_profiles_environments_and_presets(monkeypatch) -> None:
-    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE", raising=False)
+    in_server(monkeypatch)
     envs = ProfileEnvironments().list_environments()
     assert [e.name for e in envs] == ["default", "modules-demo"]
     assert envs[0].compute_types == ["small", "debug", "gpu"]
