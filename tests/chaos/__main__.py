@@ -13,6 +13,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from tests.chaos.machine import ACTIONS, replay, reproduction, run_seeded, write_log
@@ -72,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     if broken:
         print(reproduction(world, log_path, seed, actions, broken), flush=True)
         return 1
+    counts = Counter(step["rule"] for step in world.steps)
     print(f"chaos: {len(world.steps)} steps, seed {seed}, {minutes:.1f} min, "
-          f"0 invariant breaks; step log {log_path}", flush=True)
+          f"0 invariant breaks; step log {log_path}\n"
+          f"steps per action: {json.dumps(dict(counts.most_common()))}\n"
+          f"as the users: {json.dumps(world.user_checks)}", flush=True)
     return 0
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.chaos.observe import Snapshot
+from hpcbridge.schedulers.slurm import STATES
+from tests.chaos.observe import Ended, Snapshot
 
 Slot = tuple[str, str]  # (user, server name); "" is the default server
 
@@ -26,7 +27,8 @@ SLACK = 2.0
 
 @dataclass(frozen=True)
 class Violation:
-    invariant: str  # "orphan-job", "env-file", "dropped-server", "victim-cancelled", "refused"
+    invariant: str  # "orphan-job", "env-file", "dropped-server", "victim-cancelled",
+    # "refused", "end-reason", "unopenable", "end-untold"
     message: str
     permanent: bool = False
 
@@ -202,10 +204,54 @@ def refused_left_over(model: Model, snap: Snapshot) -> list[Violation]:
     return found
 
 
+def own_ends(model: Model, snap: Snapshot) -> dict[Slot, tuple[Ended, str]]:
+    """Servers at rest whose last job ended on its own (not cancelled, not stopped by
+    the test): slot -> (the job's accounting, how the hub must describe that end)."""
+    if snap.jobs is None or snap.servers is None:
+        return {}
+    busy = {model.slot_of(j.name) for j in snap.jobs.values() if model.hub_job(j.job_id, j.name)}
+    last: dict[Slot, Ended] = {}
+    for job_id, ended in snap.ended.items():
+        name = model.names.get(job_id, "")
+        slot = model.slot_of(name)
+        if slot is None or not model.hub_job(job_id, name) \
+                or ended.submit < model.started - SLACK:
+            continue
+        if slot not in last or (ended.submit, int(job_id)) > (last[slot].submit,
+                                                             int(last[slot].job_id)):
+            last[slot] = ended
+    ends = {}
+    for slot, ended in last.items():
+        server = snap.servers.get(slot)
+        state = STATES.get(ended.state.split()[0]) if ended.state else None
+        if slot in busy or server is None or server.active or server.job_id \
+                or state is None or ended.state.startswith("CANCELLED") \
+                or model.stopped_since(slot, model.origin(slot, ended.submit)):
+            continue
+        ends[slot] = (ended, state.description)
+    return ends
+
+
+def end_reasons(model: Model, snap: Snapshot) -> list[Violation]:
+    """Issue 12, item 9: a server whose job ended on its own keeps the scheduler's reason
+    (``last_end`` in its state, shown on the spawn page), never "completed" for another
+    end; "ended, reason unknown" only when accounting has no record (never here: the
+    suite reads the end from accounting)."""
+    found = []
+    for slot, (ended, expected) in sorted(own_ends(model, snap).items()):
+        told = str(snap.servers[slot].state.get("last_end") or "")  # type: ignore[index]
+        if not told.startswith(expected):
+            found.append(Violation("end-reason", f"job {ended.job_id} of server "
+                                   f"{_slot(slot)} ended {ended.state}; the hub says "
+                                   f"{told or 'nothing'!r}, not {expected!r}"))
+    return found
+
+
 def check(model: Model, snap: Snapshot) -> list[Violation]:
     return [*model.events, *orphan_jobs(model, snap), *stray_env_files(model, snap),
             *dropped_servers(model, snap), *hub_cancelled(model, snap),
-            *victims_cancelled(model, snap), *refused_left_over(model, snap)]
+            *victims_cancelled(model, snap), *refused_left_over(model, snap),
+            *end_reasons(model, snap)]
 
 
 def _slot(slot: Slot) -> str:

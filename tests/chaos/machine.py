@@ -227,6 +227,7 @@ def write_log(world: World, path: Path, *, seed: int | None, actions: Iterable[s
         "duration_s": round(time.time() - started, 1),
         "violations": [str(v) for v in broken.violations] if broken else [],
         "answers": world.answers, "hub_log": str(world.hub.dir / "jupyterhub.log"),
+        "user_checks": getattr(world, "user_checks", {}),
     }, indent=1))
 
 

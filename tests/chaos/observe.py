@@ -206,3 +206,70 @@ class Observer:
         if jobs is not None:
             self._names.update({j.job_id: j.name for j in jobs.values()})
         return Snapshot(time.time(), jobs, servers, env_files, ended)
+
+
+class UserSession:
+    """One hub user's own HTTP session, as her browser would have it: logged in through
+    the hub's login form with her password; opens her servers through the proxy, with
+    JupyterHub's OAuth hand-shake every time (the server's cookie is dropped first)."""
+
+    def __init__(self, hub_url: str, user: str, password: str) -> None:
+        self.url = hub_url.rstrip("/")
+        self.user = user
+        self.password = password
+        self.session: requests.Session | None = None
+
+    def _logged_in(self) -> requests.Session:
+        if self.session is None:
+            s = requests.Session()
+            s.get(f"{self.url}/hub/login", timeout=30)
+            r = s.post(f"{self.url}/hub/login", allow_redirects=False, timeout=60, data={
+                "username": self.user, "password": self.password,
+                "_xsrf": s.cookies.get("_xsrf", "")})
+            if r.status_code != 302:
+                raise requests.RequestException(f"login answered {r.status_code}")
+            self.session = s
+        return self.session
+
+    def _get(self, path: str, **kw) -> requests.Response:
+        try:
+            r = self._logged_in().get(f"{self.url}{path}", timeout=60, **kw)
+        except requests.RequestException:
+            self.session = None  # a hub restarted: log in again next time
+            raise
+        if "/hub/login" in r.url:
+            self.session = None
+        return r
+
+    def open_server(self, server: str) -> str | None:
+        """None when her server opens for her (JupyterLab's page, and the server names
+        her as its user); else what went wrong."""
+        base = f"/user/{self.user}/" + (f"{server}/" if server else "")
+        if self.session is not None:
+            for cookie in [c for c in self.session.cookies if c.path.startswith("/user/")]:
+                self.session.cookies.clear(cookie.domain, cookie.path, cookie.name)
+        try:
+            page = self._get(f"{base}lab")
+            if page.status_code != 200 or "jupyter-config-data" not in page.text:
+                return f"{base}lab answered {page.status_code} at {page.url}: " \
+                       f"{page.text[:120]!r}"
+            me = self._get(f"{base}api/me")
+            who = me.json().get("identity", {}).get("username") if me.ok else None
+        except (requests.RequestException, ValueError) as exc:
+            return f"{base}: {type(exc).__name__}: {str(exc)[:120]}"
+        return None if who == self.user else f"{base}api/me answered {me.status_code}, " \
+                                               f"user {who!r}"
+
+    def end_notice(self, server: str) -> str | None:
+        """The "previous server ended" notice on her spawn page; None when the page is
+        not the form (the server started meanwhile); "" when the form has none."""
+        path = f"/hub/spawn/{self.user}" + (f"/{server}" if server else "")
+        try:
+            r = self._get(path, allow_redirects=False)
+        except requests.RequestException:
+            return None
+        if r.status_code != 200 or "<form" not in r.text:
+            return None
+        marker = "Your previous server ended: "
+        start = r.text.find(marker)
+        return "" if start < 0 else r.text[start + len(marker):].split("</p>", 1)[0]

@@ -10,6 +10,7 @@ cluster before the step returns.
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import signal
@@ -24,7 +25,7 @@ from slurm_testbed import faults
 from slurm_testbed.hub import up_hub
 from tests.chaos import invariants
 from tests.chaos.invariants import Model, Slot, TestJob, Violation
-from tests.chaos.observe import Observer
+from tests.chaos.observe import Observer, Snapshot, UserSession
 
 TAG = "chaos"
 USERS = ("alice", "bob")  # hub users, and owners of the victims' jobs
@@ -83,6 +84,14 @@ class World:
         self.victims: dict[str, str] = {}
         self.observer: Observer | None = None
         self.token = ""
+        #: each hub user's own logged-in session (invariant 7, end reasons she sees)
+        self.sessions: dict[str, UserSession] = {}
+        #: (slot, job id) of servers opened as their user since the hub last started
+        self.opened: set[tuple[Slot, str]] = set()
+        #: job ids whose end the user's spawn page told
+        self.told: set[str] = set()
+        #: what the checks as a user did: opened servers, end notices seen
+        self.user_checks = {"opened": 0, "ends_told": 0}
 
     # -- set-up and tear-down ---------------------------------------------------------
     def up(self) -> None:
@@ -103,6 +112,8 @@ class World:
             shutil.rmtree(self.hub.dir)
         status = up_hub(self.hub, self.tb, users=[*USERS, ATTACKER], interval=3.0)
         self.token = status["admin_token"]
+        self.sessions = {u: UserSession(status["hub_url"], u, status["users"][u])
+                         for u in USERS}
         self.observer = Observer(self.tb, status["hub_url"], self.token,
                                  [*USERS, ATTACKER], since=self.model.started)
         self.ensure_victims()
@@ -203,6 +214,7 @@ class World:
         self.hub.kill(signal.SIGKILL)
         time.sleep(down_for)
         self.hub.restart()
+        self.opened.clear()  # invariant 7 holds after a re-attach too: open them again
 
     def slurmctld_outage(self, seconds: float) -> None:
         self._outage(faults.stop_slurmctld, faults.start_slurmctld, seconds, "slurmctld")
@@ -305,10 +317,50 @@ class World:
         """The invariants; eventual ones get ``settle`` seconds to hold again."""
         deadline = time.monotonic() + (self.settle if settle is None else settle)
         while True:
-            found = invariants.check(self.model, self.observe())
+            snap = self.observe()
+            found = invariants.check(self.model, snap) or self.as_users(snap)
             if not found or any(v.permanent for v in found) or time.monotonic() > deadline:
                 return found
             time.sleep(2)
+
+    def as_users(self, snap: Snapshot) -> list[Violation]:
+        """What the users see, once per server job and end: a server the hub calls ready
+        whose job runs opens for its user (invariant 7; again after each hub restart),
+        and her spawn page tells how her last server ended (issue 12, item 9)."""
+        found = []
+        # After a restart JupyterHub routes the servers it re-checked only when every
+        # check has ended (one whose job lost its processes takes its http_timeout):
+        # until then a ready server may have no route yet.
+        checking = any(s.pending == "check" for s in (snap.servers or {}).values())
+        for slot, server in sorted((snap.servers or {}).items()):
+            job = (snap.jobs or {}).get(server.job_id or "")
+            if slot[0] not in self.sessions or slot in self.model.refused_slots \
+                    or not server.ready or job is None or job.state != "RUNNING" \
+                    or (slot, job.job_id) in self.opened or checking:
+                continue
+            problem = self.sessions[slot[0]].open_server(slot[1])
+            if problem is None:
+                self.opened.add((slot, job.job_id))
+                self.user_checks["opened"] += 1
+            else:
+                found.append(Violation("unopenable", f"server {slot} is ready and its job "
+                                       f"{job.job_id} runs, but it does not open for "
+                                       f"{slot[0]}: {problem}"))
+        for slot, (ended, _) in sorted(invariants.own_ends(self.model, snap).items()):
+            if ended.job_id in self.told or slot[0] not in self.sessions:
+                continue
+            told = str(snap.servers[slot].state.get("last_end"))  # type: ignore[index]
+            seen = self.sessions[slot[0]].end_notice(slot[1])
+            if seen is None:
+                continue  # not the form now: a spawn is under way
+            if seen == html.escape(told, quote=False) or seen == html.escape(told):
+                self.told.add(ended.job_id)
+                self.user_checks["ends_told"] += 1
+            else:
+                found.append(Violation("end-untold", f"{slot[0]}'s spawn page for server "
+                                       f"{slot} shows {seen!r} as the last end, not "
+                                       f"{told!r} (job {ended.job_id}, {ended.state})"))
+        return found
 
 
 def _path(user: str, server: str) -> str:

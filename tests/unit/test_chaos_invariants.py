@@ -232,3 +232,37 @@ def test_a_step_that_fails_ends_the_run_once_without_hypothesis_running_it_again
     assert len(world.steps) == 5  # not replayed by hypothesis
     (violation,) = caught.value.violations
     assert violation.invariant == "step-failed" and "slurmctld did not answer" in str(violation)
+
+
+def _ended_server(last_end=None, **kw) -> Server:
+    state = {"last_end": last_end} if last_end else {}
+    return Server("alice", "x", False, None, state, {}, **kw)
+
+
+def test_a_server_whose_job_ended_on_its_own_keeps_the_schedulers_reason():
+    m = model(spawns={("alice", "x"): [1100.0]}, names={"11": f"{PREFIX}alice-x"})
+    timeout = Ended("11", "alice", "TIMEOUT", 1150.0)
+    told = snap(servers=[_ended_server("timeout (TimeLimit)")], ended=[timeout])
+    assert invariants.end_reasons(m, told) == []
+    assert invariants.own_ends(m, told)[("alice", "x")] == (timeout, "timeout")
+    wrong = snap(servers=[_ended_server("completed (left the queue)")], ended=[timeout])
+    assert kinds(invariants.end_reasons(m, wrong)) == ["end-reason"]
+    assert kinds(invariants.end_reasons(m, snap(servers=[_ended_server()],
+                                                ended=[timeout]))) == ["end-reason"]
+    node = Ended("11", "alice", "NODE_FAIL", 1150.0)
+    assert kinds(invariants.end_reasons(m, snap(servers=[_ended_server("timeout")],
+                                                ended=[node]))) == ["end-reason"]
+
+
+def test_an_end_the_test_caused_or_a_newer_job_needs_no_reason():
+    m = model(spawns={("alice", "x"): [1100.0]}, names={"11": f"{PREFIX}alice-x"})
+    quiet = _ended_server()
+    cancelled = Ended("11", "alice", "CANCELLED by 0", 1150.0)
+    assert invariants.end_reasons(m, snap(servers=[quiet], ended=[cancelled])) == []
+    timeout = Ended("11", "alice", "TIMEOUT", 1150.0)
+    newer = job("12", f"{PREFIX}alice-x", "PENDING")
+    assert invariants.end_reasons(m, snap([newer], [quiet], ended=[timeout])) == []
+    running = Server("alice", "x", True, None, {"job_id": "12"}, {})
+    assert invariants.end_reasons(m, snap(servers=[running], ended=[timeout])) == []
+    m.stops[("alice", "x")] = [1120.0]  # the test stopped it: its end is the stop's
+    assert invariants.end_reasons(m, snap(servers=[quiet], ended=[timeout])) == []
