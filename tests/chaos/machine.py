@@ -11,16 +11,19 @@ runs the same steps again, without hypothesis.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
+from unittest import mock
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, reject, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import providers
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -186,18 +189,35 @@ def run_seeded(world: World, seed: int, steps: int, actions: Iterable[str] = ACT
     ChaosMachine.enabled = frozenset(actions)
     ChaosMachine.limit = steps
     segments = random.Random(seed)
-    while len(world.steps) < steps:
-        before = len(world.steps)
-        ChaosMachine.carry = _since_last(world.steps)
-        machine = hypothesis.seed(segments.getrandbits(64))(ChaosMachine)
-        # The initialize rule counts as one of hypothesis' steps. Hypothesis enables a
-        # random subset of the rules per example (swarm testing); when cooldowns block
-        # all of them it drops the example after a step and runs another: a segment can
-        # hold a step more than asked (never the run: ``limit``).
-        count = min(SEGMENT, steps - before) + 1
-        run_state_machine_as_test(machine, settings=_settings(count))
-        if len(world.steps) == before:
-            raise RuntimeError("hypothesis ran no step")
+    with _no_local_constants():
+        while len(world.steps) < steps:
+            before = len(world.steps)
+            ChaosMachine.carry = _since_last(world.steps)
+            machine = hypothesis.seed(segments.getrandbits(64))(ChaosMachine)
+            # The initialize rule counts as one of hypothesis' steps. Hypothesis enables
+            # a random subset of the rules per example (swarm testing); when cooldowns
+            # block all of them it drops the example after a step and runs another: a
+            # segment can hold a step more than asked (never the run: ``limit``).
+            count = min(SEGMENT, steps - before) + 1
+            run_state_machine_as_test(machine, settings=_settings(count))
+            if len(world.steps) == before:
+                raise RuntimeError("hypothesis ran no step")
+
+
+@contextlib.contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Hypothesis draws now and then (5 %) one of the constants it finds in the source
+    of every local module loaded so far: the same seed would choose other steps in a
+    process that imported other modules (a unit test after others, pytest, the command
+    line). A run draws from none; hypothesis' own constant pool does not change with
+    imports. Internal to hypothesis (its conjecture providers): checked by a unit test."""
+    cache = providers.CONSTANTS_CACHE.cache
+    cache.clear()
+    with mock.patch.object(providers, "_get_local_constants", providers.Constants):
+        try:
+            yield
+        finally:
+            cache.clear()
 
 
 def replay(world: World, steps: list[dict]) -> None:

@@ -15,7 +15,7 @@ from tests.testbed.hubtools import port_offset
 pytestmark = pytest.mark.testbed
 
 #: chosen so that the 40 steps hold every action of CI_ACTIONS (a unit test checks it)
-SEED = 20261302
+SEED = 20261468
 STEPS = 40
 #: The actions of the CI run: every action (an action whose break is found stays out
 #: until its fix lands; docs/architecture.md, "Invariants under faults").
@@ -37,5 +37,6 @@ def test_chaos_short_seeded_run(testbed, tmp_path):
             broken = InvariantBroken(found)
         log = tmp_path / "steps.json"
         write_log(world, log, seed=SEED, actions=CI_ACTIONS, started=started, broken=broken)
-    print(f"chaos: {len(world.steps)} steps in {(time.time() - started) / 60:.1f} min")
+    print(f"chaos: {len(world.steps)} steps in {(time.time() - started) / 60:.1f} min; as the "
+          f"users: {world.user_checks}")
     assert broken is None, reproduction(world, log, SEED, CI_ACTIONS, broken)

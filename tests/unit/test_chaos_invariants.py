@@ -266,3 +266,19 @@ def test_an_end_the_test_caused_or_a_newer_job_needs_no_reason():
     assert invariants.end_reasons(m, snap(servers=[running], ended=[timeout])) == []
     m.stops[("alice", "x")] = [1120.0]  # the test stopped it: its end is the stop's
     assert invariants.end_reasons(m, snap(servers=[quiet], ended=[timeout])) == []
+
+
+def test_a_seeds_steps_do_not_depend_on_the_modules_loaded(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    before = steps_of(20261302, 40)
+    # a local module full of constants, as a unit test of another file would load
+    (tmp_path / "chaos_constants_probe.py").write_text(
+        "\n".join(f"C{i} = {i}" for i in range(1, 300)) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("chaos_constants_probe")
+    try:
+        assert steps_of(20261302, 40) == before
+    finally:
+        sys.modules.pop("chaos_constants_probe", None)
