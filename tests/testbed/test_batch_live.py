@@ -133,6 +133,7 @@ def _folder(job: dict) -> str:
 
 
 def test_create_job_runs_the_notebook_as_alice_on_a_compute_node(lab, testbed) -> None:  # type: ignore[no-untyped-def]
+    created = time.time()
     r = lab.create("batchtests/square.ipynb", parameters={"n": "7", "pause": "15"})
     assert r.status_code == 200, r.text
     job_id = r.json()["job_id"]
@@ -158,6 +159,15 @@ def test_create_job_runs_the_notebook_as_alice_on_a_compute_node(lab, testbed) -
     account = _home(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", scheduler_id,
                     "-o", "User,State,ExitCode,JobName")
     assert account.strip() == "alice|COMPLETED|0:0|hpcb-batch"
+    # for docs/batch.md: Create Job -> running, and papermill's cost around the cells
+    times = _home(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", scheduler_id,
+                  "-o", "Submit,Start,End", "--noconvert").strip().split("|")
+    submit, start, end = (time.mktime(time.strptime(t, "%Y-%m-%dT%H:%M:%S")) for t in times)
+    result = json.loads(_home(testbed, "alice", "cat", f"{folder}/hpcbridge-result.json"))
+    print(f"\nbatch timings: create->submit {submit - created:.1f} s, submit->start "
+          f"{start - submit:.0f} s, job {end - start:.0f} s (1 s resolution); "
+          f"runner {result['runner_seconds']} s, papermill {result.get('papermill_seconds')} s,"
+          f" cells {result.get('cells_seconds')} s")
 
 
 def test_a_failing_notebook_fails_with_its_failing_cell(lab, testbed) -> None:  # type: ignore[no-untyped-def]
@@ -221,3 +231,43 @@ def test_the_job_runs_on_after_its_server_stops(lab, hub, testbed) -> None:  # t
     assert seen[-1][0] == "COMPLETED", seen
     folder = _folder(lab.job(job_id))
     assert _home(testbed, "alice", "cat", f"{folder}/square.txt") == "25"
+
+
+def _rpcs(testbed, user: str) -> int:  # type: ignore[no-untyped-def]
+    """slurmctld's count of RPCs from ``user`` (sdiag)."""
+    for line in _home(testbed, "root", "sdiag").splitlines():
+        words = line.split()
+        if words and words[0] == user:
+            return int(line.split("count:")[1].split()[0])
+    return 0
+
+
+def test_queued_jobs_show_their_reason_and_share_one_status_query(lab, testbed) -> None:  # type: ignore[no-untyped-def]
+    # alice's QOS runs 4 jobs (her server is one) and queues up to 8: 6 batch jobs are 3
+    # running and 3 queued for QOSMaxJobsPerUserLimit; the server asks about all at once
+    ids = []
+    for _ in range(6):
+        r = lab.create("batchtests/square.ipynb", parameters={"pause": "600"})
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["job_id"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        shown = [lab.job(i) for i in ids]
+        if sum(j["status"] == "IN_PROGRESS" for j in shown) == 3 and all(
+                "QOSMaxJobsPerUserLimit" in j["status_message"] for j in shown
+                if j["status"] == "QUEUED"):
+            break
+        time.sleep(2)
+    assert [j["status"] for j in shown].count("QUEUED") == 3, shown
+    window, before = 60, _rpcs(testbed, "alice")
+    time.sleep(window)
+    rpcs = _rpcs(testbed, "alice") - before
+    print(f"\nalice's RPCs in {window} s with 6 batch jobs tracked: {rpcs}")
+    # one squeue per 10 s interval (at most 7 rounds in 60 s with jitter) costs slurmctld
+    # at most 2 RPCs; a query per job would be 6 times that
+    assert 1 <= rpcs <= 14, rpcs
+    for job_id in ids:
+        r = lab.call("PATCH", f"/scheduler/jobs/{job_id}", json={"status": "STOPPED"})
+        assert r.status_code == 204, r.text
+    for job_id in ids:
+        assert lab.follow(job_id, _ended, timeout=60)[-1][0] == "STOPPED"

@@ -61,3 +61,23 @@ def test_jupyterhub_api_route_table() -> None:
     assert isinstance(routes, list) and all(isinstance(r, tuple) for r in routes), _moved(
         "jupyterhub.apihandlers.default_handlers (a list of (pattern, handler) tuples)",
         "hpcbridge/spawner/hubconfig.py (removes batchspawner's route from it)")
+
+
+def test_jupyter_scheduler_internals() -> None:
+    from jupyter_scheduler import handlers, orm, scheduler
+
+    user = "hpcbridge/batch/scheduler.py"
+    base = scheduler.Scheduler
+    for name in ("get_job_filenames", "add_job_files", "get_local_output_path", "db_session"):
+        assert hasattr(base, name), _moved(f"jupyter-scheduler Scheduler.{name}", user)
+    params = list(inspect.signature(base.__init__).parameters)
+    assert params[:4] == ["self", "root_dir", "environments_manager", "db_url"], _moved(
+        "jupyter-scheduler Scheduler(root_dir, environments_manager, db_url, ...)", user)
+    columns = set(orm.Job.__table__.columns.keys())
+    assert {"job_id", "status", "status_message", "start_time", "end_time", "create_time",
+            "idempotency_token"} <= columns, _moved("jupyter-scheduler's jobs table", user)
+    # our create/stop/list/get/delete are coroutines: the handlers must await them
+    source = inspect.getsource(handlers.JobHandler)
+    for method in ("get_job", "list_jobs", "create_job", "stop_job", "delete_job"):
+        assert f"ensure_async(self.scheduler.{method}(" in source, _moved(
+            f"jupyter-scheduler JobHandler awaiting scheduler.{method}", user)
