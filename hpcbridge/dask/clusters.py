@@ -41,6 +41,7 @@ from hpcbridge.dask.facts import (
     recent_static,
 )
 from hpcbridge.dask.job import HpcPbsJob, HpcSlurmJob, WorkerContext
+from hpcbridge.dask.lab import announce, withdraw
 from hpcbridge.dask.limits import (
     Limits,
     ProfileCaps,
@@ -140,6 +141,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         # read the limits now (sacctmgr is slow), so that the first scale() waits less
         self._prefetch = asyncio.ensure_future(self.current_limits())
         self._prefetch.add_done_callback(_log_failure)
+        self._lab_record = announce(self)  # JupyterLab's Dask sidebar lists it
 
     def _on_submit(self, job: Any) -> None:
         self._jobs_by_id[str(job.job_id)] = job
@@ -384,6 +386,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         return text + (f" ERROR: {self.error}" if self.error else "")
 
     async def _close(self) -> None:
+        withdraw(getattr(self, "_lab_record", None))
         await self._stop_rolling()
         if self._regrow is not None:
             self._regrow.cancel()

@@ -33,6 +33,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import MutableMapping
 from urllib.parse import urlsplit, urlunsplit
 
 #: how long the port report keeps trying while the hub does not answer
@@ -139,6 +140,17 @@ def set_service_port(env: dict[str, str], port: int) -> None:
             parts._replace(netloc=f"{parts.hostname}:{port}"))
 
 
+def lab_settings(environ: MutableMapping[str, str]) -> list[str]:
+    """JupyterLab's Dask sidebar on hpcbridge: its "New" button makes a cluster from the
+    site profile (unless the site configured another factory), and it lists the
+    notebooks' clusters (``hpcbridge/dask/lab.py``); the server's arguments for that."""
+    from hpcbridge.dask.lab import FACTORY_ENV, SERVER_EXTENSION
+
+    if not any(key.startswith("DASK_LABEXTENSION__FACTORY") for key in environ):
+        environ.update(FACTORY_ENV)
+    return [f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True"]
+
+
 def serve(server_env: dict[str, str]) -> None:
     """Report a port and run jupyterhub-singleuser in this process."""
     os.environ.update(server_env)
@@ -152,7 +164,7 @@ def serve(server_env: dict[str, str]) -> None:
     env = dict(os.environ)
     set_service_port(env, port)
     os.environ.update(env)
-    sys.argv = server_argv()
+    sys.argv = [*server_argv(), *lab_settings(os.environ)]
     sys.stdout.flush()
     from jupyterhub.singleuser import main as singleuser  # reads its settings from env
 

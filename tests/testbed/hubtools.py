@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
+import uuid
 
 from bench.hubapi import HubApi
 
-__all__ = ["CHROMIUM_ARGS", "HubApi", "log_in", "port_offset", "sbatch_sleepers", "squeue",
-           "wait_server"]
+__all__ = ["CHROMIUM_ARGS", "HubApi", "execute_in_kernel", "log_in", "port_offset",
+           "sbatch_sleepers", "squeue", "wait_server"]
 
 #: how the browser tests start Debian's Chromium (headless, in a container-less CI too)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,3 +59,38 @@ def log_in(page, hub, user: str, next_url: str = "/hub/spawn") -> None:
     page.fill("#username_input", user)
     page.fill("#password_input", hub.passwords[user])
     page.click("#login_submit")
+
+
+async def execute_in_kernel(base: str, token: str, kernel_id: str, code: str, timeout: float,
+                            user: str) -> str:
+    """Run code in a kernel through the server's websocket; stdout, or raise on an error."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
+    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
+    msg_id = uuid.uuid4().hex
+    await ws.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": user,
+                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+    }))
+    out: list[str] = []
+    try:
+        while True:
+            raw = await asyncio.wait_for(ws.read_message(), timeout)
+            assert raw is not None, "the kernel's websocket closed"
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "error":
+                raise AssertionError("".join(out) + "\n".join(content["traceback"]))
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(out)
+    finally:
+        ws.close()

@@ -24,7 +24,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import pytest
 import requests
 
 from slurm_testbed.hub import up_hub
-from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi
+from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, execute_in_kernel
 
 pytestmark = pytest.mark.testbed
 
@@ -126,40 +125,6 @@ def browser():  # type: ignore[no-untyped-def]
         b.close()
 
 
-async def _execute(base: str, token: str, kernel_id: str, code: str, timeout: float) -> str:
-    """Run code in a kernel through the server's websocket; stdout, or raise on an error."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
-    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
-    msg_id = uuid.uuid4().hex
-    await ws.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": USER,
-                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-    }))
-    out: list[str] = []
-    try:
-        while True:
-            raw = await asyncio.wait_for(ws.read_message(), timeout)
-            assert raw is not None, "the kernel's websocket closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                out.append(content["text"])
-            elif kind == "error":
-                raise AssertionError("".join(out) + "\n".join(content["traceback"]))
-            elif kind == "status" and content["execution_state"] == "idle":
-                return "".join(out)
-    finally:
-        ws.close()
-
-
 def run_in_new_kernel(server_url: str, token: str, code: str, timeout: float = 240) -> str:
     headers = {"Authorization": f"token {token}"}
     r = requests.post(f"{server_url}/api/kernels", json={"name": "python3"}, headers=headers,
@@ -169,8 +134,8 @@ def run_in_new_kernel(server_url: str, token: str, code: str, timeout: float = 2
     try:
         # a thread of its own: Playwright's sync API keeps an event loop in this one
         with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run,
-                               _execute(server_url, token, kernel_id, code, timeout)).result()
+            return pool.submit(asyncio.run, execute_in_kernel(
+                server_url, token, kernel_id, code, timeout, USER)).result()
     finally:
         requests.delete(f"{server_url}/api/kernels/{kernel_id}", headers=headers, timeout=60)
 
