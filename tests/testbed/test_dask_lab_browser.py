@@ -192,3 +192,27 @@ def test_dashboard_and_sidebar(hub, testbed, browser) -> None:  # type: ignore[n
         kernel.shutdown()
         hub.stop(USER)
         hub.wait_stopped(USER)
+
+
+#: what hpcbridge/dask/lab.py relies on in the nodes' dask-labextension (docs/architecture.md)
+LABEXTENSION_INTERNALS = """
+import inspect, dask
+import dask_labextension, dask_labextension.manager as m
+from dask_labextension import clusterhandler, dashboardhandler
+assert isinstance(m.manager, m.DaskClusterManager)
+assert clusterhandler.manager is m.manager and dashboardhandler.manager is m.manager
+for name in ("list_clusters", "get_cluster", "scale_cluster", "adapt_cluster", "close_cluster"):
+    assert callable(getattr(m.DaskClusterManager, name)), name
+assert isinstance(m.manager._clusters, dict)
+assert "labextension.factory" in inspect.getsource(m.make_cluster)
+assert "asynchronous=True" in inspect.getsource(m.make_cluster)
+print("ok", dask_labextension.__version__)
+"""
+
+
+def test_the_nodes_dask_labextension_has_what_we_rely_on(testbed) -> None:  # type: ignore[no-untyped-def]
+    proc = testbed.login_exec(USER, ["/opt/hpcbridge/venv/bin/python", "-c",
+                                     LABEXTENSION_INTERNALS])
+    assert proc.returncode == 0 and proc.stdout.startswith(b"ok "), (
+        "dask-labextension moved what hpcbridge/dask/lab.py relies on: "
+        + (proc.stdout + proc.stderr).decode())
