@@ -84,3 +84,85 @@ def test_the_launcher_points_the_sidebar_at_hpcbridge_unless_the_site_chose() ->
     site = {"DASK_LABEXTENSION__FACTORY__MODULE": "site.clusters"}
     lab_settings(site)
     assert site == {"DASK_LABEXTENSION__FACTORY__MODULE": "site.clusters"}
+
+
+class _Base:
+    """What dask-labextension's manager does with the clusters it started itself."""
+
+    def __init__(self) -> None:
+        self._clusters: dict = {"1-2-3-4-5": type("C", (), {"scale_message": "clamped",
+                                                             "error": None})()}
+
+    def list_clusters(self):  # type: ignore[no-untyped-def]
+        return [{"id": "1-2-3-4-5", "name": "HpcSlurmCluster 1", "workers": 0}]
+
+    def get_cluster(self, cluster_id):  # type: ignore[no-untyped-def]
+        return self.list_clusters()[0] if cluster_id == "1-2-3-4-5" else None
+
+    async def scale_cluster(self, cluster_id, n):  # type: ignore[no-untyped-def]
+        return {**self.list_clusters()[0], "workers": n}
+
+    async def close_cluster(self, cluster_id):  # type: ignore[no-untyped-def]
+        return self.list_clusters()[0]
+
+
+def _manager(monkeypatch, answers):  # type: ignore[no-untyped-def]
+    from hpcbridge.dask import lab
+
+    record = parse_record({**GOOD, "host": socket.gethostname()})
+    monkeypatch.setattr(lab, "read_records", lambda server: [record])
+
+    async def ask(address, op, **kwargs):  # type: ignore[no-untyped-def]
+        answer = answers[op]
+        if isinstance(answer, Exception):
+            raise answer
+        return {**answer, "n": kwargs.get("n")}
+
+    monkeypatch.setattr(lab, "ask", ask)
+    manager = type("M", (lab.ManagerWithNotebooks, _Base), {})()
+    manager.notebooks = lab.NotebookClusters("/user/alice/")
+    return manager, record
+
+
+def test_the_sidebar_lists_both_kinds_with_their_messages(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    state = {"workers": 3, "cores": 6, "memory": 3 * 2**30, "message": "scaling to 3",
+             "dashboard_link": "/user/alice/proxy/1/status"}
+    manager, record = _manager(monkeypatch, {"hpcbridge_lab": state})
+    asyncio.run(manager.notebooks.refresh())
+    own, notebook = manager.list_clusters()
+    assert own["name"] == "HpcSlurmCluster 1 — clamped"
+    assert notebook["id"] == record.lab_id and notebook["workers"] == 3
+    assert notebook["name"] == "hpcb-dask-abc123 (notebook) — scaling to 3"
+    assert notebook["memory"] == "3.00 GiB" and notebook["cores"] == 6
+    assert manager.get_cluster(record.lab_id) == notebook
+
+
+def test_a_scheduler_that_does_not_answer_is_not_listed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    manager, _ = _manager(monkeypatch, {"hpcbridge_lab": OSError("gone")})
+    asyncio.run(manager.notebooks.refresh())
+    assert [m["id"] for m in manager.list_clusters()] == ["1-2-3-4-5"]
+
+
+def test_scaling_a_notebook_cluster_goes_to_its_scheduler_and_a_refusal_says_why(
+        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from hpcbridge.errors import HpcBridgeError
+
+    ok = {"workers": 0, "message": "scaling to 3 workers, not 10: QOS"}
+    answers = {"hpcbridge_lab": ok, "hpcbridge_lab_scale": ok}
+    manager, record = _manager(monkeypatch, answers)
+    asyncio.run(manager.notebooks.refresh())
+    model = asyncio.run(manager.scale_cluster(record.lab_id, 10))
+    assert model["name"].endswith("scaling to 3 workers, not 10: QOS")
+    answers["hpcbridge_lab_scale"] = {"refused": "the budget of proj_b pays 2.0 core-hours"}
+    with pytest.raises(HpcBridgeError, match="budget"):
+        asyncio.run(manager.scale_cluster(record.lab_id, 10))
+    with pytest.raises(HpcBridgeError, match="close it there"):
+        asyncio.run(manager.close_cluster(record.lab_id))
+    with pytest.raises(HpcBridgeError, match="adapt"):
+        manager.adapt_cluster(record.lab_id, 0, 4)
