@@ -72,6 +72,19 @@ def test_runtime_dependencies_are_exactly_what_hpcbridge_imports() -> None:
     assert not undeclared, f"imported by hpcbridge but not declared: {undeclared}"
 
 
+def test_the_testbed_declares_what_it_imports_and_the_lock_holds_it() -> None:
+    project = tomllib.loads((ROOT / TESTBED / "pyproject.toml").read_text())["project"]
+    declared = {canonicalize_name(Requirement(t).name) for t in project["dependencies"]}
+    imports = imported_by(ROOT / TESTBED) - set(sys.stdlib_module_names) - {TESTBED}
+    assert {n.replace("-", "_") for n in declared} == imports
+    # ./dev installs the testbed with --no-deps: hpcbridge's runtime dependencies and its
+    # testbed extra, both in requirements/dev.txt, must cover it
+    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = {canonicalize_name(Requirement(t).name)
+              for t in ours["dependencies"] + ours["optional-dependencies"]["testbed"]}
+    assert declared - {"hpcbridge"} <= locked, declared - locked
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
