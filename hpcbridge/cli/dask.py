@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import os
 import sys
 
 
@@ -33,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _site_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", default=os.environ.get("HPCBRIDGE_SITE_PROFILE", ""),
-                        help="site profile (default: $HPCBRIDGE_SITE_PROFILE)")
+    parser.add_argument("--site", default=None,
+                        help="site profile (default: $HPCBRIDGE_SITE_PROFILE, else in a "
+                        "notebook server the hub started, its copy of the hub's profile)")
     parser.add_argument("--user", default=None, help="whose jobs (default: you)")
     parser.add_argument("--cluster", default=None, help="cluster of the profile")
 
@@ -47,12 +47,17 @@ async def _orphans_async(args: argparse.Namespace) -> int:
     from hpcbridge.dask.build import JOB_PREFIX
     from hpcbridge.dask.facts import user_jobs
     from hpcbridge.errors import HpcBridgeError
+    from hpcbridge.profiles.jobcopy import profile_in_job
     from hpcbridge.site import Site
 
     user = args.user or getpass.getuser()
     prefix = JOB_PREFIX + (args.cluster_id.removeprefix(JOB_PREFIX) if args.cluster_id
                            else "")
-    site = Site.load(args.site)
+    try:
+        site = Site(profile_in_job(args.site))
+    except HpcBridgeError as exc:
+        print(f"hpcbridge dask orphans: {exc}", file=sys.stderr)
+        return 1
     try:
         client = site.client(args.cluster)
         jobs = [j for j in await user_jobs(client, user)
@@ -75,10 +80,10 @@ async def _orphans_async(args: argparse.Namespace) -> int:
 def _jobqueue(args: argparse.Namespace) -> int:
     from hpcbridge.dask.jobqueue import jobqueue_yaml
     from hpcbridge.errors import HpcBridgeError
-    from hpcbridge.site import Site
+    from hpcbridge.profiles.jobcopy import profile_in_job
 
     try:
-        profile = Site.load(args.site).profile
+        profile = profile_in_job(args.site)
         print(jobqueue_yaml(profile, args.user or getpass.getuser()), end="")
     except HpcBridgeError as exc:
         print(f"hpcbridge dask jobqueue: {exc}", file=sys.stderr)

@@ -19,14 +19,15 @@ from distributed import Client
 
 import hpcbridge.dask as hd
 from hpcbridge.errors import LimitExceeded
-from slurm_testbed.profiles import load_bundled_profile
+from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
 from hpcbridge.site import Site
-from slurm_testbed.profiles import site_on_testbed
+from slurm_testbed.profiles import load_bundled_profile, site_on_testbed
 
 pytestmark = pytest.mark.testbed
 
 SMALL = {"cores": 1, "memory": "1G", "walltime": "00:05:00"}
-PBS_PROFILE = Path(__file__).resolve().parents[2] / "site_profiles" / "testbed-pbs.yaml"
+PROFILES = Path(__file__).resolve().parents[2] / "site_profiles"
+PBS_PROFILE = PROFILES / "testbed-pbs.yaml"
 
 
 @pytest.fixture
@@ -245,7 +246,7 @@ def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, c
         monkeypatch.setenv(key, value)
     parser = argparse.ArgumentParser(prog="hpcbridge")
     dask_cli.register(parser.add_subparsers(dest="command"))
-    site = ["--site", str(PBS_PROFILE)] if scheduler == "pbs" else []
+    site = ["--site", str(PBS_PROFILE if scheduler == "pbs" else PROFILES / "testbed.yaml")]
 
     def run(*argv: str) -> int:
         args = parser.parse_args(["dask", "orphans", "--user", "bob", *site, *argv])
@@ -280,9 +281,11 @@ print("left", c.live_job_ids())
 
 def test_from_a_notebook_on_a_compute_node(testbed) -> None:  # type: ignore[no-untyped-def]
     # the normal case: the kernel is itself a job on a node and submits with the node's
-    # own sbatch (local transport, no sudo); carol, because bob may be busy here
+    # own sbatch (local transport, no sudo); carol, because bob may be busy here. The
+    # profile comes as in a server the hub started: its job copy in the environment.
+    copy = job_copy_json(load_bundled_profile("testbed", testbed.profile_env()))
     proc = testbed.exec("c1", ["/opt/hpcbridge/venv/bin/python", "-c", NOTEBOOK],
-                        user="carol", timeout=150)
+                        user="carol", timeout=150, env={JOB_PROFILE_ENV: copy})
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert "answer 42" in out and "left []" in out

@@ -225,9 +225,11 @@ def test_cli_prints_jobqueue_yaml(capsys, tmp_path) -> None:  # type: ignore[no-
 
 def test_cli_without_a_profile_says_so(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # never silently the testbed's profile
-    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE", raising=False)
-    assert _dask_cli(["dask", "jobqueue", "--user", "alice"]) == 1
-    assert "no site profile given" in capsys.readouterr().err
+    for name in ("HPCBRIDGE_SITE_PROFILE", "HPCBRIDGE_SITE_PROFILE_JSON"):
+        monkeypatch.delenv(name, raising=False)
+    for command in ("jobqueue", "orphans"):
+        assert _dask_cli(["dask", command, "--user", "alice"]) == 1
+        assert "no site profile" in capsys.readouterr().err
 
 
 def test_cli_reports_a_bad_profile(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
