@@ -133,9 +133,18 @@ def test_no_accepted_value_adds_a_line(profile, overrides, command, export_env) 
     assert lines.index("set -e") == len(directives) + 3
 
 
+def mostly(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Values the profile accepts four times in five, any text otherwise: every field
+    must be valid at once for a script to be rendered at all."""
+    return st.one_of(valid, valid, valid, valid, any_text)
+
+
 @settings(max_examples=200, deadline=None)
-@given(modules=st.lists(any_text, max_size=3), prologue=st.lists(any_text, max_size=3),
-       python=any_text, gres=any_text)
+@given(modules=st.lists(mostly(name_like), max_size=3),
+       prologue=st.lists(mostly(st.tuples(name_like, st.sampled_from(INJECTIONS), name_like)
+                                .map("".join)), max_size=3),
+       python=mostly(st.from_regex(r"/[A-Za-z0-9_./+@-]{0,20}", fullmatch=True)),
+       gres=mostly(name_like))
 def test_no_accepted_profile_value_adds_a_line(modules, prologue, python, gres) -> None:  # type: ignore[no-untyped-def]
     text = f"""
 site: s
@@ -155,6 +164,8 @@ clusters:
         return
     script = render_script(profile, JobRequest(user="u", gpus=1, command=("python", "-V")))
     lines = script.splitlines()
-    expected = 1 + 13 + 1 + 2 + bool(modules) + len(prologue) + 1
-    assert len(lines) == expected
-    assert all(DIRECTIVE["slurm"].fullmatch(line) for line in lines[1:14])
+    # the shell line, 12 directives and the comment, a blank line, set -e, the set-up, the command
+    expected = 1 + 13 + 1 + 1 + bool(modules) + len(prologue) + 1
+    assert len(lines) == expected, lines
+    assert all(DIRECTIVE["slurm"].fullmatch(line) for line in lines[1:13])
+    assert lines[13].startswith("# rendered by hpcbridge")
