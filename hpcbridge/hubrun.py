@@ -1,8 +1,7 @@
 """Run a JupyterHub with hpcbridge: ``hpcbridge up`` / ``status`` / ``down``.
 
-A hub runs on one site profile. ``directory`` logs people in against an LDAP server and
-reports their passwords (what the testbed's hub does: the testbed's ``up`` hooks into
-this command); otherwise the profile's ``hub.authenticator`` decides who logs in.
+A hub runs on one site profile, whose ``hub.authenticator`` decides who logs in (the
+testbed's hub adds its own logins: see the testbed's ``hub`` module).
 State lives in ``~/.local/state/hpcbridge/hub`` (``HPCBRIDGE_HUB_DIR``).
 """
 
@@ -18,7 +17,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from hpcbridge.errors import HpcBridgeError
@@ -42,27 +40,6 @@ c.JupyterHub.services.append({{"name": "hpcbridge-admin", "api_token": {token!r}
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["hpcbridge-admin"]}})
 c.HpcSpawner.status_interval = {interval!r}
 '''
-#: the testbed's users log in with their directory passwords (LDAP, as at a center)
-DIRECTORY_LOGINS = '''c.JupyterHub.authenticator_class = (
-    "hpcbridge.spawner.ldapauth.DirectoryAuthenticator")
-c.LDAPAuthenticator.server_address = {server!r}
-c.LDAPAuthenticator.server_port = 389
-c.LDAPAuthenticator.tls_strategy = "insecure"  # the testbed's own network; a center: TLS
-c.LDAPAuthenticator.bind_dn_template = [{template!r}]
-c.Authenticator.allow_all = True  # any directory user (a center would name a group)
-c.Authenticator.allowed_users = set({users!r})  # known to the hub before they log in
-'''
-
-
-@dataclass(frozen=True)
-class Directory:
-    """An LDAP server people log in against, and the passwords `up` reports."""
-
-    server: str
-    bind_dn_template: str
-    passwords: dict[str, str]
-
-
 def hub_dir() -> Path:
     env = os.environ.get("HPCBRIDGE_HUB_DIR")
     return Path(env) if env else Path.home() / ".local" / "state" / "hpcbridge" / "hub"
@@ -140,19 +117,17 @@ class Hub:
             return False
 
     def up(self, *, site: str = "", env: dict[str, str], hub_ip: str,
-           connect_url: str, users: list[str], interval: float = 30.0,
-           db_url: str | None = None, directory: Directory | None = None) -> dict:
-        """Start a hub. ``directory``: log in against that LDAP server (the testbed's),
-        and report ``users``' passwords; none: the site profile's ``hub.authenticator``
-        decides who logs in."""
+           connect_url: str, interval: float = 30.0, db_url: str | None = None,
+           logins: str = "", passwords: dict[str, str] | None = None) -> dict:
+        """Start a hub. ``logins``: configuration of who logs in, after the rest (the
+        testbed's: its LDAP directory), and ``passwords`` that `status` reports; none:
+        the site profile's ``hub.authenticator`` decides who logs in."""
         st = self.status()
         if st.get("running"):
             return st
         if site:
             self._site_hub(site)
         make_private(self.dir)
-        passwords = {u: directory.passwords[u] for u in users
-                     if directory and u in directory.passwords}
         token = secrets.token_hex(32)
         config = CONFIG.format(
             site=site, connect=connect_url, public=self.public_url, hub_ip=hub_ip,
@@ -161,14 +136,11 @@ class Hub:
             cookie=str(self.dir / "cookie_secret"), pidfile=str(self.pidfile),
             token=token, interval=interval, job_tag=self.job_tag,
         )
-        if directory is not None:
-            config += DIRECTORY_LOGINS.format(server=directory.server,
-                                              template=directory.bind_dn_template,
-                                              users=sorted(users))
+        config += logins
         _write_private(self.dir / "jupyterhub_config.py", config)
         _write_private(self.dir / "env.json", json.dumps(env))
         self.start(env)
-        st = {"hub_url": self.public_url, "admin_token": token, "users": passwords,
+        st = {"hub_url": self.public_url, "admin_token": token, "users": passwords or {},
               "hub_log": str(self.dir / "jupyterhub.log")}
         _write_private(self.status_file, json.dumps(st, indent=2))
         self.wait_ready()

@@ -43,7 +43,7 @@ def _up(args: argparse.Namespace) -> int:
         connect = str(profile.hub.connect_url or "")
         hub_ip = args.hub_ip or (urlparse(connect).hostname or "127.0.0.1")
         st = Hub().up(site=os.path.abspath(args.site), env={}, hub_ip=hub_ip,
-                      connect_url=connect, users=[])
+                      connect_url=connect)
     except HpcBridgeError as exc:
         print(f"hpcbridge up: {exc}", file=sys.stderr)
         return 1
