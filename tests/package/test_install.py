@@ -26,7 +26,7 @@ PROVIDES = {"pyyaml": {"yaml"}, "dask-jobqueue": {"dask_jobqueue"},
             # its exceptions are part of the authenticator's behaviour we handle
             "jupyterhub-ldapauthenticator": {"ldapauthenticator", "ldap3"}}
 #: extras for optional integrations: their modules import them only when configured
-OPTIONAL_EXTRAS = ("ldap", "postgres")
+OPTIONAL_EXTRAS = ("ldap", "postgres", "batch")
 #: the testbed's package: its own distribution (slurm_testbed/pyproject.toml)
 TESTBED = "slurm_testbed"
 
