@@ -59,7 +59,16 @@ class ProfileError(HpcBridgeError):
 
 
 class RequestError(HpcBridgeError):
-    """A request (spawn options, render request, scale request) is refused."""
+    """A request (spawn options, render request, scale request) is refused.
+
+    ``problems``: (request field, message) of each problem, when the gate found them;
+    the spawn form shows each next to its field.
+    """
+
+    def __init__(self, message: str, *, user_message: str | None = None,
+                 problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message, user_message=user_message)
+        self.problems = problems
 
 
 class LimitExceeded(RequestError):

@@ -342,6 +342,7 @@ def validate_request(
     if validated is not None:
         return validated
     message = "; ".join(msg for _, msg, _ in problems.items)
+    found = tuple((key, msg) for key, msg, _ in problems.items)
     if all(limit for _, _, limit in problems.items):
-        raise LimitExceeded(message)
-    raise RequestError(message)
+        raise LimitExceeded(message, problems=found)
+    raise RequestError(message, problems=found)

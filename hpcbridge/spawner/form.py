@@ -1,40 +1,80 @@
 """The spawn form, generated from the site profile. Pure functions.
 
-The browser updates limits as the partition changes (data attributes + a few lines of
-script), but nothing here is trusted: :meth:`HpcSpawner.start` validates whatever
-arrives, from this form, the REST API or a URL query, with the profile's one gate.
+The browser shows a partition's limits and, when a preset or a partition is chosen,
+fills in values that fit it (:func:`derived_values`, sent as data with a few lines of
+script); a refused submit comes back with the values sent and each problem next to its
+field. Nothing here is trusted: :meth:`HpcSpawner.start` validates whatever arrives,
+from this form, the REST API or a URL query, with the profile's one gate.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 from hpcbridge.profiles import SiteProfile
+from hpcbridge.profiles.model import NotebookPreset
 from hpcbridge.profiles.request import USER_OPTION_KEYS
+
+#: the form's fields that a refusal's problems are shown next to; a problem of the
+#: cluster is one of the partition field (the form names both as "cluster/partition")
+_FIELDS = ("preset", "partition", "account", "cores", "memory", "gpus", "walltime",
+           "environment")
+_FIELD_OF = {"cluster": "partition"}
+#: the fields a preset or a partition fills in
+_DERIVED = ("cores", "memory", "gpus", "walltime")
 
 _SCRIPT = """
 <script>
 (function () {
-  const limits = JSON.parse(document.getElementById('hpcb-limits').textContent);
+  const data = JSON.parse(document.getElementById('hpcb-data').textContent);
+  const preset = document.getElementById('hpcb-preset');
   const part = document.getElementById('hpcb-partition');
   const show = document.getElementById('hpcb-partition-limits');
-  function apply() {
-    const l = limits[part.value];
+  const field = function (name) { return document.getElementById('hpcb-' + name); };
+  function showLimits() {
+    const l = data.limits[part.value];
     if (!l) { show.textContent = ''; return; }
-    document.getElementById('hpcb-cores').max = l.cores;
-    document.getElementById('hpcb-gpus').max = l.gpus;
-    document.getElementById('hpcb-gpus').disabled = l.gpus === 0;
+    field('cores').max = l.cores;
+    field('gpus').max = l.gpus;
+    field('gpus').disabled = l.gpus === 0;
     show.textContent = 'up to ' + l.cores + ' cores, ' + l.memory + ' memory, ' +
       l.gpus + ' GPUs, walltime ' + l.max_walltime + ' per job. ' + l.free;
   }
-  part.addEventListener('change', apply);
-  apply();
+  // a new preset or partition: values that fit it, never a combination the hub refuses
+  function fill() {
+    const values = (data.defaults[preset.value] || {})[part.value];
+    if (!values) { return; }
+    data.derived.forEach(function (name) { field(name).value = values[name]; });
+  }
+  preset.addEventListener('change', function () {
+    if (data.presets[preset.value]) { part.value = data.presets[preset.value]; }
+    showLimits(); fill();
+  });
+  part.addEventListener('change', function () { showLimits(); fill(); });
+  showLimits();
+  // the refusal stands next to the fields it concerns; JupyterHub's banner would repeat it
+  const banner = document.querySelector('.spawn-error-msg');
+  if (banner && data.placed) { banner.hidden = true; }
 })();
 </script>
 """
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A submit the hub refused: the options sent, and (request field, message) of each
+    problem the gate found."""
+
+    options: Mapping[str, str]
+    problems: tuple[tuple[str, str], ...]
+
+
+def _key(profile: SiteProfile, cluster: str, partition: str) -> str:
+    return partition if len(profile.clusters) == 1 else f"{cluster}/{partition}"
 
 
 def partition_limits(profile: SiteProfile, free: Mapping[tuple[str, str], Any] | None = None
@@ -42,9 +82,8 @@ def partition_limits(profile: SiteProfile, free: Mapping[tuple[str, str], Any] |
     out: dict[str, dict[str, object]] = {}
     for cname, cluster in profile.clusters.items():
         for pname, part in cluster.partitions.items():
-            key = pname if len(profile.clusters) == 1 else f"{cname}/{pname}"
             now = (free or {}).get((cname, part.queue or pname))
-            out[key] = {
+            out[_key(profile, cname, pname)] = {
                 "free": (f"now free: {now.idle_cpus} of {now.total_cpus} cores, "
                          f"{now.idle_nodes} of {now.total_nodes} whole nodes") if now else "",
                 "cluster": cname, "partition": pname, "cores": part.cores_per_node,
@@ -56,6 +95,42 @@ def partition_limits(profile: SiteProfile, free: Mapping[tuple[str, str], Any] |
     return out
 
 
+def preset_partition(profile: SiteProfile, preset: NotebookPreset) -> str:
+    """The form's partition key of ``preset``."""
+    cname = profile.cluster_name(preset.cluster)
+    return _key(profile, cname, profile.clusters[cname].partition_name(preset.partition))
+
+
+def derived_values(profile: SiteProfile, preset: NotebookPreset | None, cluster: str,
+                   partition: str) -> dict[str, str]:
+    """The form's values of ``preset`` (None: Custom) on a partition: the preset's, each
+    brought within the partition's limits; unset ones from the partition (memory: empty,
+    the hub gives a share of the node's proportional to the cores)."""
+    part = profile.clusters[cluster].partitions[partition]
+    walltime = (preset.walltime if preset else None) or part.default_walltime \
+        or part.max_walltime
+    memory = preset.memory if preset else None
+    return {
+        "cores": str(min(preset.cores if preset else 1, part.cores_per_node)),
+        "memory": str(min(memory, part.memory_per_node)) if memory else "",
+        "gpus": str(min((preset.gpus or 0) if preset else 0, part.gpus_per_node)),
+        "walltime": str(min(walltime, part.max_walltime)),
+    }
+
+
+def _form_data(profile: SiteProfile, limits: Mapping[str, Mapping[str, object]],
+               placed: bool) -> dict[str, object]:
+    """What the form's script needs: limits, each preset's partition, derived values."""
+    defaults: dict[str, dict[str, dict[str, str]]] = {}
+    for preset in (None, *profile.notebooks):
+        defaults[preset.name if preset else ""] = {
+            key: derived_values(profile, preset, str(lim["cluster"]), str(lim["partition"]))
+            for key, lim in limits.items()}
+    return {"limits": limits, "defaults": defaults, "derived": list(_DERIVED),
+            "presets": {p.name: preset_partition(profile, p) for p in profile.notebooks},
+            "placed": placed}
+
+
 def _options(pairs: Sequence[tuple[str, str]], selected: str | None = None) -> str:
     return "".join(
         f'<option value="{escape(v)}"{" selected" if v == selected else ""}>{escape(t)}</option>'
@@ -63,62 +138,115 @@ def _options(pairs: Sequence[tuple[str, str]], selected: str | None = None) -> s
     )
 
 
+def sentence(message: str) -> str:
+    """A problem of the gate as a sentence: capital first letter, a full stop."""
+    message = message.strip()
+    if not message:
+        return message
+    return message[0].upper() + message[1:] + ("" if message.endswith((".", "?")) else ".")
+
+
+def _initial(profile: SiteProfile, limits: Mapping[str, Any], refused: Refused | None
+             ) -> dict[str, str]:
+    """The values the form shows: what a refused submit sent, else the first preset's."""
+    if refused is not None:
+        values = {k: str(v) for k, v in refused.options.items() if k in USER_OPTION_KEYS}
+        if values.get("cluster") and len(profile.clusters) > 1:
+            values["partition"] = f"{values['cluster']}/{values.get('partition', '')}"
+        return values
+    preset = profile.notebooks[0] if profile.notebooks else None
+    key = preset_partition(profile, preset) if preset else next(iter(limits))
+    lim = limits[key]
+    return {"preset": preset.name if preset else "", "partition": key,
+            **derived_values(profile, preset, lim["cluster"], lim["partition"])}
+
+
 def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
            last_end: str | None = None,
-           free: Mapping[tuple[str, str], Any] | None = None) -> str:
+           free: Mapping[tuple[str, str], Any] | None = None,
+           refused: Refused | None = None) -> str:
     """HTML of the spawn form for ``user``; ``accounts``: the user's associations;
-    ``free``: (cluster, partition) -> Availability, a cached snapshot."""
+    ``free``: (cluster, partition) -> Availability, a cached snapshot; ``refused``: the
+    submit just refused, whose values the form keeps and whose problems it shows."""
     limits = partition_limits(profile, free)
+    values = _initial(profile, limits, refused)
+    errors: dict[str, list[str]] = {}
+    for key, message in (refused.problems if refused else ()):
+        name = _FIELD_OF.get(key, key)
+        errors.setdefault(name if name in _FIELDS else "", []).append(sentence(message))
     presets = [("", "Custom (choose below)")] + [
         (p.name, p.description or p.name) for p in profile.notebooks]
-    first = next(iter(limits))
-    first_preset = profile.notebooks[0].name if profile.notebooks else ""
+    first = limits.get(values.get("partition", "")) or next(iter(limits.values()))
+
+    def row(label: str, name: str, widget: str) -> str:
+        return _row(label, name, widget, errors.get(name, ()))
+
     rows = [
-        _row("Preset", f'<select name="preset" id="hpcb-preset" class="form-control">'
-                       f'{_options(presets, first_preset)}'
-                       "</select>"),
-        _row("Partition", f'<select name="partition" id="hpcb-partition" class="form-control">'
-                          f'{_options([("", "from the preset"), *[(k, k) for k in limits]])}'
-                          '</select><small id="hpcb-partition-limits"></small>'),
-        _row("Account", _account_field(accounts)),
-        _row("Cores", _number("cores", "hpcb-cores", 1, limits[first]["cores"])),
-        _row("Memory", '<input name="memory" id="hpcb-memory" class="form-control" '
-                       'placeholder="e.g. 4G" pattern="[0-9]+[KMGT]?">'),
-        _row("GPUs", _number("gpus", "hpcb-gpus", 0, limits[first]["gpus"])),
-        _row("Walltime", '<input name="walltime" id="hpcb-walltime" class="form-control" '
-                         'placeholder="HH:MM:SS" pattern="([0-9]+-)?[0-9]{1,2}(:[0-9]{2}){0,2}">'),
-        _row("Environment", _environment_field(profile)),
+        row("Preset", "preset", _select("preset", presets, values)),
+        row("Partition", "partition", _select("partition", [(k, k) for k in limits], values)
+            + '<small id="hpcb-partition-limits"></small>'),
+        row("Account", "account", _account_field(accounts, values)),
+        row("Cores", "cores", _number("cores", 1, first["cores"], values)),
+        row("Memory", "memory", _text("memory", "e.g. 4G", "[0-9]+[KMGT]?", values)),
+        row("GPUs", "gpus", _number("gpus", 0, first["gpus"], values)),
+        row("Walltime", "walltime", _text("walltime", "HH:MM:SS",
+                                          "([0-9]+-)?[0-9]{1,2}(:[0-9]{2}){0,2}", values)),
+        row("Environment", "environment", _environment_field(profile, values)),
     ]
     notice = (f'<p class="alert alert-warning">Your previous server ended: {escape(last_end)}</p>'
               if last_end else "")
-    note = ('<p>A preset fills in everything; fields you set here override it. '
-            'Empty fields take the preset\'s or the partition\'s defaults.</p>')
-    data = json.dumps(limits).replace("</", "<\\/")
-    return (f'{notice}{note}<div id="hpcb-form">{"".join(rows)}</div>'
-            f'<script type="application/json" id="hpcb-limits">{data}</script>{_SCRIPT}')
+    general = "".join(f'<p class="alert alert-danger hpcb-error" role="alert">{escape(m)}</p>'
+                      for m in errors.get("", ()))
+    note = ('<p>A preset fills in everything, within the partition\'s limits; choosing a '
+            'partition brings the values within its limits. Change any value after.</p>')
+    placed = bool(errors) and "" not in errors
+    data = json.dumps(_form_data(profile, limits, placed)).replace("</", "<\\/")
+    return (f'{notice}{general}{note}<div id="hpcb-form">{"".join(rows)}</div>'
+            f'<script type="application/json" id="hpcb-data">{data}</script>{_SCRIPT}')
 
 
-def _row(label: str, field: str) -> str:
-    return f'<div class="form-group"><label>{escape(label)}</label>{field}</div>'
+def _row(label: str, name: str, field: str, errors: Sequence[str]) -> str:
+    """A labelled field, with the sentence of each problem it has next to it."""
+    if errors:
+        described = f' aria-invalid="true" aria-describedby="hpcb-{name}-error"'
+        field = field.replace(f'id="hpcb-{name}"', f'id="hpcb-{name}"{described}', 1)
+    error = (f'<div class="text-danger hpcb-error" id="hpcb-{name}-error" role="alert">'
+             f'{escape(" ".join(errors))}</div>') if errors else ""
+    return (f'<div class="form-group"><label for="hpcb-{name}">{escape(label)}</label>'
+            f'{field}{error}</div>')
 
 
-def _number(name: str, ident: str, minimum: int, maximum: object) -> str:
-    return (f'<input type="number" name="{name}" id="{ident}" class="form-control" '
-            f'min="{minimum}" max="{escape(str(maximum))}" placeholder="default">')
+def _value(name: str, values: Mapping[str, str]) -> str:
+    value = values.get(name, "")
+    return f' value="{escape(value)}"' if value else ""
 
 
-def _account_field(accounts: Sequence[str]) -> str:
+def _select(name: str, pairs: Sequence[tuple[str, str]], values: Mapping[str, str]) -> str:
+    return (f'<select name="{name}" id="hpcb-{name}" class="form-control">'
+            f'{_options(pairs, values.get(name, ""))}</select>')
+
+
+def _text(name: str, placeholder: str, pattern: str, values: Mapping[str, str]) -> str:
+    check = f' pattern="{pattern}"' if pattern else ""
+    return (f'<input name="{name}" id="hpcb-{name}" class="form-control" '
+            f'placeholder="{placeholder}"{check}{_value(name, values)}>')
+
+
+def _number(name: str, minimum: int, maximum: object, values: Mapping[str, str]) -> str:
+    return (f'<input type="number" name="{name}" id="hpcb-{name}" class="form-control" '
+            f'min="{minimum}" max="{escape(str(maximum))}" placeholder="default"'
+            f'{_value(name, values)}>')
+
+
+def _account_field(accounts: Sequence[str], values: Mapping[str, str]) -> str:
     if not accounts:
-        return ('<input name="account" id="hpcb-account" class="form-control" '
-                'placeholder="default account">')
-    return (f'<select name="account" id="hpcb-account" class="form-control">'
-            f'{_options([("", "default"), *[(a, a) for a in accounts]])}</select>')
+        return _text("account", "default account", "", values)
+    return _select("account", [("", "default"), *[(a, a) for a in accounts]], values)
 
 
-def _environment_field(profile: SiteProfile) -> str:
+def _environment_field(profile: SiteProfile, values: Mapping[str, str]) -> str:
     names = sorted({e for c in profile.clusters.values() for e in c.environments})
-    return (f'<select name="environment" id="hpcb-environment" class="form-control">'
-            f'{_options([("", "default"), *[(n, n) for n in names]])}</select>')
+    return _select("environment", [("", "default"), *[(n, n) for n in names]], values)
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:

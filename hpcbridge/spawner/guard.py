@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from jupyterhub.apihandlers.base import APIHandler
 from sqlalchemy.orm import object_session
@@ -30,8 +31,15 @@ from tornado import web
 
 from hpcbridge.errors import IdentityRefused, SchedulerUnavailable
 from hpcbridge.identity import hub_accounts, name_refusal
+from hpcbridge.spawner.form import Refused
 
 log = logging.getLogger("hpcbridge.spawner")
+#: seconds a refused form submit waits for the form that JupyterHub shows again
+REFUSAL_KEPT = 60.0
+#: user name -> (time.monotonic(), the refused submit); one entry per user, taken by the
+#: next form. By user, not by server: JupyterHub renders the form after a refused submit
+#: with the user's default server, also for a named one.
+_REFUSED: dict[str, tuple[float, Refused]] = {}
 
 
 class Refusal(web.HTTPError):
@@ -82,6 +90,22 @@ def restore_options(spawner) -> None:
     session = object_session(orm)
     if session is not None:
         session.commit()
+
+
+def keep_refused_form(spawner, options: dict, problems: tuple[tuple[str, str], ...]) -> None:
+    """Keep what a refused form submit sent for the form JupyterHub shows next; a REST
+    or query spawn has no form to come back to."""
+    if spawner.handler is None or isinstance(spawner.handler, APIHandler):
+        return
+    _REFUSED[spawner.user.name] = (time.monotonic(), Refused(dict(options), problems))
+
+
+def take_refused_form(user: str) -> Refused | None:
+    """The submit of ``user`` refused in the last REFUSAL_KEPT seconds (once), or None."""
+    kept = _REFUSED.pop(user, None)
+    if kept is None or time.monotonic() - kept[0] > REFUSAL_KEPT:
+        return None
+    return kept[1]
 
 
 def forget_unused_server(spawner) -> None:

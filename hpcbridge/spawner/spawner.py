@@ -275,6 +275,7 @@ class HpcSpawner(Spawner):
                 job_name=jobenv.job_name(self.user.name, self.name, self.job_tag),
                 command=command))
         except RequestError as exc:
+            guard.keep_refused_form(self, dict(self.user_options or {}), exc.problems)
             guard.restore_options(self)
             raise guard.Refusal(400, str(exc)) from None
         await guard.check_identity(self.site, request.cluster, self.user.name)
@@ -789,7 +790,8 @@ async def _options_form(spawner: HpcSpawner) -> str:
     free = {}
     for name in site.profile.clusters:
         free.update({(name, p): a for p, a in (await site.availability(name)).items()})
-    return form.render(site.profile, user, accounts, spawner.last_end, free)
+    return form.render(site.profile, user, accounts, spawner.last_end, free,
+                       guard.take_refused_form(user))
 
 
 def _describe_progress(info: JobInfo) -> str:

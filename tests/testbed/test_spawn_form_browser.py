@@ -37,8 +37,33 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "spawn-form.png"), full_page=True)
 
-    page.select_option("#hpcb-partition", "")
-    page.select_option("#hpcb-preset", "debug")
+    # the default preset on the debug partition: its hour is brought within the 30 minutes
+    page.select_option("#hpcb-preset", "small")
+    assert page.locator("#hpcb-partition").input_value() == "regular"
+    assert page.locator("#hpcb-walltime").input_value() == "01:00:00"
+    page.select_option("#hpcb-partition", "debug")
+    assert page.locator("#hpcb-walltime").input_value() == "00:30:00"
+    assert page.locator("#hpcb-cores").input_value() == "2"
+
+    # a refused submit keeps what was chosen and says why next to the field
+    page.fill("#hpcb-walltime", "00:45:00")
+    page.fill("#hpcb-cores", "3")
+    page.click("form button[type=submit], form input[type=submit]")
+    error = page.locator("#hpcb-walltime-error")
+    error.wait_for()
+    assert error.inner_text() == ("Walltime 00:45:00 is over partition debug's "
+                                  "max_walltime 00:30:00.")
+    assert page.locator("#hpcb-partition").input_value() == "debug"
+    assert page.locator("#hpcb-preset").input_value() == "small"
+    assert page.locator("#hpcb-walltime").input_value() == "00:45:00"
+    assert page.locator("#hpcb-cores").input_value() == "3"
+    assert page.locator("#hpcb-account").input_value() == ""
+    assert "HTTP" not in page.locator("body").inner_text()
+    assert not page.locator(".spawn-error-msg").is_visible()  # said once, by the field
+    assert not [j for j in squeue(testbed, "bob", "%j") if j[0].startswith("hpcb-nb")]
+    page.screenshot(path=str(SHOTS / "spawn-form-refused.png"), full_page=True)
+
+    page.fill("#hpcb-walltime", "00:30:00")
     page.click("form button[type=submit], form input[type=submit]")
     page.wait_for_url("**/user/bob/lab**", timeout=180_000)
     page.wait_for_selector(".jp-LauncherCard", timeout=120_000)
@@ -46,8 +71,10 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     page.screenshot(path=str(SHOTS / "jupyterlab.png"))
 
     job_id = hub.server("bob")["state"]["job_id"]
-    (job,) = [j for j in squeue(testbed, "bob", "%i", "%T", "%N") if j[0] == job_id]
+    (job,) = [j for j in squeue(testbed, "bob", "%i", "%T", "%N", "%P", "%l")
+              if j[0] == job_id]
     assert job[1] == "RUNNING" and job[2] in testbed.info().nodes
+    assert job[3:] == ["debug", "30:00"]
     hub.stop("bob")
     hub.wait_stopped("bob")
     page.close()
