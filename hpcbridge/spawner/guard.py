@@ -53,6 +53,17 @@ class Refusal(web.HTTPError):
         return f"HTTP {self.status_code}: {self.jupyterhub_message}"
 
 
+class Failure(web.HTTPError):
+    """A spawn that failed for a reason its user reads as it is: JupyterHub's progress
+    page shows ``jupyterhub_message``, where a plain HTTPError reads "HTTP 500: Internal
+    Server Error (…)"."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        # tornado formats log_message with %: the text may hold a scheduler's % signs
+        super().__init__(status_code, message.replace("%", "%%"))
+        self.jupyterhub_message = message
+
+
 async def check_identity(site, cluster: str | None, user: str) -> None:
     """Return if the hub may act as ``user`` on ``cluster``; HTTP 403 (the rule) if it
     may not, 503 if the login node cannot say now."""

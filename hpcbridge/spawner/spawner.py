@@ -339,7 +339,7 @@ class HpcSpawner(Spawner):
             if isinstance(exc, SubmitRefused):
                 guard.restore_options(self)
             code = 400 if isinstance(exc, SubmitRefused) else 503
-            raise web.HTTPError(code, f"the scheduler refused the job: {exc}") from None
+            raise guard.Failure(code, f"the scheduler refused the job: {exc}") from None
         self.job_id = job_id
         self.token_digest = jobenv.token_digest(self.api_token)
         self._save_state_now()
@@ -405,10 +405,10 @@ class HpcSpawner(Spawner):
         except (TransportError, HpcBridgeError) as exc:
             if any(text in str(exc) for text in _HOME_FULL):
                 # not an outage: retrying will not help until she frees space
-                raise web.HTTPError(
+                raise guard.Failure(
                     507, f"your home directory {request.home} is full; free some space and "
                          f"start again (cannot prepare the job: {exc})") from None
-            raise web.HTTPError(503, f"cannot prepare the job: {exc}") from None
+            raise guard.Failure(503, f"cannot prepare the job: {exc}") from None
 
     async def _reattachable(self) -> bool:
         """Can this start wait for the job of an earlier one? Else forget (or end) it."""
@@ -603,7 +603,7 @@ class HpcSpawner(Spawner):
             return
         if info.state.is_terminal:
             self.last_end = _describe_end(info)
-            self._port.set_exception(web.HTTPError(
+            self._port.set_exception(guard.Failure(
                 500, f"job {info.job_id} ended before the server started: {self.last_end}; "
                      f"see the job log in your home directory"))
             return
@@ -674,7 +674,7 @@ class HpcSpawner(Spawner):
         while not (node := self.node):
             info = self._info
             if info is not None and info.state.is_terminal:
-                raise web.HTTPError(500, f"job {self.job_id} ended before the server "
+                raise guard.Failure(500, f"job {self.job_id} ended before the server "
                                          f"started: {_describe_end(info)}")
             if info is not None and info.state is JobState.UNKNOWN and not told:
                 told = True

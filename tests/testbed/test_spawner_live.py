@@ -148,6 +148,10 @@ def test_job_that_dies_before_reporting_its_port_fails_fast(hub, testbed):
         elapsed = time.monotonic() - started
         assert hub.server("carol") == {}
         assert elapsed < 60, elapsed  # not start_timeout (900 s)
+        # what the spawn page shows: the reason as a sentence, not "HTTP 500: Internal …"
+        events = hub.request("GET", "/users/carol/server/progress").text
+        assert "Spawn failed: job " in events and "ended before the server started" in events
+        assert "HTTP 500" not in events and "Internal Server Error" not in events
     finally:
         testbed.login_exec("carol", ["rm", "-f", profile])
 
