@@ -1,0 +1,97 @@
+"""Create Notebook Job in JupyterLab, in a real browser (Debian's Chromium, Playwright):
+alice opens a notebook in the server HpcSpawner started, creates a job with a parameter
+through jupyter-scheduler's dialog, and the job list shows what Slurm does with it.
+
+Also writes the screenshots docs/batch.md shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.testbed.batchtools import SERVER, Lab, home_text, job_folder, open_lab
+from tests.testbed.hubtools import log_in, sbatch_sleepers, squeue
+
+pytestmark = pytest.mark.testbed
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DEBUG = Path("/tmp/hpcbridge-batch-browser")
+
+
+@pytest.fixture(scope="module")
+def lab(hub, testbed):  # type: ignore[no-untyped-def]
+    yield from open_lab(hub, testbed)
+
+
+def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testbed, browser
+                                                            ) -> None:  # type: ignore[no-untyped-def]
+    DEBUG.mkdir(exist_ok=True)
+    name = f"square-{uuid.uuid4().hex[:6]}"  # alice's job list outlives her servers
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        log_in(page, hub, "alice",
+               next_url=f"/user/alice/{SERVER}/lab/tree/batchtests/slow-square.ipynb")
+        button = page.locator('[data-jp-item-name="create-job"]').first
+        button.wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        button.click()
+        page.fill("#jp-create-job-jobName", name)
+        page.get_by_text("small", exact=True).click()
+        page.get_by_role("option", name="debug").click()
+        page.get_by_role("button", name="Add new parameter").click()
+        # typed, then left: the dialog checks each field when it loses focus
+        for field, text in (("name", "n"), ("value", "6")):
+            page.locator(f'input[name="parameter-0-{field}"]').press_sequentially(text)
+            page.keyboard.press("Tab")
+        news = page.get_by_role("button", name="No", exact=True)
+        if news.is_visible():
+            news.click()  # JupyterLab's news question covers the form's corner
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "batch-create-job.png"))
+        # alice's QOS runs 4 jobs at once: her server and 3 sleepers make the job queue
+        sleepers = sbatch_sleepers(testbed, "alice", 3)
+        deadline = time.monotonic() + 60
+        while [s for i, s in squeue(testbed, "alice", "%i", "%T") if i in sleepers] != \
+                ["RUNNING"] * 3 and time.monotonic() < deadline:
+            time.sleep(1)
+        page.get_by_role("button", name="Create", exact=True).click()
+
+        # the job list, reloaded as a user would, until the job has ended
+        row = page.locator("tr", has_text=name)
+        seen: list[str] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            page.get_by_role("button", name="Reload").click()
+            page.wait_for_timeout(1000)
+            if row.count():
+                status = row.first.locator("td").nth(4).inner_text().strip()
+                if not seen or seen[-1] != status:
+                    seen.append(status)
+                if status == "Queued" and sleepers:
+                    testbed.login_exec("alice", ["scancel", *sleepers])  # room for it
+                    sleepers = []
+                if status in ("Completed", "Failed", "Stopped"):
+                    break
+        page.screenshot(path=str(DEBUG / "job-list.png"))
+        assert seen[-1] == "Completed", seen
+        assert "Queued" in seen and "In progress" in seen, seen
+
+        row.first.get_by_text(name, exact=True).click()
+        page.get_by_text("Job Detail").first.wait_for(timeout=30_000)
+        page.get_by_text("Parameter value").first.wait_for(timeout=30_000)
+        detail = page.locator("#jp-main-dock-panel").inner_text()
+        page.screenshot(path=str(SHOTS / "batch-job-detail.png"))
+    finally:
+        page.screenshot(path=str(DEBUG / "last.png"), full_page=True)
+        page.close()
+    assert re.search(r"job \d+: completed on c\d+ \(exit code 0\)", detail), detail
+    (job,) = [j for j in lab.jobs() if j["name"] == name]
+    executed = json.loads(home_text(testbed, "alice", "cat", "/home/alice/" + next(
+        f["file_path"] for f in job["job_files"] if f["file_format"] == "ipynb")))
+    assert "square 36" in json.dumps(executed)  # the dialog's parameter took effect
+    assert home_text(testbed, "alice", "cat", f"{job_folder(job)}/square.txt") == "36"
