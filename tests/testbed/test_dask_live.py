@@ -2,13 +2,18 @@
 
 The Dask scheduler runs in this test process on the host and listens on the testbed
 network's gateway address, which the compute nodes reach. Jobs are submitted over SSH
-as the test users. Most tests run as bob; alice and carol are shared with the spawner
-tests, so those tests are short and always close their cluster.
+as the test users. Tests that send the workers code of their own (lambdas, local
+functions) run their client on a compute node instead, as a user's notebook does
+(tests/testbed/dask_on_node.py): that code loads only under the Python that pickled it,
+and the nodes' Python is not the host's on every generation. Most tests run as bob;
+alice and carol are shared with the spawner tests, so those tests are short and always
+close their cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +33,7 @@ pytestmark = pytest.mark.testbed
 SMALL = {"cores": 1, "memory": "1G", "walltime": "00:05:00"}
 PROFILES = Path(__file__).resolve().parents[2] / "site_profiles"
 PBS_PROFILE = PROFILES / "testbed-pbs.yaml"
+PROFILE = PROFILES / "testbed.yaml"
 
 
 @pytest.fixture
@@ -87,6 +93,30 @@ def assert_no_jobs_left(testbed, user: str, name: str) -> None:  # type: ignore[
     assert wait_until(lambda: not [j for j in squeue(testbed, user, name)
                                    if j[1] not in ("COMPLETING",)], 90), \
         squeue(testbed, user, name)
+
+
+def on_node(testbed, user: str, case: str, profile: Path, timeout: float) -> dict:  # type: ignore[no-untyped-def]
+    """Run a Dask client of tests/testbed/dask_on_node.py as ``user`` on a compute node,
+    where her notebook would run (the nodes' Python; see that file); what it reports."""
+    from slurm_testbed.cluster import PYTHON, SRC_MOUNT
+
+    def on_nodes(path: Path) -> str:  # the checkout is mounted at SRC_MOUNT there
+        return f"{SRC_MOUNT}/{path.relative_to(Path(__file__).resolve().parents[2])}"
+
+    script = on_nodes(Path(__file__).resolve().with_name("dask_on_node.py"))
+    proc = testbed.exec(testbed.info().nodes[0], [PYTHON, script, case, on_nodes(profile)],
+                        user=user, timeout=timeout)
+    if proc.returncode != 0:
+        leftover = [j for j, name in (line.split("|") for line in testbed.login_exec(
+            user, ["squeue", "--noheader", f"--user={user}", "--format=%i|%j"]
+        ).stdout.decode().split()) if name.startswith(hd.JOB_PREFIX)]
+        if leftover:
+            testbed.login_exec(user, ["scancel", *leftover])
+        pytest.fail(f"{case} on a node failed ({proc.returncode}):\n"
+                    f"{proc.stderr.decode()[-3000:]}")
+    lines = [line for line in proc.stdout.decode().splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout.decode()[-2000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 @pytest.mark.both_generations
@@ -173,66 +203,35 @@ def test_closing_the_cluster_leaves_no_job(testbed, make) -> None:  # type: igno
     assert cluster.live_job_ids() == []
 
 
-def test_pbs_dialect_variant(testbed, make) -> None:  # type: ignore[no-untyped-def]
-    env = {**os.environ, **testbed.profile_env()}
-    profile = load_bundled_profile("testbed-pbs", env)
-    cluster = make("bob", profile=profile, **SMALL)
-    with Client(cluster) as client:
-        cluster.scale(1)
-        wait_for_workers(client, cluster, 1, 180)
-        assert client.submit(lambda: 41 + 1).result() == 42
-    cluster.close()
-    assert_no_jobs_left(testbed, "bob", cluster._name)
+def test_pbs_dialect_variant(testbed) -> None:  # type: ignore[no-untyped-def]
+    # the client in a notebook on a node, which submits with the node's qsub
+    done = on_node(testbed, "bob", "answer", PBS_PROFILE, timeout=300)
+    assert done["answer"] == 42 and done["left"] == []
+    assert_no_jobs_left(testbed, "bob", done["name"])
 
 
 @pytest.mark.skipif(os.environ.get("HPCBRIDGE_SKIP_SLOW") == "1", reason="slow (~4 min)")
-def test_computation_outlives_three_worker_walltimes(testbed, make) -> None:  # type: ignore[no-untyped-def]
+def test_computation_outlives_three_worker_walltimes(testbed) -> None:  # type: ignore[no-untyped-def]
     # 1-minute walltime: workers retire after ~27 s and are replaced; 3 minutes of work
-    cluster = make("bob", cores=1, memory="1G", walltime="00:01:00")
-
-    def _slow(i: int) -> int:  # local: pickled by value (nodes cannot import tests/)
-        time.sleep(1.0)
-        return i
-
-    started = time.monotonic()
-    with Client(cluster) as client:
-        cluster.scale(2)
-        futures = client.map(_slow, range(360))
-        total = client.submit(sum, futures)
-        assert total.result(timeout=420) == sum(range(360))
-    elapsed = time.monotonic() - started
-    generations = cluster.submissions
-    cluster.close()
-    assert elapsed > 180 and generations >= 6, (elapsed, generations)
-    assert cluster.failures == 0
-    assert_no_jobs_left(testbed, "bob", cluster._name)
+    done = on_node(testbed, "bob", "outlive_walltimes", PROFILE, timeout=600)
+    assert done["total"] == sum(range(360))
+    assert done["elapsed"] > 180 and done["submissions"] >= 6, done
+    assert done["failures"] == 0
+    assert_no_jobs_left(testbed, "bob", done["name"])
 
 
-def test_array_tasks_roll_to_successors_before_they_retire(testbed, make, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_array_tasks_roll_to_successors_before_they_retire(testbed) -> None:  # type: ignore[no-untyped-def]
     # 1-minute walltime: each task gets a successor job ~14 s after its worker arrived
     # and retires once that job's worker is there; the work goes on across the hand-over
     assert wait_until(lambda: not [j for j in all_jobs(testbed, "bob")
                                    if j[1] in ("RUNNING", "PENDING", "COMPLETING")], 120)
-    caplog.set_level("INFO", logger="hpcbridge.dask.rolling")
-    cluster = make("bob", arrays=True, cores=1, memory="1G", walltime="00:01:00")
-
-    def _slow(i: int) -> int:  # local: pickled by value (nodes cannot import tests/)
-        time.sleep(1.0)
-        return i
-
-    with Client(cluster) as client:
-        cluster.scale(2)
-        wait_for_workers(client, cluster, 2, 180)
-        futures = client.map(_slow, range(80))
-        assert client.submit(sum, futures).result(timeout=240) == sum(range(80))
-    rolled = [r.getMessage() for r in caplog.records
-              if r.getMessage().startswith("retiring worker job") and "_" in
-              r.getMessage().split()[3] and "successor None" not in r.getMessage()]
-    submissions = cluster.submissions
-    cluster.close()
-    assert rolled, [r.getMessage() for r in caplog.records]
-    assert submissions >= 2 and cluster.failures == 0
-    assert_no_jobs_left(testbed, "bob", cluster._name)
+    done = on_node(testbed, "bob", "array_roll", PROFILE, timeout=480)
+    assert done["total"] == sum(range(80))
+    rolled = [m for m in done["messages"] if m.startswith("retiring worker job")
+              and "_" in m.split()[3] and "successor None" not in m]
+    assert rolled, done["messages"]
+    assert done["submissions"] >= 2 and done["failures"] == 0
+    assert_no_jobs_left(testbed, "bob", done["name"])
 
 
 @pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
@@ -246,7 +245,7 @@ def test_orphans_cli_lists_and_cancels_worker_jobs(testbed, make, monkeypatch, c
         monkeypatch.setenv(key, value)
     parser = argparse.ArgumentParser(prog="hpcbridge")
     dask_cli.register(parser.add_subparsers(dest="command"))
-    site = ["--site", str(PBS_PROFILE if scheduler == "pbs" else PROFILES / "testbed.yaml")]
+    site = ["--site", str(PBS_PROFILE if scheduler == "pbs" else PROFILE)]
 
     def run(*argv: str) -> int:
         args = parser.parse_args(["dask", "orphans", "--user", "bob", *site, *argv])
@@ -291,22 +290,10 @@ def test_from_a_notebook_on_a_compute_node(testbed) -> None:  # type: ignore[no-
     assert "answer 42" in out and "left []" in out
 
 
-def test_adapt_with_two_processes_per_job_does_not_thrash(testbed, make) -> None:  # type: ignore[no-untyped-def]
-    cluster = make("bob", cores=2, memory="2G", processes=2, walltime="00:05:00")
-
-    def work(i: int) -> int:
-        time.sleep(0.5)
-        return i
-
-    with Client(cluster) as client:
-        adaptive = cluster.adapt(minimum=0, maximum=4, interval="1s", wait_count=3)
-        assert adaptive.maximum == 4
-        futures = client.map(work, range(80))
-        assert sum(client.gather(futures)) == sum(range(80))
-        del futures
-        # idle: adapt closes whole jobs (both processes) and does not start them again
-        assert wait_until(lambda: not squeue(testbed, "bob", cluster._name), 60), cluster
-        time.sleep(5)
-        assert squeue(testbed, "bob", cluster._name) == []
-        assert cluster.submissions <= 3, cluster.submissions  # 2 jobs (+1 if late)
-    cluster.close()
+def test_adapt_with_two_processes_per_job_does_not_thrash(testbed) -> None:  # type: ignore[no-untyped-def]
+    done = on_node(testbed, "bob", "adapt_two_processes", PROFILE, timeout=360)
+    assert done["maximum"] == 4 and done["total"] == sum(range(80))
+    # idle: adapt closed whole jobs (both processes) and did not start them again
+    assert done["emptied"] and done["queued_after_idle"] == [], done
+    assert done["submissions"] <= 3, done  # 2 jobs (+1 if late)
+    assert_no_jobs_left(testbed, "bob", done["name"])
