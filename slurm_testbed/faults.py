@@ -260,13 +260,18 @@ def node_killed(tb: Testbed, node: str) -> Iterator[str]:
 
 # -- login node sshd ----------------------------------------------------------------------
 
+#: sshd's processes: the listener, and since OpenSSH 9.8 (trixie: 10.0) each connection
+#: in ``sshd-session`` (and ``sshd-auth``); 22.05's bookworm names them all ``sshd``
+SSHD_PROCESSES = "sshd|sshd-session|sshd-auth"
+
+
 def stop_sshd(tb: Testbed, *, drop_sessions: bool = True, timeout: float = 30) -> None:
     """Stop sshd on login; with ``drop_sessions`` every open connection dies too (a login
     node going away), otherwise only the listener stops."""
     if drop_sessions:
-        tb.exec("login", ["pkill", "-KILL", "-x", "sshd"], timeout=20)
+        tb.exec("login", ["pkill", "-KILL", "-x", SSHD_PROCESSES], timeout=20)
         wait_until("sshd to die", lambda: tb.exec(
-            "login", ["pgrep", "-x", "sshd"], timeout=20).returncode != 0, timeout)
+            "login", ["pgrep", "-x", SSHD_PROCESSES], timeout=20).returncode != 0, timeout)
     else:
         _stop_pidfile(tb, "login", SSHD_PIDFILE, "sshd")
 

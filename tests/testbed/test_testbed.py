@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import uuid
 
 import pytest
+
+from slurm_testbed import faults
 
 pytestmark = pytest.mark.testbed
 
@@ -63,6 +66,28 @@ def test_every_container_finds_the_testbed_hosts_in_its_own_hosts_file(testbed):
         found = {name: ip for ip, *names in map(str.split, proc.stdout.decode().splitlines())
                  for name in names if name in addresses}
         assert found == addresses, role
+
+
+@pytest.mark.both_generations
+def test_stopping_sshd_ends_the_open_sessions_too(testbed):
+    # faults.stop_sshd is a login node going away: OpenSSH 10 (trixie) serves each
+    # connection from an sshd-session process, which killing `sshd` alone left running
+    info = testbed.info()
+    session = subprocess.Popen(
+        ["ssh", "-i", info.hub_key, "-o", f"UserKnownHostsFile={info.known_hosts}",
+         "-o", "BatchMode=yes", f"alice@{info.login_ip}", "sleep", "121"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: run(testbed, "root", "pgrep", "-u", "alice", "-f", "sleep 121",
+                               check=False).strip(), 30)
+        faults.stop_sshd(testbed)
+        try:
+            assert session.wait(timeout=30) != 0
+        finally:
+            faults.start_sshd(testbed)
+    finally:
+        session.kill()
+        run(testbed, "root", "pkill", "-u", "alice", "-f", "sleep 121", check=False)
 
 
 def test_job_runs_as_alice_on_a_compute_node_and_writes_her_home(testbed):
