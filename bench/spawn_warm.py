@@ -75,7 +75,7 @@ def wait_warm_ready(tb: Testbed, user: str, timeout: float = 120) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for job_id, name, state in warm_jobs(tb, user):
-            log = f"/home/{user}/hpcbridge-{name}-{job_id}.log"
+            log = f"/home/{user}/.hpcbridge/logs/{name}-{job_id}.log"
             text = tb.login_exec(user, ["cat", log]).stdout.decode(errors="replace")
             if state == "RUNNING" and "waiting for its user's spawn" in text:
                 return job_id

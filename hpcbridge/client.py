@@ -70,17 +70,23 @@ class SchedulerClient:
             raise SchedulerUnavailable(
                 str(exc), user_message="The login node is not answering right now.") from exc
 
+    async def make_private_folders(self, user: str, folders: Sequence[str]) -> None:
+        """Make ``folders`` (0700 each, parents as needed) as ``user``, in one command."""
+        made = await self._exec(["mkdir", "-p", "-m", "0700", "--", *folders], user)
+        if made.returncode != 0:
+            raise TransportError(f"cannot create {', '.join(folders)} as {user}: "
+                                 f"{made.stderr.strip()}")
+
     async def stage_private_file(self, user: str, folder: str, content: bytes,
-                                 prefix: str = "env.") -> str:
-        """Create ``folder/PREFIXXXXXXXXXXX`` (0600; the folder 0700, made if missing) as
-        ``user`` holding ``content``, which travels on stdin, never in an argv; its path.
+                                 prefix: str = "env.", also: Sequence[str] = ()) -> str:
+        """Create ``folder/PREFIXXXXXXXXXXX`` (0600; the folder 0700, made if missing, and
+        the folders ``also`` in the same command) as ``user`` holding ``content``, which
+        travels on stdin, never in an argv; its path.
 
         TransportError with the command's words when the user's side refuses (a full
         home, a quota, a missing home); SchedulerUnavailable when nobody answers.
         """
-        made = await self._exec(["mkdir", "-p", "-m", "0700", folder], user)
-        if made.returncode != 0:
-            raise TransportError(f"cannot create {folder} as {user}: {made.stderr.strip()}")
+        await self.make_private_folders(user, [folder, *also])
         tmp = await self._exec(["mktemp", "-p", folder, f"{prefix}XXXXXXXXXX"], user)
         path = tmp.stdout.strip()
         if tmp.returncode != 0 or not path.startswith(folder + "/"):
@@ -129,9 +135,14 @@ class SchedulerClient:
             return result
         raise error
 
-    async def submit(self, user: str, script: str) -> str:
+    async def submit(self, user: str, script: str, log_folder: str | None = None) -> str:
         """Submit ``script`` as ``user``; the new job id. Raises SubmitRefused with the
-        scheduler's own words when limits, account or partition forbid it."""
+        scheduler's own words when limits, account or partition forbid it.
+
+        ``log_folder``: made first (0700) when given; the scheduler writes the job's log
+        there and does not make a missing folder (a Slurm job then fails at once)."""
+        if log_folder is not None:
+            await self.make_private_folders(user, [log_folder])
         path = None
         if self.dialect.needs_script_file:
             try:

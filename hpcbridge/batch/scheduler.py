@@ -162,7 +162,7 @@ class HpcScheduler(Scheduler):
         return path, notebook
 
     def _checked(self, model: CreateJob, probe: DescribeJob, folder: Path
-                 ) -> tuple[Path, BatchSpec, str]:
+                 ) -> tuple[Path, BatchSpec, str, str]:
         """Everything a job needs, or SchedulerError with the reason: nothing is stored."""
         if model.package_input_folder:
             raise SchedulerError("running with the input folder is not supported yet: the "
@@ -192,7 +192,7 @@ class HpcScheduler(Scheduler):
                          outputs={f: n for f, n in self.get_job_filenames(probe).items()
                                   if f in formats},
                          parameters=parameters)
-        return path, spec, script
+        return path, spec, script, request.log_folder
 
     async def create_job(self, model: CreateJob) -> str:
         """Check, stage, submit as the user, then record; see the module's docstring."""
@@ -206,10 +206,10 @@ class HpcScheduler(Scheduler):
         probe = DescribeJob(job_id=job_id, url="", create_time=create_time,
                             update_time=create_time, **model.dict(exclude={"input_uri"}))
         folder = Path(self.get_local_output_path(probe))
-        path, spec, script = self._checked(model, probe, folder)
+        path, spec, script, log_folder = self._checked(model, probe, folder)
         _stage(path, folder, spec)
         try:
-            scheduler_id = await self.client.submit(self.user, script)
+            scheduler_id = await self.client.submit(self.user, script, log_folder)
         except HpcBridgeError as exc:
             _unstage(folder)
             raise SchedulerError(f"the scheduler refused the job: {exc}") from None

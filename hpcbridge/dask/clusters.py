@@ -200,7 +200,7 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self.error = (
             f"worker jobs keep failing ({self.failures} in a row; the last, {job_id}, ended "
             f"{info.state.description}: {info.reason or 'no reason given'}); they are not replaced "
-            f"any more. Their logs: ~/hpcbridge-{req.job_name}-<job id>.log. "
+            f"any more. Their logs: {self.hpcb.log_folder}/{req.job_name}-<job id>.log. "
             "Call reset_failures() to try again."
         )
         log.error("%s", self.error)

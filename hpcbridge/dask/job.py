@@ -26,6 +26,7 @@ from hpcbridge.client import SchedulerClient
 from hpcbridge.dask.worker import TASK_FIELD  # an array worker's name placeholder
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.profiles import JobRequest, Memory, SiteProfile, render_script
+from hpcbridge.profiles.request import job_log_folder
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class WorkerContext:
     inherit_env: bool = True
     #: called with job ids right after they were cancelled (the cluster marks them)
     on_cancel: Callable[[list[str]], None] = lambda job_ids: None
+
+    @property
+    def log_folder(self) -> str:
+        """Where the worker jobs' logs go (made before each submission)."""
+        return job_log_folder(self.profile, self.request.cluster, self.user)
 
 
 def worker_argv(ctx: WorkerContext, scheduler: str, name: str, *, array: bool) -> list[str]:
@@ -137,7 +143,8 @@ class _HpcJobMixin:
 
     async def start(self) -> None:
         script = self.job_script()
-        self.job_id = await self.hpcb.client.submit(self.hpcb.user, script)
+        self.job_id = await self.hpcb.client.submit(self.hpcb.user, script,
+                                                    self.hpcb.log_folder)
         self.hpcb.submissions += 1
         log.info("submitted worker job %s (%s)", self.job_id, self.name)
         self.hpcb.on_submit(self)

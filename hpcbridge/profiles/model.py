@@ -25,6 +25,7 @@ from hpcbridge.profiles.types import (
     HubUrl,
     ImageRef,
     LocalPath,
+    LogFolder,
     Memory,
     ModuleName,
     Name,
@@ -209,7 +210,13 @@ class Cluster(_Model):
         "`{kind: ssh, ...}`.",
     )
     home: HomeTemplate = Field(
-        "/home/{user}", description="Users' home directories; job logs are written there."
+        "/home/{user}", description="Users' home directories; jobs start there."
+    )
+    job_logs: LogFolder = Field(
+        ".hpcbridge/logs",
+        description="Folder of job logs (notebook servers, Dask workers, batch notebooks), "
+        "relative to the home; made (private) as the user before each submission, so "
+        "that logs do not fill the top of the home.",
     )
     status_user: UserName | None = Field(
         None,

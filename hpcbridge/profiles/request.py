@@ -125,6 +125,8 @@ class ValidatedRequest:
     gres: str
     #: the user's home directory, from the cluster's ``home`` template
     home: str
+    #: the folder of the job's log (the cluster's ``job_logs`` under the home)
+    log_folder: str
 
     def to_request(self) -> JobRequest:
         """The equivalent request, so that a validated value can be re-checked."""
@@ -290,6 +292,12 @@ def _job_fields(problems: Problems, req: JobRequest) -> None:
             problems.add("export_env", f"{quote(name)} is not an environment variable name")
 
 
+def job_log_folder(profile: SiteProfile, cluster: str | None, user: str) -> str:
+    """Where ``user``'s job logs go on ``cluster``: its ``job_logs`` under her home."""
+    config = profile.clusters[profile.cluster_name(cluster)]
+    return f"{config.home.replace('{user}', user)}/{config.job_logs}"
+
+
 def resolve_request(
     profile: SiteProfile, req: JobRequest, *, require_account: bool = True
 ) -> tuple[ValidatedRequest | None, Problems]:
@@ -325,6 +333,7 @@ def resolve_request(
         command=tuple(req.command), export_env=tuple(req.export_env), preset=req.preset,
         qos=part.qos, constraint=part.constraint, gres=part.gres,
         home=cluster.home.replace("{user}", req.user),
+        log_folder=job_log_folder(profile, cname, req.user),
     ), problems
 
 

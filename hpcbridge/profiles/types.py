@@ -197,6 +197,13 @@ HomeTemplate = _grammar(
     "home directory template",
     "an absolute path containing '{user}' once, e.g. /home/{user}",
 )
+#: a folder under the home: no leading '/', no '..' part
+LogFolder = _grammar(
+    r"(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_.+@-]+(/[A-Za-z0-9_.+@-]+){0,15}",
+    "folder under the home",
+    "a relative path without '..', e.g. .hpcbridge/logs",
+    schema_pattern=False,
+)
 ModuleName = _grammar(
     rf"[A-Za-z0-9_]{_PATH_CHARS}{{0,127}}", "module name", "use letters, digits, _.+@/-"
 )

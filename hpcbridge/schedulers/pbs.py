@@ -195,7 +195,7 @@ def _pbs_tail(req: ValidatedRequest) -> list[str]:
     opts = [
         f"-l walltime={req.walltime}",
         "-j oe",
-        f"-o {req.home}/hpcbridge-{req.job_name}.log",
+        f"-o {req.log_folder}/{req.job_name}.log",
         "-r n",
         "-S /bin/bash",
     ]

@@ -157,7 +157,7 @@ def directives(req: ValidatedRequest) -> list[str]:
     opts += [
         f"--time={req.walltime}",
         f"--chdir={req.home}",
-        f"--output={req.home}/hpcbridge-%x-%j.log",
+        f"--output={req.log_folder}/%x-%j.log",
         "--no-requeue",
         # names only; NONE keeps the submitting environment (hub, sudo) out of the job
         f"--export={','.join(req.export_env) or 'NONE'}",

@@ -53,6 +53,8 @@ def warm_job_name(user: str, preset: str) -> str:
 
 
 async def write_env_file(client: SchedulerClient, user: str, home: str,
-                         env: Mapping[str, str]) -> str:
-    """Create ``HOME/.hpcbridge/env.XXXXXXXXXX`` (0600, folder 0700) as user; its path."""
-    return await client.stage_private_file(user, f"{home}/.hpcbridge", env_document(env))
+                         env: Mapping[str, str], log_folder: str) -> str:
+    """Create ``HOME/.hpcbridge/env.XXXXXXXXXX`` (0600, folder 0700) as user, and the
+    job's ``log_folder`` in the same command (the scheduler does not make it); its path."""
+    return await client.stage_private_file(user, f"{home}/.hpcbridge", env_document(env),
+                                           also=[log_folder])

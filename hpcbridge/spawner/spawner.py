@@ -198,6 +198,8 @@ class HpcSpawner(Spawner):
         self._abandoned = False
         #: (stage, time.monotonic()) of the current start, logged when it serves
         self._stages: list[tuple[str, float]] = []
+        #: where the current start's job writes its log (named when it fails)
+        self._log_folder: str | None = None
 
     # -- shared site ------------------------------------------------------------------
     @property
@@ -307,7 +309,7 @@ class HpcSpawner(Spawner):
         self.reported_port = None
         self._stages = [("start", time.monotonic())]
         request = await self._validated(jobenv.launch_command("ENV_FILE"))
-        self.cluster = request.cluster
+        self.cluster, self._log_folder = request.cluster, request.log_folder
         pool = warm.pool_for(self.site)
         job = pool.take(self.user.name, request) if pool.enabled else None
         if job is not None:
@@ -401,7 +403,8 @@ class HpcSpawner(Spawner):
     async def _write_env(self, request) -> str:
         try:
             return await jobenv.write_env_file(self._client(), self.user.name,
-                                               request.home, self.get_env())
+                                               request.home, self.get_env(),
+                                               request.log_folder)
         except (TransportError, HpcBridgeError) as exc:
             if any(text in str(exc) for text in _HOME_FULL):
                 # not an outage: retrying will not help until she frees space
@@ -605,7 +608,7 @@ class HpcSpawner(Spawner):
             self.last_end = _describe_end(info)
             self._port.set_exception(guard.Failure(
                 500, f"job {info.job_id} ended before the server started: {self.last_end}; "
-                     f"see the job log in your home directory"))
+                     f"see its log in {self._log_folder or 'your home directory'}"))
             return
         self._emit(_STARTING.get(info.state, 30), _describe_progress(info))
 

@@ -146,7 +146,7 @@ class WarmPool:
                 "HPCBRIDGE_WARM_ID": job.warm_id,
                 "HPCBRIDGE_WARM_SECRET": secret,
                 "HPCBRIDGE_WARM_MAX_IDLE": str(int(self.settings.max_idle)),
-            })
+            }, request.log_folder)
             script = render_script(profile, dataclasses.replace(
                 request, command=jobenv.launch_command(job.env_file, warm=True)))
             job.job_id = await client.submit(user, script)

@@ -85,8 +85,12 @@ def test_doctor_reports_each_disagreement(testbed_env, tmp_path, capsys) -> None
     assert all(f["fix"] and f["line"] > 1 for f in errors.values())
 
 
+#: bob's job log folder (the testbed profiles' default job_logs)
+LOGS = "/home/bob/.hpcbridge/logs"
+
+
 async def _run_to_end(slurm: SchedulerClient, submit: SchedulerClient, script: str) -> str:
-    job_id = await submit.submit("bob", script)
+    job_id = await submit.submit("bob", script, LOGS)
     state = JobState.UNKNOWN
     for _ in range(240):
         state = (await slurm.status([job_id], as_user="bob"))[job_id].state
@@ -106,12 +110,19 @@ def _request(name: str) -> JobRequest:
 async def test_a_rendered_sbatch_script_runs(testbed) -> None:  # type: ignore[no-untyped-def]
     site = site_on_testbed(testbed)
     name = f"doctor-live-{secrets.token_hex(4)}"
+    # the submission makes the folder: Slurm would not, and the job would fail at once
+    testbed.login_exec("bob", ["rm", "-rf", LOGS])
     try:
         script = render_script(site.profile, _request(name))
         job_id = await _run_to_end(site.client(), site.client(), script)
     finally:
         await site.close()
-    path = f"/home/bob/hpcbridge-{name}-{job_id}.log"  # the script's --output
+    path = f"{LOGS}/{name}-{job_id}.log"  # the script's --output
+    assert testbed.login_exec("bob", ["stat", "-c", "%a", LOGS]).stdout.decode().strip() \
+        == "700"
+    top = testbed.login_exec("bob", ["find", "/home/bob", "-maxdepth", "1",
+                                     "-name", f"*{name}*"])
+    assert top.stdout.decode().split() == []  # nothing of this job at the top of the home
     log = testbed.login_exec("bob", ["cat", path])
     assert log.returncode == 0 and name in log.stdout.decode()
     testbed.login_exec("bob", ["rm", "-f", path])

@@ -223,7 +223,7 @@ def test_environment_modules_are_loaded_and_job_files_are_private(hub, testbed):
                     for p in pids]
         mine = [e for e in environs if f"SLURM_JOB_ID={job_id}\0".encode() in e]
         assert mine and b"HPCBRIDGE_DEMO_MODULE=1.0\0" in mine[0]
-        log = f"/home/bob/hpcbridge-hpcb-nb-bob-{job_id}.log"
+        log = f"/home/bob/.hpcbridge/logs/hpcb-nb-bob-{job_id}.log"
         mode = testbed.login_exec("bob", ["stat", "-c", "%a", log]).stdout.decode().strip()
         assert mode == "600"
         # the token is in no argv on the node and not in the job's script or log

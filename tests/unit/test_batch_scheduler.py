@@ -30,12 +30,14 @@ class FakeSlurm:
 
     def __init__(self) -> None:
         self.scripts: list[tuple[str, str]] = []
+        self.log_folders: list[str | None] = []
         self.cancelled: list[tuple[str, list[str]]] = []
         self.queries: list[list[str]] = []
         self.states: dict[str, JobInfo] = {}
         self.refuse: Exception | None = None
 
-    async def submit(self, user: str, script: str) -> str:
+    async def submit(self, user: str, script: str, log_folder: str | None = None) -> str:
+        self.log_folders.append(log_folder)
         if self.refuse:
             raise self.refuse
         job_id = str(101 + len(self.scripts))
@@ -124,6 +126,8 @@ async def test_create_job_stages_submits_as_the_user_and_records(make, home: Pat
     assert folder.stat().st_mode & 0o777 == 0o700
     (user, script), = slurm.scripts
     assert user == "alice"
+    (logs,) = slurm.log_folders  # made before submitting: the scheduler does not make it
+    assert logs and logs.endswith("/.hpcbridge/logs") and f"--output={logs}/%x-%j.log" in script
     assert "#SBATCH --partition=debug" in script and "#SBATCH --time=00:30:00" in script
     assert "#SBATCH --job-name=hpcb-batch" in script
     assert script.rstrip().endswith(

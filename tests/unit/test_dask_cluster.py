@@ -31,6 +31,7 @@ class FakeSlurm:
     def __init__(self, *, budget: Budget | None = None, others: int = 0) -> None:
         self.dialect = SlurmDialect()
         self.scripts: list[str] = []
+        self.log_folders: list[str | None] = []
         self.states: dict[str, JobState] = {}
         self.cancelled: list[str] = []
         self.budget_value = budget
@@ -41,7 +42,8 @@ class FakeSlurm:
         #: raise this from the next QOS read (a scheduler that cannot answer)
         self.qos_error: Exception | None = None
 
-    async def submit(self, user: str, script: str) -> str:
+    async def submit(self, user: str, script: str, log_folder: str | None = None) -> str:
+        self.log_folders.append(log_folder)
         job_id = str(self._next)
         self._next += 1
         self.scripts.append(script)
@@ -132,6 +134,9 @@ async def test_scale_is_clamped_before_submitting(make) -> None:  # type: ignore
     await cluster.scale(10)
     await settle(cluster, fake)
     assert len(fake.scripts) == 4 and len(fake.live()) == 4
+    assert all(f"--output={f}/%x-%j.log" in s
+               for f, s in zip(fake.log_folders, fake.scripts, strict=True))
+    assert fake.log_folders[0] and fake.log_folders[0].endswith("/.hpcbridge/logs")
     assert "not 10: QOS normal allows 4 jobs per user" in cluster.scale_message
     assert "hpcb-dask-" in repr(cluster) and "4 pending" in repr(cluster)
     assert "Batch jobs:</b> 4 pending" in cluster._repr_html_()

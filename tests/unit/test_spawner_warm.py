@@ -28,12 +28,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.folders: list[str] = []
         self.scripts: list[tuple[str, str]] = []
         self.tracked: dict[str, str] = {}
         self.subscribers: list = []
 
     async def stage_private_file(self, user: str, folder: str, content: bytes,
-                                 prefix: str = "env.") -> str:
+                                 prefix: str = "env.", also=()) -> str:
+        self.folders.extend(also)
         path = f"{folder}/{prefix}{len(self.files):010d}"
         self.files[path] = content
         return path
@@ -105,6 +107,9 @@ def test_fill_submits_per_user_jobs_as_the_user_with_a_private_secret_file():
     assert user == "alice"
     assert "--job-name=hpcb-warm-alice-debug" in script and "--partition=debug" in script
     assert "-m hpcbridge.spawner.launch --warm /home/alice/.hpcbridge/env." in script
+    # the job's log folder is made with the env file's, before the job is submitted
+    assert "#SBATCH --output=/home/alice/.hpcbridge/logs/%x-%j.log" in script
+    assert rec.folders == ["/home/alice/.hpcbridge/logs"]
     doc = json.loads(next(iter(rec.files.values())))
     assert doc["HPCBRIDGE_WARM_ID"] == made[0].warm_id
     secret = doc["HPCBRIDGE_WARM_SECRET"]
