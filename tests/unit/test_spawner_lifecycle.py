@@ -19,7 +19,7 @@ from hpcbridge.errors import Unreachable
 from hpcbridge.jobs import JobInfo, JobState
 from slurm_testbed.profiles import load_bundled_profile
 from hpcbridge.schedulers import PbsDialect, SlurmDialect
-from hpcbridge.spawner import spawner as spawner_module
+from hpcbridge.spawner import messages, serving, teardown
 from hpcbridge.spawner.spawner import HpcSpawner
 
 STAGES = ("mkdir", "mktemp", "dd", "sbatch")
@@ -158,9 +158,9 @@ class Spawner(HpcSpawner):
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
-    monkeypatch.setattr(spawner_module, "RETRY_PAUSES", (0.001, 0.004), raising=False)
-    monkeypatch.setattr(spawner_module, "ABANDON_GRACE", 0.001, raising=False)
-    monkeypatch.setattr(spawner_module, "_listening", _never_listening)
+    monkeypatch.setattr(serving, "RETRY_PAUSES", (0.001, 0.004))
+    monkeypatch.setattr(teardown, "ABANDON_GRACE", 0.001)
+    monkeypatch.setattr(serving, "listening", _never_listening)
 
 
 async def _never_listening(host, port, timeout, every=0.05) -> bool:
@@ -315,7 +315,7 @@ def test_a_job_without_any_record_ended_for_an_unknown_reason(dialect):
     info = dialect.absent_info("4242")
     assert info.state is JobState.ENDED_UNKNOWN and info.state is not JobState.COMPLETED
     assert info.state.is_terminal and not info.state.is_active
-    assert spawner_module._describe_end(info) == (
+    assert messages.describe_end(info) == (
         "ended, reason unknown (left the queue; no record of how it ended)")
 
 
@@ -376,7 +376,7 @@ def test_a_cancellation_swallowed_inside_start_still_cleans_up():
 
 def test_a_start_cancelled_by_a_hub_shutting_down_keeps_the_queued_job_and_its_file(
         monkeypatch):
-    monkeypatch.setattr(spawner_module, "ABANDON_GRACE", 3600.0)
+    monkeypatch.setattr(teardown, "ABANDON_GRACE", 3600.0)
 
     async def go():
         cluster = FakeCluster()
