@@ -130,7 +130,7 @@ def add_slurm_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--slurm", metavar="VERSION", default=None,
         help="Slurm generation of the testbed: 22.05 (Debian bookworm) or 24.11 (trixie); "
-             "default $HPCBRIDGE_TESTBED_SLURM, else the running testbed's, else 22.05. "
+             "default $HPCBRIDGE_TESTBED_SLURM, else the running testbed's, else 24.11. "
              "A running testbed of another generation than the one asked for is replaced")
 
 

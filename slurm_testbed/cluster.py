@@ -3,7 +3,7 @@
 Topology (shared design, "Testbed topology"): ``db`` (MariaDB + slurmdbd), ``ctl``
 (slurmctld), ``login`` (sshd, Slurm client, torque wrappers) and ``c1..cN`` (slurmd), on a
 network of their own, sharing ``/home``, on one of the Slurm generations of generations.py
-(22.05 on Debian bookworm by default, 24.11 on trixie); ``/home/dave``
+(24.11 on Debian trixie by default, 22.05 on bookworm); ``/home/dave``
 (config.SMALL_HOME_USER) is a small tmpfs of its own, shared the same way, for disk-full
 faults. Containers are found again by name, so every command (``up``, ``status``,
 ``exec``, ``down``) works from a fresh process.
@@ -77,8 +77,9 @@ class TestbedInfo:
     #: the checkout mounted at /opt/hpcbridge/src (a testbed of another checkout is not reused)
     src: str = str(REPO)
     #: the Slurm generation it runs (generations.GENERATIONS) and the exact version
-    #: its login node's ``sinfo --version`` printed at start
-    slurm: str = generations.DEFAULT
+    #: its login node's ``sinfo --version`` printed at start; a state file written before
+    #: there were generations has no ``slurm``: its testbed ran 22.05
+    slurm: str = "22.05"
     slurm_version: str = ""
 
 

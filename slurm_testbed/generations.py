@@ -36,7 +36,7 @@ GENERATIONS = {
     "24.11": Generation(slurm="24.11", suite="trixie", python="3.13"),
 }
 #: the generation `testbed up`, `hpcbridge up` and the tests use unless told otherwise
-DEFAULT = "22.05"
+DEFAULT = "24.11"
 
 
 def get(slurm: str | None = None) -> Generation:

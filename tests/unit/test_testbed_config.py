@@ -77,7 +77,7 @@ def test_24_11_settings_replace_lines_and_add_no_duplicates():
     assert len(keys) == len(set(keys))
     assert "MailProg=/bin/true" in new and "MailProg" not in old
     assert "UnkillableStepTimeout=60" in new and "UnkillableStepTimeout=30" in old
-    assert config.slurm_conf(3) == old  # the default generation's file
+    assert config.slurm_conf(3) == new  # the default generation's file
 
 
 def test_only_24_11_compute_nodes_may_clone_namespaces():
