@@ -22,6 +22,9 @@ from tornado import web
 from hpcbridge.spawner import reattach
 from hpcbridge.spawner.api import ROUTE, WARM_ROUTE, PortCallbackHandler, WarmPollHandler
 
+#: hpcbridge's JupyterHub page templates (home.html: "Add New Server" opens the form)
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
 _VULNERABLE = "BatchSpawnerAPIHandler"
 
 
@@ -75,6 +78,7 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     c.Authenticator.post_auth_hook = prewarm_after_login(
         c.Authenticator.get("post_auth_hook") if "post_auth_hook" in c.Authenticator else None)
     c.Spawner.default_url = "/lab"
+    _add_templates(c)
     if hub_connect_url:
         c.JupyterHub.hub_connect_url = hub_connect_url
     # re-attach jobs that were still pending when the hub last stopped
@@ -90,6 +94,17 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
         "name": reattach.SERVICE, "scopes": reattach.SCOPES, "services": [reattach.SERVICE],
     })
     remove_vulnerable_route()
+
+
+def _add_templates(c: Any) -> None:
+    """Our page templates before JupyterHub's own folder (the default list), after a
+    site's own folders (a list it set): a site's home.html wins over ours."""
+    paths = c.JupyterHub.template_paths
+    if isinstance(paths, list):
+        if TEMPLATES not in paths:
+            c.JupyterHub.template_paths = [*paths, TEMPLATES]
+    else:
+        paths.prepend([TEMPLATES])
 
 
 def _apply_profile(c: Any, path: str, job_tag: str) -> str:

@@ -77,4 +77,16 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     assert job[3:] == ["debug", "30:00"]
     hub.stop("bob")
     hub.wait_stopped("bob")
+
+    # "Add New Server" on the home page opens the new server's form
+    page.goto(f"{hub.url}/hub/home")
+    page.fill(".new-server-name", "second")
+    page.click(".new-server-btn")
+    page.wait_for_url("**/hub/spawn/bob/second**")
+    page.wait_for_selector("#hpcb-partition")
+    assert hub.request("DELETE", "/users/bob/servers/second",
+                       json={"remove": True}).status_code in (202, 204)
     page.close()
+    # every option is checked by the spawner: JupyterHub finds none it does not handle
+    log = (hub.runner.dir / "jupyterhub.log").read_text(errors="replace")
+    assert "nhandled user_option" not in log
