@@ -21,9 +21,7 @@ list, the file links and the REST API stay jupyter-scheduler's (this subclasses 
 from __future__ import annotations
 
 import getpass
-import json
 import os
-import shutil
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -48,19 +46,15 @@ from traitlets import Float, Unicode, default
 from traitlets import Type as TypeTrait
 
 from hpcbridge.batch.environments import CLUSTER_ENV
-from hpcbridge.batch.request import batch_request, notebook_parameters, parse_parameters
-from hpcbridge.batch.spec import FORMATS, JOB_NAME, BatchSpec, folder_name, read_result
+from hpcbridge.batch.spec import FORMATS, BatchSpec, folder_name, read_result
 from hpcbridge.batch.status import ACTIVE, shown
+from hpcbridge.batch.submit import Prepared, prepare, read_notebook, submit, unstage
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.poller import StateChange, StatusPoller
-from hpcbridge.profiles import SiteProfile, render_script
+from hpcbridge.profiles import SiteProfile
 from hpcbridge.profiles.jobcopy import profile_in_job
 from hpcbridge.schedulers import dialect_of
-
-#: a notebook larger than this is refused (it is read to find its parameters cell)
-MAX_NOTEBOOK_BYTES = 50 * 2**20
-
 
 class BatchFeatures(ExecutionManager):
     """What the Create Job dialog offers (jupyter-scheduler asks the execution manager
@@ -141,29 +135,8 @@ class HpcScheduler(Scheduler):
 
     # -- creating ---------------------------------------------------------------------
 
-    def _input(self, input_uri: str) -> tuple[Path, dict[str, Any]]:
-        """The notebook inside the server's root (symbolic links resolved), and its JSON."""
-        root = Path(self.root_dir).resolve()
-        path = (root / input_uri).resolve()
-        if not path.is_relative_to(root):
-            raise SchedulerError(f"the notebook {input_uri!r} is outside your home folder")
-        if not path.is_file():
-            raise InputUriError(input_uri)
-        if path.suffix != ".ipynb":
-            raise SchedulerError(f"{input_uri!r} is not a notebook (.ipynb)")
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise SchedulerError(f"{input_uri!r} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-        try:
-            notebook = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise SchedulerError(f"{input_uri!r} is not a readable notebook: {exc}") from None
-        if not isinstance(notebook, dict):
-            raise SchedulerError(f"{input_uri!r} is not a readable notebook")
-        return path, notebook
-
-    def _checked(self, model: CreateJob, probe: DescribeJob, folder: Path
-                 ) -> tuple[Path, BatchSpec, str, str]:
-        """Everything a job needs, or SchedulerError with the reason: nothing is stored."""
+    def _formats(self, model: CreateJob) -> list[str]:
+        """The outputs asked for (the notebook always), or SchedulerError."""
         if model.package_input_folder:
             raise SchedulerError("running with the input folder is not supported yet: the "
                                  "job's folder receives the notebook only")
@@ -174,25 +147,25 @@ class HpcScheduler(Scheduler):
         if unknown:
             raise SchedulerError(f"output format {unknown[0]!r} is not offered: "
                                  f"{', '.join(FORMATS)}")
-        model.output_formats = formats
-        path, notebook = self._input(model.input_uri)
+        return formats
+
+    def _prepared(self, model: CreateJob, probe: DescribeJob) -> Prepared:
+        """Everything a job needs, or SchedulerError with the reason: nothing is stored."""
+        model.output_formats = probe.output_formats = self._formats(model)
+        path = Path(self.root_dir) / model.input_uri
         try:
-            parameters = parse_parameters(model.parameters, notebook_parameters(notebook))
-            request = batch_request(
-                self.profile, self.user, cluster=self.cluster,
-                environment=model.runtime_environment_name, compute_type=model.compute_type,
-                options=model.runtime_environment_parameters,
-                command=("python", "-m", "hpcbridge.batch.runner", str(folder)),
-                job_name=JOB_NAME)
-            script = render_script(self.profile, request)
+            content = read_notebook(path, Path(self.root_dir), model.input_uri)
+            names = self.get_job_filenames(probe)
+            return prepare(
+                self.profile, self.user, cluster=self.cluster, notebook=path,
+                content=content, folder=Path(self.get_local_output_path(probe)),
+                job_id=probe.job_id, outputs={f: names[f] for f in model.output_formats},
+                parameters=model.parameters, environment=model.runtime_environment_name,
+                compute_type=model.compute_type, options=model.runtime_environment_parameters)
+        except FileNotFoundError:
+            raise InputUriError(model.input_uri) from None
         except HpcBridgeError as exc:
             raise SchedulerError(str(exc)) from None
-        probe.output_formats = formats
-        spec = BatchSpec(job_id=probe.job_id, cluster=self.cluster, input=model.input_filename,
-                         outputs={f: n for f, n in self.get_job_filenames(probe).items()
-                                  if f in formats},
-                         parameters=parameters)
-        return path, spec, script, request.log_folder
 
     async def create_job(self, model: CreateJob) -> str:
         """Check, stage, submit as the user, then record; see the module's docstring."""
@@ -205,24 +178,18 @@ class HpcScheduler(Scheduler):
         create_time = get_utc_timestamp()
         probe = DescribeJob(job_id=job_id, url="", create_time=create_time,
                             update_time=create_time, **model.dict(exclude={"input_uri"}))
-        folder = Path(self.get_local_output_path(probe))
-        path, spec, script, log_folder = self._checked(model, probe, folder)
-        _stage(path, folder, spec)
+        job = self._prepared(model, probe)
         try:
-            scheduler_id = await self.client.submit(self.user, script, log_folder)
+            spec = await submit(self.client, self.user, job)
         except HpcBridgeError as exc:
-            _unstage(folder)
             raise SchedulerError(f"the scheduler refused the job: {exc}") from None
-        except BaseException:
-            _unstage(folder)
-            raise
+        scheduler_id = spec.scheduler_job_id or ""
         try:
-            _stage(None, folder, replace(spec, scheduler_job_id=scheduler_id))
             self._record(model, job_id, create_time, scheduler_id)
         except BaseException:
             # no job without a record: cancel what was submitted
             await self.client.cancel(self.user, [scheduler_id])
-            _unstage(folder)
+            unstage(job.folder)
             raise
         self.log.info("batch job %s: submitted as %s job %s", job_id, self.cluster,
                       scheduler_id)
@@ -352,22 +319,6 @@ class HpcScheduler(Scheduler):
     async def close(self) -> None:
         if self.poller is not None and self._tracking:
             await self.poller.stop()
-
-
-def _stage(notebook: Path | None, folder: Path, spec: BatchSpec) -> None:
-    """Make the job's folder (private) with the notebook; write its record."""
-    if notebook is not None:
-        folder.mkdir(mode=0o700, parents=True)
-        try:
-            shutil.copyfile(notebook, folder / spec.input)
-        except BaseException:
-            _unstage(folder)
-            raise
-    spec.write(folder)
-
-
-def _unstage(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 __all__ = ["BatchFeatures", "HpcScheduler"]

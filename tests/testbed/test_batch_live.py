@@ -160,3 +160,37 @@ def test_queued_jobs_show_their_reason_and_share_one_status_query(lab, testbed) 
         assert r.status_code == 204, r.text
     for job_id in ids:
         assert lab.follow(job_id, ended, timeout=60)[-1][0] == "STOPPED"
+
+
+HPCBRIDGE = ["/opt/hpcbridge/venv/bin/python", "-m", "hpcbridge"]
+SITE = "/opt/hpcbridge/src/site_profiles/testbed.yaml"
+
+
+def test_hpcbridge_run_and_jobs_on_the_login_node(lab, testbed) -> None:  # type: ignore[no-untyped-def]
+    def cli(*argv: str):  # type: ignore[no-untyped-def]
+        return testbed.exec("login", [*HPCBRIDGE, *argv, "--site", SITE], user="alice",
+                            env={"HOME": "/home/alice"}, timeout=300)
+
+    before = home_text(testbed, "alice", "ls", "-A", "/home/alice/jobs")
+    refused = cli("run", "batchtests/square.ipynb", "--partition", "debug",
+                  "--walltime", "01:00:00")
+    assert refused.returncode == 1
+    assert "over partition debug's max_walltime 00:30:00" in refused.stderr.decode()
+    assert home_text(testbed, "alice", "ls", "-A", "/home/alice/jobs") == before
+
+    proc = cli("run", "batchtests/square.ipynb", "-p", "n=9", "--preset", "debug", "--html",
+               "--wait")
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    first, *rest = out.splitlines()
+    sid, folder = first.split()[1].rstrip(":"), first.split("outputs in ")[1]
+    assert folder.startswith("/home/alice/jobs/square-")
+    assert rest[-1].startswith(f"job {sid}: completed on c"), out
+    assert home_text(testbed, "alice", "cat", f"{folder}/square.txt") == "81"
+    files = home_text(testbed, "alice", "ls", folder).split()
+    assert any(f.endswith(".html") for f in files) and "job.log" in files
+
+    listed = cli("jobs")
+    assert listed.returncode == 0, listed.stderr.decode()
+    (line,) = [ln for ln in listed.stdout.decode().splitlines() if f"job {sid}:" in ln]
+    assert line.startswith("COMPLETED") and folder.rsplit("/", 1)[1] in line

@@ -1,0 +1,106 @@
+"""Submitting one batch notebook job: shared by the jupyter-scheduler backend
+(``scheduler.py``) and ``hpcbridge run`` (``hpcbridge/cli/batch.py``).
+
+:func:`prepare` checks everything (the notebook, its parameters, the profile's gate) and
+touches nothing; :func:`submit` then stages the job's private folder, submits the script
+as the user through the scheduler client and writes the scheduler's id into the folder's
+record. A submission the scheduler refuses leaves no folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hpcbridge.batch.request import batch_request, notebook_parameters, parse_parameters
+from hpcbridge.batch.spec import JOB_NAME, BatchSpec
+from hpcbridge.client import SchedulerClient
+from hpcbridge.errors import RequestError
+from hpcbridge.profiles import SiteProfile, render_script
+
+#: a notebook larger than this is refused (it is read to find its parameters cell)
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+
+
+def read_notebook(path: Path, root: Path, shown: str) -> dict[str, Any]:
+    """The notebook at ``path`` (symbolic links resolved) inside ``root``; RequestError
+    naming ``shown`` otherwise. FileNotFoundError when there is none."""
+    resolved, root = path.resolve(), root.resolve()
+    if not resolved.is_relative_to(root):
+        raise RequestError(f"the notebook {shown!r} is outside your home folder")
+    if not resolved.is_file():
+        raise FileNotFoundError(shown)
+    if resolved.suffix != ".ipynb":
+        raise RequestError(f"{shown!r} is not a notebook (.ipynb)")
+    if resolved.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise RequestError(f"{shown!r} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
+    try:
+        notebook = json.loads(resolved.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RequestError(f"{shown!r} is not a readable notebook: {exc}") from None
+    if not isinstance(notebook, dict):
+        raise RequestError(f"{shown!r} is not a readable notebook")
+    return notebook
+
+
+@dataclass(frozen=True)
+class Prepared:
+    notebook: Path
+    folder: Path
+    spec: BatchSpec
+    script: str
+    #: where the scheduler writes the job's own log (made before submitting)
+    log_folder: str
+
+
+def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
+            content: Mapping[str, Any], folder: Path, job_id: str, outputs: dict[str, str],
+            parameters: Mapping[str, Any] | None, environment: str | None,
+            compute_type: str | None, options: Mapping[str, Any] | None) -> Prepared:
+    """The job, checked: RequestError / LimitExceeded with the reason; nothing is stored."""
+    values = parse_parameters(parameters, notebook_parameters(content))
+    request = batch_request(
+        profile, user, cluster=cluster, environment=environment, compute_type=compute_type,
+        options=options, command=("python", "-m", "hpcbridge.batch.runner", str(folder)),
+        job_name=JOB_NAME)
+    spec = BatchSpec(job_id=job_id, cluster=cluster, input=notebook.name, outputs=outputs,
+                     parameters=values)
+    return Prepared(notebook, folder, spec, render_script(profile, request), request.log_folder)
+
+
+async def submit(client: SchedulerClient, user: str, job: Prepared) -> BatchSpec:
+    """Stage the folder, submit as ``user``; the spec with the scheduler's id. On any
+    failure the folder is gone again (the client's errors pass through)."""
+    _stage(job.notebook, job.folder, job.spec)
+    try:
+        scheduler_id = await client.submit(user, job.script, job.log_folder)
+    except BaseException:
+        unstage(job.folder)
+        raise
+    spec = replace(job.spec, scheduler_job_id=scheduler_id)
+    try:
+        spec.write(job.folder)
+    except BaseException:
+        await client.cancel(user, [scheduler_id])
+        unstage(job.folder)
+        raise
+    return spec
+
+
+def _stage(notebook: Path, folder: Path, spec: BatchSpec) -> None:
+    """Make the job's folder (private) with the notebook and its record."""
+    folder.mkdir(mode=0o700, parents=True)
+    try:
+        shutil.copyfile(notebook, folder / spec.input)
+        spec.write(folder)
+    except BaseException:
+        unstage(folder)
+        raise
+
+
+def unstage(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,106 @@
+"""``hpcbridge run`` and ``hpcbridge jobs`` (hpcbridge/cli/batch.py) with a fake scheduler
+behind the client's methods; tests/testbed/test_batch_live.py runs them on the login node."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+
+import pytest
+
+from hpcbridge.batch.spec import RESULT_FILE, BatchSpec
+from hpcbridge.cli import batch as cli
+from hpcbridge.cli import main
+from hpcbridge.jobs import JobState
+from tests.unit.test_batch_scheduler import PARAMETERIZED, FakeSlurm, in_server
+
+
+@pytest.fixture
+def slurm(tmp_path: Path, monkeypatch) -> FakeSlurm:  # type: ignore[no-untyped-def]
+    in_server(monkeypatch)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "nb.ipynb").write_text(json.dumps(PARAMETERIZED))
+    monkeypatch.chdir(tmp_path / "work")
+    fake = FakeSlurm()
+    monkeypatch.setattr(cli, "client_for", lambda profile, cluster: fake)
+    monkeypatch.setattr(cli, "FOLLOW_EVERY", 0.0)
+    return fake
+
+
+def folders(home: Path) -> list[Path]:
+    return sorted((home / "jobs").glob("*")) if (home / "jobs").exists() else []
+
+
+def test_run_submits_the_notebook_with_its_parameters(slurm, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "nb.ipynb", "-p", "n=9", "--preset", "debug", "--html"]) == 0
+    (folder,) = folders(tmp_path)
+    spec = BatchSpec.read(folder)
+    assert spec.parameters == {"n": 9} and spec.scheduler_job_id == "101"
+    assert sorted(spec.outputs) == ["html", "ipynb"] and spec.input == "nb.ipynb"
+    (user, script), = slurm.scripts
+    assert user == getpass.getuser()  # as the caller, never anyone else
+    assert "#SBATCH --partition=debug" in script and str(folder) in script
+    assert capsys.readouterr().out == f"job 101: submitted; outputs in {folder}\n"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--partition", "debug", "--walltime", "01:00:00"], "over partition debug's max_walltime"),
+    (["-p", "m=1"], "parameter 'm' is not set in the notebook's parameters cell"),
+    (["-p", "n"], "write KEY=VALUE"),
+    (["--preset", "huge"], "no such preset 'huge'"),
+])
+def test_run_refuses_before_anything_is_stored(slurm, tmp_path, capsys, argv, message  # type: ignore[no-untyped-def]
+                                               ) -> None:
+    assert main(["run", "nb.ipynb", *argv]) == 1
+    assert message in capsys.readouterr().err
+    assert folders(tmp_path) == [] and slurm.scripts == []
+
+
+def test_run_refuses_a_notebook_outside_the_home(slurm, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    outside = tmp_path.parent / "elsewhere.ipynb"
+    outside.write_text(json.dumps(PARAMETERIZED))
+    assert main(["run", str(outside)]) == 1
+    assert "outside your home folder" in capsys.readouterr().err
+    assert main(["run", "missing.ipynb"]) == 1
+    assert "no notebook missing.ipynb" in capsys.readouterr().err
+
+
+def test_run_wait_follows_the_job_to_its_end(slurm, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    answers = iter([(JobState.RUNNING, {"nodes": ("c2",)}),
+                    (JobState.COMPLETED, {"exit_code": 0})])
+    real = slurm.status
+
+    async def status(ids, *, as_user=None):  # type: ignore[no-untyped-def]
+        state, kw = next(answers)
+        slurm.set("101", state, **kw)
+        if state is JobState.COMPLETED:
+            (folder,) = folders(tmp_path)
+            (folder / RESULT_FILE).write_text(json.dumps({"ok": True, "node": "c2"}))
+        return await real(ids, as_user=as_user)
+
+    monkeypatch.setattr(slurm, "status", status)
+    assert main(["run", "nb.ipynb", "--wait"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == ["job 101: running on c2", "job 101: completed on c2 (exit code 0)"]
+
+
+def test_jobs_lists_every_job_from_one_query_and_cancels(slurm, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        assert main(["run", "nb.ipynb"]) == 0
+    slurm.set("102", JobState.RUNNING, nodes=("c1",))
+    capsys.readouterr()
+    assert main(["jobs"]) == 0
+    assert [sorted(q) for q in slurm.queries] == [["101", "102", "103"]]  # one query
+    out = capsys.readouterr().out
+    assert "IN_PROGRESS" in out and "job 102: running on c1" in out
+    assert out.count("QUEUED") == 2
+    assert main(["jobs", "cancel", "102"]) == 0
+    assert slurm.cancelled == [(getpass.getuser(), ["102"])]
+    assert main(["jobs", "cancel", "999"]) == 1
+    capsys.readouterr()
+    assert main(["jobs", "outputs", "101"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith(str(tmp_path / "jobs" / "nb-"))
+    assert sorted(listed[1:]) == ["  hpcbridge-job.json", "  nb.ipynb"]
