@@ -171,8 +171,21 @@ def test_torque_wrappers_qsub_qstat_qdel(testbed):
 
 @pytest.mark.testbed_last
 def test_down_removes_everything(testbed, testbed_pool):
+    from slurm_testbed.cluster import LABEL, NAME_LABEL
+
     others = [tb for tb, _ in testbed_pool.started.values() if tb is not testbed]
-    testbed.down()
-    assert testbed.leftovers() == {"containers": [], "networks": [], "volumes": []}
-    for other in others:  # another generation's, named like this one plus "-slurm2411"
-        assert other.leftovers()["networks"] == [other.name]
+    # and a network named like the demo's "hpcbridge-testbed" is to the session's
+    # "hpcbridge-test": this testbed's name plus more
+    neighbour = f"{testbed.name}-neighbour-{uuid.uuid4().hex[:6]}"
+    client = testbed.engine.docker_client()
+    client.networks.create(neighbour, labels={LABEL: "network", NAME_LABEL: neighbour})
+    try:
+        testbed.down()
+        assert testbed.leftovers() == {"containers": [], "networks": [], "volumes": []}
+        for other in others:  # another generation's, named like this one plus "-slurm2411"
+            assert other.leftovers()["networks"] == [other.name]
+        assert [n.name for n in client.networks.list() if n.name == neighbour] == [neighbour]
+    finally:
+        for net in client.networks.list():
+            if net.name == neighbour:
+                net.remove()
