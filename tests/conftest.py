@@ -50,6 +50,8 @@ def pytest_collection_modifyitems(config, items):
     default = _default_generation(config)
 
     def rank(item) -> int:
+        if item.get_closest_marker("session_end"):
+            return 4
         if item.get_closest_marker("testbed_last"):
             return 3
         if not item.get_closest_marker("testbed"):
@@ -67,6 +69,8 @@ def pytest_configure(config):
     if config.getoption("--slurm"):  # the CLI the tests run (`hpcbridge up`) starts it too
         os.environ["HPCBRIDGE_TESTBED_SLURM"] = config.getoption("--slurm")
     config.addinivalue_line("markers", "testbed_last: runs after every other testbed test")
+    config.addinivalue_line(
+        "markers", "session_end: runs last of all, after the session's testbed went down")
     config.addinivalue_line(
         "markers", "both_generations: runs once on every Slurm generation of the testbed")
 
@@ -133,6 +137,28 @@ class TestbedPool:
         for tb, was_up in self.started.values():
             if not was_up:
                 tb.down()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_beside():
+    """With HPCBRIDGE_TEST_BESIDE_DEMO=1 (CI): the demo of ``./dev hub``, started before
+    the session's first test and stopped after its last (tests/testbed/demo.py)."""
+    from tests.testbed import demo
+
+    if not demo.enabled():
+        yield None
+        return
+    watched = demo.Demo()
+    if watched.running():
+        pytest.fail(f"a demo runs here already; {demo.ENABLE}=1 starts one of its own")
+    try:
+        watched.start()
+        yield watched
+        # after every other fixture's teardown too (this one was set up first)
+        problems = watched.before.differences(watched.snapshot())
+        assert not problems, f"the session changed the demo beside it: {problems}"
+    finally:
+        watched.stop()
 
 
 @pytest.fixture(scope="session")

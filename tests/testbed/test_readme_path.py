@@ -12,7 +12,9 @@ started is stopped (``Hub.down``): never the testbed, which other tests share.
 Port 8000 belongs to a developer's hub when one runs on this machine: the test then skips
 (it cannot under ``CI=true``). ``HPCBRIDGE_README_HUB_PORT=P`` runs the same path on ports
 P, P+1 and P+81, starting the hub as ``hpcbridge up`` does (``slurm_testbed.hub.up_hub``), since
-the command has no port option.
+the command has no port option. In a session beside the demo (tests/testbed/demo.py),
+which holds port 8000 and is itself started by ``hpcbridge up`` with its printed URL and
+logins checked, this test runs on ports of its own (8300 + the session's port offset).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import pytest
 import requests
 
 from slurm_testbed.hub import up_hub
-from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, execute_in_kernel
+from tests.testbed import demo
+from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, execute_in_kernel, port_offset
 
 pytestmark = pytest.mark.testbed
 
@@ -86,7 +89,7 @@ def readme_hub(testbed, tmp_path):  # type: ignore[no-untyped-def]
 
     if not shutil.which("configurable-http-proxy"):
         skip_or_fail("configurable-http-proxy is not installed")
-    port = int(os.environ.get(PORT_ENV, "8000"))
+    port = int(os.environ.get(PORT_ENV, 8300 + port_offset() if demo.enabled() else 8000))
     gateway = testbed.info().gateway_ip
     busy = [p for host, p in (("127.0.0.1", port), ("127.0.0.1", port + 1),
                               (gateway, port + 81)) if port_in_use(host, p)]
@@ -142,7 +145,7 @@ def run_in_new_kernel(server_url: str, token: str, code: str, timeout: float = 2
 
 def test_readme_path_hub_login_notebook_dask(testbed, readme_hub, browser) -> None:  # type: ignore[no-untyped-def]
     url = readme_hub["hub_url"]
-    if PORT_ENV not in os.environ:
+    if PORT_ENV not in os.environ and not demo.enabled():
         assert url == README_URL
     api = HubApi(url, readme_hub["admin_token"])
 
