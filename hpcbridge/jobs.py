@@ -89,3 +89,27 @@ class JobInfo:
     time_left: timedelta | None = None
     exit_code: int | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+#: the start of every Dask worker job's name
+DASK_JOB_PREFIX = "hpcb-dask-"
+
+
+def dask_cluster_name(token: str, parent_job_id: str | None) -> str:
+    """The name of a Dask cluster's worker jobs: ``hpcb-dask-j<parent>-<token>`` when it is
+    started inside a batch job (a notebook server's), so that stopping that server can
+    cancel them (:func:`dask_workers_of`); else ``hpcb-dask-<token>``. Only the parent's
+    leading digits are used (PBS ids are ``7.server``): names stay short and plain."""
+    digits = ""
+    for char in parent_job_id or "":
+        if not char.isdigit() or len(digits) == 12:
+            break
+        digits += char
+    return DASK_JOB_PREFIX + (f"j{digits}-" if digits else "") + token
+
+
+def dask_workers_of(job_id: str) -> str | None:
+    """The name prefix of the Dask worker jobs started inside job ``job_id``; None for
+    an id that names none."""
+    prefix = dask_cluster_name("", job_id)
+    return prefix if prefix != DASK_JOB_PREFIX else None

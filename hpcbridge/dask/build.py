@@ -16,6 +16,7 @@ from hpcbridge.dask.job import WorkerContext
 from hpcbridge.dask.limits import ProfileCaps, WorkerShape, lifetime_options
 from hpcbridge.errors import IdentityRefused
 from hpcbridge.identity import hub_accounts, name_refusal
+from hpcbridge.jobs import DASK_JOB_PREFIX, dask_cluster_name
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import (
     JobRequest,
@@ -29,7 +30,7 @@ from hpcbridge.schedulers import dialect_of
 #: address the Dask scheduler listens on, as the compute nodes reach it
 HOST_ENV = "HPCBRIDGE_DASK_HOST"
 #: every worker job's name starts with this; `hpcbridge dask orphans` looks for it
-JOB_PREFIX = "hpcb-dask-"
+JOB_PREFIX = DASK_JOB_PREFIX
 #: dask-jobqueue cluster family (an adapter's ``capabilities.dask``) -> our cluster class
 _CLUSTERS: dict[str, type[HpcSlurmCluster] | type[HpcPbsCluster]] = {
     "slurm": HpcSlurmCluster, "pbs": HpcPbsCluster}
@@ -93,7 +94,9 @@ def cluster(profile: SiteProfile | str | Path | None = None, *, user: str | None
     job_overrides = {k: overrides.pop(k) for k in list(overrides) if k in known}
     profile = _profile(profile)
     user = user or getpass.getuser()
-    name = JOB_PREFIX + secrets.token_hex(3)
+    # inside a notebook server's job: its stop cancels these workers too
+    name = dask_cluster_name(secrets.token_hex(3),
+                             os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID"))
     req, processes = worker_request(profile, user, name, **job_overrides)
     if req.cores % processes:
         raise ValueError(f"{req.cores} cores do not split into {processes} processes")

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable, Unreachable
+from hpcbridge.jobs import dask_workers_of
 from hpcbridge.spawner import following, guard
 
 if TYPE_CHECKING:
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 
 #: seconds a cancelled start waits for JupyterHub's stop() before it cleans up by itself
 ABANDON_GRACE = 10.0
-#: background removals of env files (a reference keeps each task alive until it ends)
+#: background removals of env files and cancels of a stopped server's Dask workers (a
+#: reference keeps each task alive until it ends)
 _TASKS: set[asyncio.Task] = set()
 
 
@@ -103,6 +105,8 @@ async def discard(spawner: HpcSpawner) -> None:
     spawner._info = None
     if job_id or env_file:
         await cancel_job(spawner, job_id, env_file)
+    if job_id:
+        _in_background(cancel_dask_workers(spawner, job_id))
     spawner.job_id = spawner.env_file = spawner.token_digest = spawner.node = None
     spawner.reported_port = None
     spawner._save_state_now()
@@ -153,6 +157,32 @@ async def remove_env_file(spawner: HpcSpawner) -> None:
 
 
 def remove_file_in_background(spawner: HpcSpawner, path: str) -> None:
-    task = asyncio.get_running_loop().create_task(remove_file(spawner, path))
+    _in_background(remove_file(spawner, path))
+
+
+def _in_background(work: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(work)
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
+
+
+async def cancel_dask_workers(spawner: HpcSpawner, job_id: str) -> None:
+    """Cancel the Dask worker jobs that the server's job ``job_id`` started (their names
+    carry its id: ``hpcbridge.jobs.dask_cluster_name``), queued or running: with the
+    server gone, nothing uses them, and a queued one would start only to find no
+    scheduler. Other Dask clusters of the user (another server's, a login shell's)
+    stay. In the background: the stop does not wait for this query."""
+    prefix = dask_workers_of(job_id)
+    if prefix is None:
+        return
+    user, client = spawner.user.name, spawner._client()
+    try:
+        jobs = await client.user_jobs(user) or []
+        ids = [j.job_id for j in jobs if j.name.startswith(prefix) and j.state.is_active]
+        if ids:
+            await client.cancel(user, ids)
+            spawner.log.info("%s: cancelled %d Dask worker job(s) of job %s: %s",
+                             spawner._log_name, len(ids), job_id, ", ".join(ids))
+    except HpcBridgeError as exc:
+        spawner.log.warning("%s: cannot cancel the Dask worker jobs of job %s: %s",
+                            spawner._log_name, job_id, exc)

@@ -132,6 +132,37 @@ def test_stop_cancels_the_job(hub, testbed):
     assert state in ("", "CANCELLED", "COMPLETED")
 
 
+def _sleeper(testbed, user: str, name: str) -> str:
+    out = testbed.login_exec(user, ["sbatch", "--parsable", "-J", name, "-t", "10", "-c", "1",
+                                    "--mem=100M", "-o", "/dev/null", "--wrap", "sleep 600"])
+    return out.stdout.decode().strip()
+
+
+def test_a_stopped_servers_dask_workers_are_cancelled_and_no_other_job(hub, testbed):
+    # what jupyterhub-idle-culler does to an idle server: DELETE it through the REST API
+    if not hub.server("alice").get("ready"):
+        hub.spawn("alice", {"preset": "debug"})
+        hub.wait_ready("alice")
+    job_id = hub.server("alice")["state"]["job_id"]
+    # worker jobs as a Dask cluster in that server names them (hpcbridge.jobs), and a
+    # worker job of another server of hers
+    ours = {_sleeper(testbed, "alice", f"hpcb-dask-j{job_id}-a1b2c3") for _ in range(2)}
+    other = _sleeper(testbed, "alice", f"hpcb-dask-j{job_id}0-a1b2c3")
+    try:
+        assert hub.stop("alice").status_code in (202, 204)
+        hub.wait_stopped("alice")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            left = {j[0] for j in squeue(testbed, "alice", "%i")}
+            if not left & (ours | {job_id}):
+                break
+            time.sleep(1)
+        assert not left & (ours | {job_id}), left
+        assert other in left
+    finally:
+        testbed.login_exec("alice", ["scancel", other, *ours])
+
+
 def test_job_that_dies_before_reporting_its_port_fails_fast(hub, testbed):
     # A broken login script is a classic reason for a notebook job to die at once.
     profile = "/home/carol/.bash_profile"
