@@ -220,6 +220,8 @@ class Testbed:
             self.progress("a broken, half-started, out-of-date (containers/ changed), other "
                           "generation's or other checkout's testbed exists; removing it first")
             self._down()
+        elif any(self.leftovers().values()):  # an `up` stopped before its first container
+            self._down(quiet=True)
         started = time.monotonic()
         refs = images.ensure_images(self.engine, self.generation, self.shared_dir / "build",
                                     self.progress)
