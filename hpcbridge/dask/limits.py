@@ -14,8 +14,8 @@ A budget (GrpTRESMins) is not clamped but checked: a request it cannot pay is re
 with its cost, because a job over budget would pend forever too.
 
 :func:`plan_scale` returns a :class:`ScalePlan` whose ``message`` is the one sentence
-shown to the user, e.g. "scaling to 4 workers, not 10: QOS normal allows 4 jobs per
-user × 1 worker per job".
+shown to the user, e.g. "scaling to 3 workers, not 10: QOS normal allows 4 jobs per
+user; 1 is already used by your other jobs".
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ def _left(limit: int, used: int) -> int:
 def _count_bound(limit: int | None, used: int, what: str) -> Bound | None:
     if limit is None:
         return None
-    held = f" ({used} held by your other jobs)" if used else ""
+    held = (f"; {used} {'is' if used == 1 else 'are'} already used by your other jobs"
+            if used else "")
     return Bound(_left(limit, used), f"{what} allows {_per(limit, 'job')} per user{held}")
 
 
@@ -137,9 +138,9 @@ def _tres_bound(limit: int | None, used: int, per_job: int, what: str, unit: str
                 ) -> Bound | None:
     if limit is None or per_job <= 0:
         return None
-    held = f", {used}{unit} held by your other jobs" if used else ""
+    held = f"; your other jobs already use {used}{unit}" if used else ""
     return Bound(_left(limit, used) // per_job,
-                 f"{what} allows {limit}{unit} per user ({per_job}{unit} per job{held})")
+                 f"{what} allows {limit}{unit} per user, {per_job}{unit} per job{held}")
 
 
 def job_bounds(shape: WorkerShape, limits: Limits) -> list[Bound]:
@@ -246,10 +247,16 @@ def plan_scale(requested_workers: int, shape: WorkerShape, limits: Limits, *,
 
 def scale_message(requested: int, jobs: int, processes: int, binding: tuple[Bound, ...]
                   ) -> str:
-    """"scaling to 16 workers, not 40: QOS normal allows 4 jobs per user × 4 workers per job"."""
-    reasons = "; ".join(dict.fromkeys(b.reason for b in binding))
-    return (f"scaling to {_per(jobs * processes, 'worker')}, not {requested}: {reasons} "
-            f"× {_per(processes, 'worker')} per job")
+    """"scaling to 16 workers, not 40: QOS normal allows 4 jobs per user; each job runs 4
+    workers"."""
+    reasons = _explained(dict.fromkeys(b.reason for b in binding), processes)
+    return f"scaling to {_per(jobs * processes, 'worker')}, not {requested}: {reasons}"
+
+
+def _explained(reasons, processes: int) -> str:
+    """The limits that bind, as clauses of one sentence, and the workers in each job."""
+    each = [f"each job runs {_per(processes, 'worker')}"] if processes > 1 else []
+    return "; ".join([*reasons, *each])
 
 
 def _budget_message(requested: int, jobs: int, new_jobs: int, shape: WorkerShape,
@@ -300,10 +307,11 @@ def adapt_plan(maximum_workers: float, shape: WorkerShape, limits: Limits, *,
         raise LimitExceeded("adapt needs a maximum: no limit is known for this user")
     if wanted is not None and wanted <= allowed:
         return wanted, None
-    reasons = "; ".join(dict.fromkeys(b.reason for b in bounds if b.jobs == allowed))
+    reasons = _explained(dict.fromkeys(b.reason for b in bounds if b.jobs == allowed),
+                         shape.processes)
     not_text = f", not {int(maximum_workers)}" if finite else ""
     return allowed, (f"adapting up to {_per(allowed * shape.processes, 'worker')}{not_text}: "
-                     f"{reasons} × {_per(shape.processes, 'worker')} per job")
+                     f"{reasons}")
 
 
 def roll_after(lifetime: timedelta, stagger: timedelta) -> timedelta:

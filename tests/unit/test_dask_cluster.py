@@ -148,7 +148,7 @@ async def test_other_jobs_of_the_user_leave_less_room(make) -> None:  # type: ig
     await cluster.scale(10)
     await settle(cluster, fake)
     assert len(fake.scripts) == 3
-    assert "(1 held by your other jobs)" in cluster.scale_message
+    assert "; 1 is already used by your other jobs" in cluster.scale_message
 
 
 async def test_a_budget_that_cannot_pay_refuses_and_submits_nothing(make) -> None:  # type: ignore[no-untyped-def]
@@ -357,7 +357,7 @@ async def test_a_second_cluster_reuses_the_static_limits(make) -> None:  # type:
     assert fake.qos_reads == 1
     # the QOS bound still holds across both: the second sees the first's jobs as others
     assert len(fake.live()) == 4 and len(second.plan) == 0
-    assert "4 held by your other jobs" in second.scale_message
+    assert "; 4 are already used by your other jobs" in second.scale_message
 
 
 async def test_a_failed_limits_read_is_not_shared(make) -> None:  # type: ignore[no-untyped-def]

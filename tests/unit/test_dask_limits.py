@@ -34,7 +34,7 @@ def test_the_issue_example_message() -> None:
     plan = plan_scale(40, SHAPE, Limits(qos=NORMAL))
     assert (plan.jobs, plan.workers) == (4, 16)
     assert plan.message == ("scaling to 16 workers, not 40: QOS normal allows 4 jobs per "
-                            "user × 4 workers per job")
+                            "user; each job runs 4 workers")
     assert plan.clamped
 
 
@@ -51,7 +51,7 @@ def test_other_jobs_of_the_user_count() -> None:
     limits = Limits(qos=NORMAL, others=OtherJobs(count=1, cores=2, memory_mb=4096))
     plan = plan_scale(10, ONE, limits)
     assert plan.jobs == 3
-    assert "(1 held by your other jobs)" in plan.message
+    assert "allows 4 jobs per user; 1 is already used by your other jobs" in plan.message
 
 
 def test_no_limits_known_means_what_was_asked() -> None:
@@ -85,7 +85,7 @@ def test_qos_tres_per_user_in_cores() -> None:
     qos = QosLimits("big", max_tres_per_user={"cpu": 10})
     plan = plan_scale(10, ONE, Limits(qos=qos))
     assert plan.jobs == 5
-    assert "QOS big allows 10 cores per user (2 cores per job)" in plan.message
+    assert "QOS big allows 10 cores per user, 2 cores per job" in plan.message
 
 
 def test_qos_tres_per_user_in_memory_with_other_jobs() -> None:
@@ -192,8 +192,8 @@ def test_job_bounds_lists_every_known_limit() -> None:
 def test_adapt_plan_clamps_and_explains() -> None:
     jobs, message = adapt_plan(math.inf, SHAPE, Limits(qos=NORMAL))
     assert jobs == 4
-    assert message == ("adapting up to 16 workers: QOS normal allows 4 jobs per user × "
-                       "4 workers per job")
+    assert message == ("adapting up to 16 workers: QOS normal allows 4 jobs per user; "
+                       "each job runs 4 workers")
 
 
 def test_adapt_plan_within_limits() -> None:
