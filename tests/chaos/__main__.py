@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 from tests.chaos.machine import ACTIONS, replay, reproduction, run_seeded, write_log
-from tests.chaos.world import SETTLE, InvariantBroken, World
+from tests.chaos.observe import chromium_available
+from tests.chaos.world import BROWSER_EVERY, SETTLE, InvariantBroken, World
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=SETTLE,
                         help="seconds an eventual invariant may take to hold (default "
                              "%(default)s)")
+    parser.add_argument("--browser-every", type=int, default=None,
+                        help="open a ready server in Chromium every N steps (default 20 "
+                             "when Chromium and playwright are installed; 0: never)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the step log and the hub (default /tmp/chaos-SEED)")
     args = parser.parse_args(argv)
@@ -50,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     tb.up(nodes=int(os.environ.get("HPCBRIDGE_TESTBED_NODES", "3")))
     world = World(tb, out / "hub", port_offset=int(os.environ.get(
         "HPCBRIDGE_TEST_PORT_OFFSET", "0")), settle=args.settle,
-        log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True))
+        log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True),
+        browser_every=(args.browser_every if args.browser_every is not None
+                       else BROWSER_EVERY if chromium_available() else 0))
     started = time.time()
     log_path = out / "steps.json"
     broken = None

@@ -9,6 +9,7 @@ queries print ids, users, states and times only. The suite forges job names itse
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -273,3 +274,36 @@ class UserSession:
         marker = "Your previous server ended: "
         start = r.text.find(marker)
         return "" if start < 0 else r.text[start + len(marker):].split("</p>", 1)[0]
+
+
+def open_in_chromium(hub_url: str, user: str, password: str, server: str) -> str | None:
+    """Log ``user`` in with Debian's Chromium (headless) and open her server's JupyterLab
+    until its launcher shows: None when it does, else what went wrong."""
+    from playwright.sync_api import Error, sync_playwright
+
+    from tests.testbed.hubtools import CHROMIUM_ARGS
+
+    lab = f"/user/{user}/" + (f"{server}/" if server else "") + "lab"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{hub_url.rstrip('/')}/hub/login?next={lab}")
+            page.fill("#username_input", user)
+            page.fill("#password_input", password)
+            page.click("#login_submit")
+            page.wait_for_selector(".jp-LauncherCard", timeout=90_000)
+            return None
+        except Error as exc:
+            return f"{lab} in Chromium: {str(exc).splitlines()[0][:160]}"
+        finally:
+            browser.close()
+
+
+def chromium_available() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("chromium") is not None

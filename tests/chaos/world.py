@@ -25,7 +25,7 @@ from slurm_testbed import faults
 from slurm_testbed.hub import up_hub
 from tests.chaos import invariants
 from tests.chaos.invariants import Model, Slot, TestJob, Violation
-from tests.chaos.observe import Observer, Snapshot, UserSession
+from tests.chaos.observe import Observer, Snapshot, UserSession, open_in_chromium
 
 TAG = "chaos"
 USERS = ("alice", "bob")  # hub users, and owners of the victims' jobs
@@ -53,6 +53,8 @@ REFUSED_OPTIONS = {
 #: restart the re-attach service starts, re-attaches and sweeps (10–20 s on two busy
 #: cores). 30 + 24 + 10 + 20 = 84 s, and margin for a loaded machine.
 SETTLE = 120.0
+#: steps between two openings of a server in Chromium (one costs 5-20 s)
+BROWSER_EVERY = 20
 
 
 class InvariantBroken(BaseException):
@@ -66,7 +68,7 @@ class InvariantBroken(BaseException):
 
 class World:
     def __init__(self, tb, hub_dir: Path, *, port_offset: int = 0, settle: float = SETTLE,
-                 log=print) -> None:
+                 log=print, browser_every: int = 0) -> None:
         from hpcbridge.hubrun import Hub
 
         self.tb = tb
@@ -91,7 +93,11 @@ class World:
         #: job ids whose end the user's spawn page told
         self.told: set[str] = set()
         #: what the checks as a user did: opened servers, end notices seen
-        self.user_checks = {"opened": 0, "ends_told": 0}
+        self.user_checks = {"opened": 0, "in_chromium": 0, "ends_told": 0}
+        #: open a ready server in Chromium when this many steps passed since the last
+        #: time (0: never)
+        self.browser_every = browser_every
+        self.browser_step = 0
 
     # -- set-up and tear-down ---------------------------------------------------------
     def up(self) -> None:
@@ -323,6 +329,26 @@ class World:
                 return found
             time.sleep(2)
 
+    def _in_chromium(self, snap: Snapshot) -> list[Violation]:
+        """Every ``browser_every`` steps, one server that opened over HTTP is opened in
+        Chromium too, its user logged in through the login page (JupyterLab's launcher
+        must show)."""
+        if not self.browser_every or len(self.steps) - self.browser_step < self.browser_every:
+            return []
+        for slot, server in sorted((snap.servers or {}).items()):
+            job = (snap.jobs or {}).get(server.job_id or "")
+            if server.ready and job is not None and (slot, job.job_id) in self.opened:
+                user = self.sessions[slot[0]]
+                problem = open_in_chromium(self.hub.public_url, user.user, user.password,
+                                           slot[1])
+                if problem is not None:
+                    return [Violation("unopenable", f"server {slot} is ready and its job "
+                                      f"{job.job_id} runs, but it does not open: {problem}")]
+                self.browser_step = len(self.steps)
+                self.user_checks["in_chromium"] += 1
+                return []
+        return []
+
     def as_users(self, snap: Snapshot) -> list[Violation]:
         """What the users see, once per server job and end: a server the hub calls ready
         whose job runs opens for its user (invariant 7; again after each hub restart),
@@ -346,6 +372,8 @@ class World:
                 found.append(Violation("unopenable", f"server {slot} is ready and its job "
                                        f"{job.job_id} runs, but it does not open for "
                                        f"{slot[0]}: {problem}"))
+        if not found and not checking:
+            found += self._in_chromium(snap)
         for slot, (ended, _) in sorted(invariants.own_ends(self.model, snap).items()):
             if ended.job_id in self.told or slot[0] not in self.sessions:
                 continue

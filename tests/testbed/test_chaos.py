@@ -4,12 +4,14 @@ every step. Long runs: ``python -m tests.chaos --steps 500`` (docs/architecture.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from tests.chaos.machine import ACTIONS, reproduction, run_seeded, write_log
-from tests.chaos.world import InvariantBroken, World
+from tests.chaos.observe import chromium_available
+from tests.chaos.world import BROWSER_EVERY, InvariantBroken, World
 from tests.testbed.hubtools import port_offset
 
 pytestmark = pytest.mark.testbed
@@ -24,7 +26,10 @@ CI_ACTIONS = ACTIONS
 
 def test_chaos_short_seeded_run(testbed, tmp_path):
     print(f"chaos: seed {SEED}, {STEPS} steps, actions {','.join(CI_ACTIONS)}")
-    world = World(testbed, tmp_path / "hub", port_offset=port_offset(), log=print)
+    # Chromium is there in CI (the browser tests need it); elsewhere it may be missing
+    browser = chromium_available() or os.environ.get("CI") == "true"
+    world = World(testbed, tmp_path / "hub", port_offset=port_offset(), log=print,
+                  browser_every=BROWSER_EVERY if browser else 0)
     started = time.time()
     broken = None
     world.up()
