@@ -18,10 +18,11 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hpcbridge.batch.spec import LOG_FILE, BatchSpec, failing_cell, write_result
+from hpcbridge.batch.spec import LOG_FILE, BatchSpec, failing_cell, task_folder, write_result
 
 Execute = Callable[..., Any]
 
@@ -66,16 +67,19 @@ def timings(executed: dict[str, Any] | None) -> dict[str, float]:
     return found
 
 
-def run(folder: Path, spec: BatchSpec, *, execute: Execute = _papermill,
-        to_html: Callable[[Path, Path], None] = _html) -> dict[str, Any]:
-    """Run the notebook; the result (also written to the folder)."""
+def run(folder: Path, spec: BatchSpec, *, execute: Execute | None = None,
+        to_html: Callable[[Path, Path], None] | None = None,
+        workdir: Path | None = None) -> dict[str, Any]:
+    """Run the folder's notebook in ``workdir`` (default: the folder), writing outputs
+    and the result there; the result."""
     started = time.monotonic()
     source = _read(folder / spec.input) or {}
     kernelspec = (source.get("metadata") or {}).get("kernelspec") or {}
+    input_path, folder = folder / spec.input, workdir or folder
     output = folder / spec.outputs["ipynb"]
     error = None
     try:
-        execute(str(folder / spec.input), str(output), parameters=spec.parameters,
+        (execute or _papermill)(str(input_path), str(output), parameters=spec.parameters,
                 cwd=str(folder), kernel_name=None if kernelspec.get("name") else spec.kernel,
                 log_output=True, progress_bar=False)
     except Exception as exc:  # noqa: BLE001 -- any failure is the run's result, told below
@@ -92,7 +96,7 @@ def run(folder: Path, spec: BatchSpec, *, execute: Execute = _papermill,
         result["error"] = error
     if "html" in spec.outputs and executed is not None:
         try:
-            to_html(output, folder / spec.outputs["html"])
+            (to_html or _html)(output, folder / spec.outputs["html"])
         except Exception as exc:  # noqa: BLE001 -- the notebook's result stands without it
             result["html_error"] = f"{type(exc).__name__}: {exc}"[:500]
     write_result(folder, result)
@@ -105,14 +109,23 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("usage: python -m hpcbridge.batch.runner FOLDER")
     folder = Path(args[0])
     spec = BatchSpec.read(folder)
-    log = os.open(folder / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    workdir = folder
+    if spec.sweep:  # a task of a job array: its own parameters and folder
+        task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
+        if not task.isdigit() or int(task) >= len(spec.sweep):
+            raise SystemExit(f"a sweep of {len(spec.sweep)} runs inside its job array only "
+                             f"(SLURM_ARRAY_TASK_ID={task!r})")
+        spec = replace(spec, parameters=spec.sweep[int(task)])
+        workdir = task_folder(folder, int(task))
+        workdir.mkdir(mode=0o700, exist_ok=True)
+    log = os.open(workdir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(log, 1)
     os.dup2(log, 2)
     print(f"hpcbridge: running {spec.input} (job {spec.scheduler_job_id}) on "
           f"{socket.gethostname()}", flush=True)
-    result = run(folder, spec)
+    result = run(folder, spec, workdir=workdir)
     print(f"hpcbridge: {'completed' if result['ok'] else 'failed'}", flush=True)
     return int(result["exit_code"])
 

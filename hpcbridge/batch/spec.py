@@ -9,6 +9,7 @@ A job's folder (``<server root>/jobs/<notebook>-<job id>/``) is its record:
     <notebook>-<time>.ipynb / .html   the executed notebook (and its HTML), by the runner
     job.log                the runner's and the kernel's output
     hpcbridge-result.json  how the run ended (the failing cell), by the runner
+    task-<i>/              a sweep's task i: its executed notebook, log and result
     ...                    whatever the notebook writes into its working directory
 """
 
@@ -52,6 +53,8 @@ class BatchSpec:
     #: the kernel to run, when the notebook names none
     kernel: str = "python3"
     scheduler_job_id: str | None = None
+    #: a sweep: one parameter set per task of a job array, run in ``task-<i>/``
+    sweep: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, folder: Path) -> None:
         """Write (or replace) the spec; the replacement is atomic."""
@@ -66,6 +69,11 @@ class BatchSpec:
             raise ValueError(f"{folder / SPEC_FILE}: not a JSON object")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+def task_folder(folder: Path, task: int) -> Path:
+    """Where task ``task`` of a sweep writes its outputs (and runs)."""
+    return folder / f"task-{task}"
 
 
 def read_result(folder: Path) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,12 @@ from hpcbridge.batch.spec import JOB_NAME, BatchSpec
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import RequestError
 from hpcbridge.profiles import SiteProfile, render_script
+from hpcbridge.schedulers import dialect_of
 
 #: a notebook larger than this is refused (it is read to find its parameters cell)
 MAX_NOTEBOOK_BYTES = 50 * 2**20
+#: parameter sets of one sweep at most
+MAX_SWEEP = 1000
 
 
 def read_notebook(path: Path, root: Path, shown: str) -> dict[str, Any]:
@@ -60,16 +63,34 @@ class Prepared:
 def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
             content: Mapping[str, Any], folder: Path, job_id: str, outputs: dict[str, str],
             parameters: Mapping[str, Any] | None, environment: str | None,
-            compute_type: str | None, options: Mapping[str, Any] | None) -> Prepared:
-    """The job, checked: RequestError / LimitExceeded with the reason; nothing is stored."""
-    values = parse_parameters(parameters, notebook_parameters(content))
+            compute_type: str | None, options: Mapping[str, Any] | None,
+            sweep: Sequence[Mapping[str, Any]] = ()) -> Prepared:
+    """The job, checked: RequestError / LimitExceeded with the reason; nothing is stored.
+
+    A ``sweep`` (parameter sets) becomes one job array of as many tasks, at most the
+    partition's ``max_jobs_per_user`` of them running at once."""
+    declared = notebook_parameters(content)
+    values = parse_parameters(parameters, declared)
+    sets = [{**values, **parse_parameters(one, declared)} for one in sweep]
+    if len(sets) > MAX_SWEEP:
+        raise RequestError(f"a sweep of {len(sets)} runs is more than {MAX_SWEEP}")
     request = batch_request(
         profile, user, cluster=cluster, environment=environment, compute_type=compute_type,
         options=options, command=("python", "-m", "hpcbridge.batch.runner", str(folder)),
         job_name=JOB_NAME)
     spec = BatchSpec(job_id=job_id, cluster=cluster, input=notebook.name, outputs=outputs,
-                     parameters=values)
-    return Prepared(notebook, folder, spec, render_script(profile, request), request.log_folder)
+                     parameters=values, sweep=sets)
+    script = render_script(profile, request)
+    if sets:
+        config = profile.clusters[cluster]
+        if not dialect_of(config).capabilities.arrays:
+            raise RequestError(f"cluster {cluster}'s scheduler has no job arrays for a sweep")
+        limit = config.partitions[request.partition].max_jobs_per_user or len(sets)
+        # directives must come before the first command; right after the shebang they do
+        lines = script.split("\n")
+        lines.insert(1, f"#SBATCH --array=0-{len(sets) - 1}%{min(limit, len(sets))}")
+        script = "\n".join(lines)
+    return Prepared(notebook, folder, spec, script, request.log_folder)
 
 
 async def submit(client: SchedulerClient, user: str, job: Prepared) -> BatchSpec:

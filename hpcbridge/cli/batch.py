@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from hpcbridge.batch.spec import BatchSpec, folder_name, read_result
+from hpcbridge.batch.spec import BatchSpec, folder_name, read_result, task_folder
 from hpcbridge.batch.status import shown
 from hpcbridge.batch.submit import Prepared
 from hpcbridge.client import SchedulerClient
@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--preset", help="a preset of the site profile")
     for name in OPTIONS:
         run.add_argument(f"--{name}", help=f"{name} (checked against the profile)")
+    run.add_argument("--sweep", metavar="FILE.yaml", help="a YAML list of parameter sets: "
+                     "one job array, a task per set, each in its own task-<i>/ folder")
     run.add_argument("--html", action="store_true", help="also write the executed "
                      "notebook as HTML")
     run.add_argument("--wait", action="store_true", help="follow the job to its end; "
@@ -87,8 +89,25 @@ def _prepared(args: argparse.Namespace) -> tuple[Prepared, SchedulerClient]:
                   content=read_notebook(notebook, home, args.notebook),
                   folder=home / JOBS_DIR / folder_name(notebook.name, job_id), job_id=job_id,
                   outputs=outputs, parameters=_parameters(args.parameter), environment=None,
-                  compute_type=args.preset, options=options)
+                  compute_type=args.preset, options=options, sweep=_sweep(args.sweep))
     return job, client_for(profile, cluster)
+
+
+def _sweep(path: str | None) -> list[dict[str, str]]:
+    """The parameter sets of a sweep file, values as the dialog's text (``3``, ``'x'``)."""
+    if not path:
+        return []
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise HpcBridgeError(f"--sweep {path}: {exc}") from None
+    if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
+        raise HpcBridgeError(f"--sweep {path}: not a list of parameter sets (mappings)")
+    return [{str(k): v if isinstance(v, str) else repr(v) for k, v in d.items()}
+            for d in data]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -104,29 +123,42 @@ def _run(args: argparse.Namespace) -> int:
         print(f"hpcbridge run: {exc}", file=sys.stderr)
         return 1
     sid = spec.scheduler_job_id or ""
-    print(f"job {sid}: submitted; outputs in {job.folder}", flush=True)
+    tasks = len(spec.sweep)
+    what = f"submitted as one array of {tasks} tasks" if tasks else "submitted"
+    print(f"job {sid}: {what}; outputs in {job.folder}", flush=True)
     if not args.wait:
         return 0
-    return asyncio.run(_follow(client, sid, job.folder))
+    return asyncio.run(_follow(client, _runs(sid, job.folder, tasks)))
 
 
-async def _follow(client: SchedulerClient, sid: str, folder: Path) -> int:
-    last, every = "", FOLLOW_EVERY
+def _runs(sid: str, folder: Path, tasks: int) -> dict[str, Path]:
+    """Scheduler id -> folder of each run: the job, or each task of its array."""
+    if not tasks:
+        return {sid: folder}
+    return {f"{sid}_{i}": task_folder(folder, i) for i in range(tasks)}
+
+
+async def _follow(client: SchedulerClient, runs: dict[str, Path]) -> int:
+    """Print each run's changes until all ended (one status query a round); 0 when all
+    completed."""
+    last: dict[str, str] = {}
+    ended: dict[str, str] = {}
     while True:
         try:
-            info = (await client.status([sid]))[sid]
+            infos = await client.status([i for i in runs if i not in ended])
         except HpcBridgeError as exc:
-            print(f"job {sid}: cannot ask the scheduler now ({exc}); still waiting",
-                  file=sys.stderr)
-            await asyncio.sleep(every)
-            continue
-        view = shown(sid, info, read_result(folder) if info.state.is_terminal else None)
-        if view.message != last:
-            print(view.message, flush=True)
-            last = view.message
-        if view.ended:
-            return 0 if view.status == "COMPLETED" else 1
-        await asyncio.sleep(every)
+            print(f"cannot ask the scheduler now ({exc}); still waiting", file=sys.stderr)
+            infos = {}
+        for sid, info in infos.items():
+            view = shown(sid, info, read_result(runs[sid]) if info.state.is_terminal else None)
+            if view.message != last.get(sid):
+                print(view.message, flush=True)
+                last[sid] = view.message
+            if view.ended:
+                ended[sid] = view.status
+        if len(ended) == len(runs):
+            return 0 if set(ended.values()) == {"COMPLETED"} else 1
+        await asyncio.sleep(FOLLOW_EVERY)
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -144,8 +176,10 @@ def _jobs(args: argparse.Namespace) -> int:
         except (OSError, ValueError, TypeError):
             continue
         if spec.scheduler_job_id:
-            records[spec.scheduler_job_id] = record.parent
-    if args.action != "list" and args.job not in records:
+            records.update(_runs(spec.scheduler_job_id, record.parent, len(spec.sweep)))
+    known = set(records) | {i.split("_")[0] for i in records}  # a whole array too
+    if args.action != "list" and args.job not in (known if args.action == "cancel"
+                                                  else records):
         print(f"hpcbridge jobs: {args.job!r} is not a job of ~/{JOBS_DIR}", file=sys.stderr)
         return 1
     if args.action == "outputs":
@@ -164,5 +198,7 @@ def _jobs(args: argparse.Namespace) -> int:
     for sid, folder in records.items():
         info = infos[sid]
         view = shown(sid, info, read_result(folder) if info.state.is_terminal else None)
-        print(f"{view.status:<12} {folder.name}  {view.message}")
+        task = folder.name.startswith("task-")
+        where = f"{folder.parent.name}/{folder.name}" if task else folder.name
+        print(f"{view.status:<12} {where}  {view.message}")
     return 0

@@ -75,6 +75,7 @@ def test_a_failing_notebook_fails_with_its_failing_cell(lab, testbed) -> None:  
 
 def test_over_the_partitions_walltime_is_refused_and_nothing_is_left(lab, testbed) -> None:  # type: ignore[no-untyped-def]
     before = lab.jobs()
+    home_text(testbed, "alice", "mkdir", "-p", "/home/alice/jobs")  # when run alone
     folders = home_text(testbed, "alice", "ls", "-A", "/home/alice/jobs")
     queue = squeue(testbed, "alice", "%i")
     r = lab.create("batchtests/square.ipynb",
@@ -171,6 +172,7 @@ def test_hpcbridge_run_and_jobs_on_the_login_node(lab, testbed) -> None:  # type
         return testbed.exec("login", [*HPCBRIDGE, *argv, "--site", SITE], user="alice",
                             env={"HOME": "/home/alice"}, timeout=300)
 
+    home_text(testbed, "alice", "mkdir", "-p", "/home/alice/jobs")  # when run alone
     before = home_text(testbed, "alice", "ls", "-A", "/home/alice/jobs")
     refused = cli("run", "batchtests/square.ipynb", "--partition", "debug",
                   "--walltime", "01:00:00")
@@ -194,3 +196,26 @@ def test_hpcbridge_run_and_jobs_on_the_login_node(lab, testbed) -> None:  # type
     assert listed.returncode == 0, listed.stderr.decode()
     (line,) = [ln for ln in listed.stdout.decode().splitlines() if f"job {sid}:" in ln]
     assert line.startswith("COMPLETED") and folder.rsplit("/", 1)[1] in line
+
+
+def test_a_sweep_of_four_is_one_sbatch_with_an_array(lab, testbed) -> None:  # type: ignore[no-untyped-def]
+    testbed.exec("login", ["tee", "/home/alice/batchtests/sweep.yaml"], user="alice",
+                 input=b"- {n: 1}\n- {n: 2}\n- {n: 3}\n- {n: 4}\n", check=True)
+    proc = testbed.exec("login", [*HPCBRIDGE, "run", "batchtests/square.ipynb", "--sweep",
+                                  "batchtests/sweep.yaml", "--preset", "debug", "--wait",
+                                  "--site", SITE],
+                        user="alice", env={"HOME": "/home/alice"}, timeout=400)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    first, *rest = out.splitlines()
+    assert "submitted as one array of 4 tasks" in first, out
+    sid, folder = first.split()[1].rstrip(":"), first.split("outputs in ")[1]
+    assert {ln.split(":")[0] for ln in rest if "completed on c" in ln} == {
+        f"job {sid}_{i}" for i in range(4)}, out
+    squares = [home_text(testbed, "alice", "cat", f"{folder}/task-{i}/square.txt")
+               for i in range(4)]
+    assert squares == ["1", "4", "9", "16"]  # each task its own parameters and notebook
+    # one submission: one array job whose 4 tasks ran
+    tasks = home_text(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", sid,
+                      "-o", "JobID,State").split()
+    assert sorted(tasks) == [f"{sid}_{i}|COMPLETED" for i in range(4)], tasks

@@ -104,3 +104,37 @@ def test_jobs_lists_every_job_from_one_query_and_cancels(slurm, tmp_path, capsys
     listed = capsys.readouterr().out.splitlines()
     assert listed[0].startswith(str(tmp_path / "jobs" / "nb-"))
     assert sorted(listed[1:]) == ["  hpcbridge-job.json", "  nb.ipynb"]
+
+
+def test_a_sweep_is_one_job_array_with_a_folder_per_task(slurm, tmp_path, capsys,  # type: ignore[no-untyped-def]
+                                                         monkeypatch) -> None:
+    (tmp_path / "work" / "sweep.yaml").write_text("- {n: 1}\n- {n: 2}\n- {n: '3'}\n"
+                                                  "- {n: [4, 5]}\n- {n: 6}\n")
+    assert main(["run", "nb.ipynb", "--sweep", "sweep.yaml", "--preset", "debug"]) == 0
+    (folder,) = folders(tmp_path)
+    assert BatchSpec.read(folder).sweep == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": [4, 5]},
+                                            {"n": 6}]
+    (_user, script), = slurm.scripts  # one submission
+    assert script.splitlines()[1] == "#SBATCH --array=0-4%4"  # debug: 4 jobs per user
+    assert "as one array of 5 tasks" in capsys.readouterr().out
+
+    for i in range(5):  # the tasks end, each in its folder
+        (folder / f"task-{i}").mkdir()
+        (folder / f"task-{i}" / RESULT_FILE).write_text(json.dumps({"ok": i != 3}))
+        slurm.set(f"101_{i}", JobState.COMPLETED if i != 3 else JobState.FAILED)
+    slurm.queries.clear()
+    assert main(["jobs"]) == 0
+    assert [sorted(q) for q in slurm.queries] == [[f"101_{i}" for i in range(5)]]
+    out = capsys.readouterr().out
+    assert out.count("COMPLETED") == 4 and f"FAILED       {folder.name}/task-3" in out
+    assert main(["jobs", "cancel", "101"]) == 0  # the whole array
+
+
+def test_a_sweep_refuses_a_set_the_notebook_does_not_take(slurm, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "work" / "sweep.yaml").write_text("- {n: 1}\n- {nn: 2}\n")
+    assert main(["run", "nb.ipynb", "--sweep", "sweep.yaml"]) == 1
+    assert "parameter 'nn' is not set" in capsys.readouterr().err
+    (tmp_path / "work" / "sweep.yaml").write_text("n: 1\n")
+    assert main(["run", "nb.ipynb", "--sweep", "sweep.yaml"]) == 1
+    assert "not a list of parameter sets" in capsys.readouterr().err
+    assert folders(tmp_path) == [] and slurm.scripts == []

@@ -245,3 +245,22 @@ def test_the_runner_reports_an_error_outside_cells(tmp_path: Path) -> None:
     assert seen["kernel_name"] == "python3"  # a notebook without a kernelspec
     assert result["error"] == "RuntimeError: No such kernel named python9"
     assert describe_failure(result) == result["error"]
+
+
+def test_a_sweep_task_runs_its_own_parameters_in_its_folder(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(runner, "_papermill", lambda src, out, **kw: calls.append((out, kw)))
+    spec = staged(tmp_path, notebook(code("n = 1", tags=("parameters",))),
+                  {"ipynb": "in-1.ipynb"})
+    from dataclasses import replace
+    replace(spec, sweep=[{"n": 1}, {"n": 2}]).write(tmp_path)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setattr(runner.os, "dup2", lambda a, b: None)  # keep pytest's output
+    assert runner.main([str(tmp_path)]) == 0
+    (out, kw), = calls
+    assert out == str(tmp_path / "task-1" / "in-1.ipynb") and kw["parameters"] == {"n": 2}
+    assert kw["cwd"] == str(tmp_path / "task-1")
+    assert read_result(tmp_path / "task-1")["ok"]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    with pytest.raises(SystemExit, match="inside its job array only"):
+        runner.main([str(tmp_path)])
