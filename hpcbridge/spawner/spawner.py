@@ -350,6 +350,11 @@ class HpcSpawner(Spawner):
         if refusal := guard.name_refused(self.site, self.cluster, self.user.name):
             self.log.error("not stopping job %s: %s", self.job_id, refusal)  # never ours
             return
+        info = self._info
+        if (self.job_id and self.reported_port is None and info is not None
+                and info.state in (JobState.PENDING, JobState.REQUEUED)):
+            # e.g. Cancel on the progress page: the next form says what became of the job
+            self.last_end = f"job {self.job_id} was cancelled while it was queued"
         self._abandoned = True
         teardown.take_over_abandon(self)
         if self._port is not None and not self._port.done():

@@ -101,7 +101,8 @@ def test_the_wheel_carries_no_testbed(built: Path) -> None:
     with zipfile.ZipFile(next(built.glob("*.whl"))) as wheel:
         files = wheel.namelist()
     assert any(f.startswith("hpcbridge/spawner/") for f in files)
-    assert "hpcbridge/spawner/templates/home.html" in files  # configure()'s page template
+    assert {"hpcbridge/spawner/templates/home.html",  # configure()'s page templates
+            "hpcbridge/spawner/templates/spawn_pending.html"} <= set(files)
     testbed = [f for f in files if "testbed" in f.split("/")[0] or f.endswith("testbed.yaml")]
     assert not testbed, testbed
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.hubtools import squeue
+from tests.testbed.hubtools import log_in, sbatch_sleepers, squeue
 
 pytestmark = pytest.mark.testbed
 
@@ -90,3 +90,32 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     # every option is checked by the spawner: JupyterHub finds none it does not handle
     log = (hub.runner.dir / "jupyterhub.log").read_text(errors="replace")
     assert "nhandled user_option" not in log
+
+
+def test_cancel_on_a_queued_spawn_leaves_no_job_and_returns_to_the_form(hub, testbed, browser):
+    if hub.server("alice"):
+        hub.stop("alice")
+        hub.wait_stopped("alice")
+    sleepers = sbatch_sleepers(testbed, "alice", 4)  # QOS normal: 4 jobs per user
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    try:
+        log_in(page, hub, "alice")
+        page.wait_for_selector("#hpcb-partition")
+        page.select_option("#hpcb-preset", "debug")
+        page.click("form button[type=submit], form input[type=submit]")
+        page.wait_for_url("**/spawn-pending/alice**")
+        page.wait_for_function(
+            "document.getElementById('progress-message').textContent.includes('queued')",
+            timeout=60_000)
+        job_id = hub.server("alice")["state"]["job_id"]
+        assert page.locator("#stop-server-btn").inner_text() == "Cancel"
+        page.click("#stop-server-btn")
+        page.wait_for_url("**/hub/spawn/alice**")
+        page.wait_for_selector("#hpcb-partition")
+        assert (f"job {job_id} was cancelled while it was queued"
+                in page.locator(".alert-warning").inner_text())
+        assert job_id not in [j[0] for j in squeue(testbed, "alice", "%i")]
+        assert hub.server("alice") == {}
+    finally:
+        page.close()
+        testbed.login_exec("alice", ["scancel", *sleepers])
