@@ -74,7 +74,7 @@ def test_login_prewarms_and_spawn_takes_the_warm_job(testbed, warm_hub) -> None:
     assert r.status_code == 200, r.text
     # the warm env file was read and removed; nothing secret is left behind
     left = testbed.login_exec("alice", ["ls", "-A", "/home/alice/.hpcbridge"]).stdout.split()
-    assert left == [], left
+    assert left == [b"logs"], left  # the job logs' folder (the cluster's job_logs)
 
     api.stop("alice")
     api.wait_stopped("alice")
