@@ -124,21 +124,22 @@ def test_nobody_else_can_claim_a_warm_job(testbed, warm_hub) -> None:
 def test_unknown_and_unclaimed_warm_jobs_end_by_themselves(testbed, warm_hub) -> None:
     api = warm_hub
     login(api, "bob")
-    job = wait_warm_ready(testbed, "bob")
-    # a restarted hub does not know the job: its next poll (within ~50 s) ends it
+    unknown = wait_warm_ready(testbed, "bob")
+    # a restarted hub does not know bob's job: its next poll (within ~50 s) ends it;
+    # alice's, made by the restarted hub and never claimed, ends after max_idle (1 minute):
+    # both wait at the same time
     api.runner.kill()
     api.runner.restart()
+    login(api, "alice")
+    unclaimed = wait_warm_ready(testbed, "alice")
     deadline = time.monotonic() + 150
-    while job in [row[0] for row in warm_jobs(testbed, "bob")]:
+    while unknown in [row[0] for row in warm_jobs(testbed, "bob")]:
         assert time.monotonic() < deadline, "a warm job unknown to the hub kept running"
         time.sleep(2)
-    state = testbed.login_exec("bob", ["sacct", "-n", "-X", "-P", "-j", job, "-o",
+    state = testbed.login_exec("bob", ["sacct", "-n", "-X", "-P", "-j", unknown, "-o",
                                        "State"]).stdout.decode().split()
     assert state == ["COMPLETED"], state
-    # an unclaimed job ends after max_idle (1 minute)
-    login(api, "bob")
-    job = wait_warm_ready(testbed, "bob")
     deadline = time.monotonic() + 200
-    while job in [row[0] for row in warm_jobs(testbed, "bob")]:
+    while unclaimed in [row[0] for row in warm_jobs(testbed, "alice")]:
         assert time.monotonic() < deadline, "a warm job outlived max_idle"
         time.sleep(3)
