@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
+import requests
 
 from hpcbridge.client import SchedulerClient
 from hpcbridge.jobs import JobInfo, JobState
@@ -105,8 +106,20 @@ def test_sdiag_parser() -> None:
     assert faults.parse_sdiag(text).minus(stats).by_type == {}
 
 
+def _alice_serving(hub) -> dict:  # type: ignore[no-untyped-def]
+    if not hub.server("alice").get("ready"):
+        r = hub.spawn("alice", {"preset": "debug"})
+        assert r.status_code in (201, 202), r.text
+    return hub.wait_ready("alice")
+
+
 @pytest.mark.testbed
-async def test_slurmctld_down_60s_is_unknown_never_gone(testbed, client) -> None:  # type: ignore[no-untyped-def]
+async def test_slurmctld_down_60s_is_unknown_never_gone(testbed, client, hub) -> None:  # type: ignore[no-untyped-def]
+    """The poller says UNKNOWN, never an end; over the same outage the session's hub
+    drops no running server and alice's server answers after it (one 60 s outage for
+    both: the hub's check was an outage of its own)."""
+    server = await asyncio.to_thread(_alice_serving, hub)
+    token = await asyncio.to_thread(hub.user_token, "alice")
     long_job = await submit(client)
     short_job = await submit(client, seconds=20)  # ends while the controller is down
     jobs = [long_job, short_job]
@@ -114,7 +127,10 @@ async def test_slurmctld_down_60s_is_unknown_never_gone(testbed, client) -> None
         with faults.slurmctld_stopped(testbed):
             stopped = time.monotonic()
             await wait_state(poller, jobs, {JobState.UNKNOWN}, timeout=45)
-            await asyncio.sleep(max(0.0, 60 - (time.monotonic() - stopped)))
+            while (left := 60 - (time.monotonic() - stopped)) > 0:
+                ready = (await asyncio.to_thread(hub.server, "alice")).get("ready")
+                assert ready, "server dropped during the outage"
+                await asyncio.sleep(min(5.0, left))
             during = {j: record.states(j, since=stopped) for j in jobs}
         restarted = time.monotonic()
         await wait_state(poller, [long_job], {JobState.RUNNING})
@@ -125,6 +141,14 @@ async def test_slurmctld_down_60s_is_unknown_never_gone(testbed, client) -> None
     assert not any(s.is_terminal for s in record.states(long_job))
     assert all(not s.is_terminal for s in record.states(short_job, until=restarted))
     assert final[short_job].extra.get("absent") is None  # the true end, not a guess
+    # a poll round of the hub (status_interval 3 s) after the controller is back
+    await asyncio.sleep(max(0.0, 12 - (time.monotonic() - restarted)))
+    after = await asyncio.to_thread(hub.server, "alice")
+    assert after.get("ready") and after["state"]["job_id"] == server["state"]["job_id"]
+    status = await asyncio.to_thread(
+        requests.get, f"{hub.url}/user/alice/api/status", timeout=30,
+        headers={"Authorization": f"token {token}"})
+    assert status.status_code == 200
 
 
 @pytest.mark.testbed

@@ -1,11 +1,10 @@
-"""Servers under scheduler outages, node crashes and walltime ends (real Slurm, real hub)."""
+"""Servers under node crashes and walltime ends (real Slurm, real hub); a slurmctld outage
+under a running server: test_scheduler_faults.py, over the poller's outage."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
-import requests
 
 from slurm_testbed import faults
 from tests.testbed.hubtools import squeue
@@ -22,22 +21,6 @@ def _running_server(hub, user: str, options: dict) -> dict:
         r = hub.spawn(user, options)
         assert r.status_code in (201, 202), r.text
     return hub.wait_ready(user)
-
-
-def test_slurmctld_down_for_60_s_drops_no_server(hub, testbed):
-    server = _running_server(hub, "alice", {"preset": "debug"})
-    token = hub.user_token("alice")
-    with faults.slurmctld_stopped(testbed):
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert hub.server("alice").get("ready"), "server dropped during the outage"
-            time.sleep(5)
-    time.sleep(12)  # a poll round of the hub after the controller is back
-    after = hub.server("alice")
-    assert after.get("ready") and after["state"]["job_id"] == server["state"]["job_id"]
-    r = requests.get(f"{hub.url}/user/alice/api/status", timeout=30,
-                     headers={"Authorization": f"token {token}"})
-    assert r.status_code == 200
 
 
 def test_killed_compute_node_stops_the_server_with_the_reason(hub, testbed):
