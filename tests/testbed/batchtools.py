@@ -124,6 +124,11 @@ def open_lab(hub, testbed):  # type: ignore[no-untyped-def]
             testbed.login_exec("alice", ["scancel", job[0]])
     hub.stop("alice", SERVER)
     hub.wait_stopped("alice", SERVER)
+    # JupyterLab keeps its workspace in the home, shared by all her servers: left here, the
+    # next server of hers opens the test notebook and the scheduler's panel instead of
+    # the launcher other tests wait for
+    testbed.login_exec("alice", ["rm", "-rf", "/home/alice/batchtests",
+                                 "/home/alice/.jupyter/lab/workspaces"])
 
 
 def home_text(testbed, user: str, *argv: str) -> str:  # type: ignore[no-untyped-def]
