@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
 from slurm_testbed.cluster import PYTHON
+from slurm_testbed.profiles import load_bundled_profile
 
 pytestmark = pytest.mark.testbed
 
@@ -59,10 +61,13 @@ def workdir(testbed):  # type: ignore[no-untyped-def]
 
 
 def test_example_notebooks_run_as_alice_on_the_login_node(testbed, workdir) -> None:  # type: ignore[no-untyped-def]
+    # hpcbridge.dask.cluster() finds the site profile as in a server the hub started: its
+    # job copy in the environment (a login shell of a center's gets HPCBRIDGE_SITE_PROFILE)
+    copy = job_copy_json(load_bundled_profile("testbed", testbed.profile_env()))
     proc = testbed.login_exec(
         USER, [PYTHON, "-m", "tests.testbed.examples_runner",
                *(f"{workdir}/{name}" for name in NOTEBOOKS)],
-        timeout=len(NOTEBOOKS) * MAX_SECONDS + 120)
+        timeout=len(NOTEBOOKS) * MAX_SECONDS + 120, env={JOB_PROFILE_ENV: copy})
     reports = [json.loads(line) for line in proc.stdout.decode().splitlines()
                if line.startswith("{")]
     assert [r["notebook"] for r in reports] == list(NOTEBOOKS), proc.stderr.decode()[-3000:]
