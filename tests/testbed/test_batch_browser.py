@@ -78,6 +78,7 @@ def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testb
                 if status in ("Completed", "Failed", "Stopped"):
                     break
         page.screenshot(path=str(DEBUG / "job-list.png"))
+        assert seen, f"job {name} never showed in the job list within 240 s"
         assert seen[-1] == "Completed", seen
         assert "Queued" in seen and "In progress" in seen, seen
 
