@@ -77,11 +77,16 @@ def outlive_walltimes(profile: str) -> dict[str, Any]:
         cluster.scale(2)
         futures = client.map(slow, range(360))
         total = client.submit(sum, futures).result(timeout=420)
-    elapsed = time.monotonic() - started
+    return closed(cluster, total=total, elapsed=time.monotonic() - started)
+
+
+def closed(cluster: Any, **found: Any) -> dict[str, Any]:
+    """Close a rolling cluster and report ``found`` with its name, how many jobs it
+    submitted (counted before the close) and its failures."""
     submissions = cluster.submissions
     cluster.close()
-    return {"name": cluster._name, "total": total, "elapsed": elapsed,
-            "submissions": submissions, "failures": cluster.failures}
+    return {"name": cluster._name, **found, "submissions": submissions,
+            "failures": cluster.failures}
 
 
 @case
@@ -103,10 +108,7 @@ def array_roll(profile: str) -> dict[str, Any]:
         client.wait_for_workers(2, timeout=180)
         futures = client.map(slow, range(80))
         total = client.submit(sum, futures).result(timeout=240)
-    submissions = cluster.submissions
-    cluster.close()
-    return {"name": cluster._name, "total": total, "messages": messages,
-            "submissions": submissions, "failures": cluster.failures}
+    return closed(cluster, total=total, messages=messages)
 
 
 @case
