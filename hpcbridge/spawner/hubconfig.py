@@ -23,7 +23,8 @@ from hpcbridge.spawner import reattach
 from hpcbridge.spawner.api import ROUTE, WARM_ROUTE, PortCallbackHandler, WarmPollHandler
 
 #: hpcbridge's JupyterHub page templates (home.html: "Add New Server" opens the form;
-#: spawn_pending.html: Cancel stops this server and returns to the form)
+#: spawn_pending.html: Cancel stops this server and returns to the form; spawn.html: a
+#: Start button of readable contrast)
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
 _VULNERABLE = "BatchSpawnerAPIHandler"

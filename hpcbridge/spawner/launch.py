@@ -141,14 +141,19 @@ def set_service_port(env: dict[str, str], port: int) -> None:
 
 
 def lab_settings(environ: MutableMapping[str, str]) -> list[str]:
-    """JupyterLab's Dask sidebar on hpcbridge: its "New" button makes a cluster from the
-    site profile (unless the site configured another factory), and it lists the
-    notebooks' clusters (``hpcbridge/dask/lab.py``); the server's arguments for that."""
-    from hpcbridge.dask.lab import FACTORY_ENV, SERVER_EXTENSION
+    """What hpcbridge adds to JupyterLab, as the server's arguments: the Dask sidebar's
+    "New" button makes a cluster from the site profile (unless the site configured
+    another factory) and the sidebar lists the notebooks' clusters
+    (``hpcbridge/dask/lab.py``); the status bar shows the job's walltime left
+    (``hpcbridge/lab/walltime.py`` and its prebuilt JupyterLab extension)."""
+    from hpcbridge.dask import lab as dask_lab
+    from hpcbridge.lab import walltime
 
     if not any(key.startswith("DASK_LABEXTENSION__FACTORY") for key in environ):
-        environ.update(FACTORY_ENV)
-    return [f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True"]
+        environ.update(dask_lab.FACTORY_ENV)
+    return [f"--ServerApp.jpserver_extensions={dask_lab.SERVER_EXTENSION}=True",
+            f"--ServerApp.jpserver_extensions={walltime.SERVER_EXTENSION}=True",
+            f"--LabApp.extra_labextensions_path={walltime.LABEXTENSIONS}"]
 
 
 def serve(server_env: dict[str, str]) -> None:

@@ -5,6 +5,8 @@ Also writes the screenshots used in the docs, so they always show what users see
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,31 @@ from tests.testbed.hubtools import log_in, sbatch_sleepers, squeue
 pytestmark = pytest.mark.testbed
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: npm's axe-core, installed by ./dev beside the venv
+AXE = Path(sys.prefix) / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_axe_violations(page) -> list[str]:
+    """axe-core's serious and critical violations on the page, one line each."""
+    assert AXE.is_file(), f"{AXE} is missing: ./dev installs axe-core"
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.filter(v => ['serious', 'critical'].includes(v.impact))
+          .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' — ' +
+               v.nodes.map(n => n.target.join(' ')).join(', '));
+    }""")
+    return list(found)
+
+
+def tab_to(page, selector: str, presses: int = 60) -> None:
+    """Press Tab until ``selector`` has the focus (keyboard only)."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement === document.querySelector(s)",
+                         selector):
+            return
+    raise AssertionError(f"{selector} never got the focus by Tab")
 
 
 def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testbed, browser):
@@ -36,6 +63,7 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     assert "proj_a" in options and "proj_b" not in options  # bob's associations only
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "spawn-form.png"), full_page=True)
+    assert serious_axe_violations(page) == []
 
     # the default preset on the debug partition: its hour is brought within the 30 minutes
     page.select_option("#hpcb-preset", "small")
@@ -62,19 +90,33 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     assert not page.locator(".spawn-error-msg").is_visible()  # said once, by the field
     assert not [j for j in squeue(testbed, "bob", "%j") if j[0].startswith("hpcb-nb")]
     page.screenshot(path=str(SHOTS / "spawn-form-refused.png"), full_page=True)
+    assert serious_axe_violations(page) == []
 
-    page.fill("#hpcb-walltime", "00:30:00")
-    page.click("form button[type=submit], form input[type=submit]")
+    # keyboard only: Tab into the walltime (Chromium selects its text), type, Tab on to
+    # the submit button, Enter; a short walltime, so that JupyterLab warns at once
+    page.locator("body").focus()
+    tab_to(page, "#hpcb-walltime")
+    page.keyboard.type("00:05:00")
+    tab_to(page, "form button[type=submit], form input[type=submit]")
+    page.keyboard.press("Enter")
     page.wait_for_url("**/user/bob/lab**", timeout=180_000)
     page.wait_for_selector(".jp-LauncherCard", timeout=120_000)
+    # the status bar counts the job's walltime down; under 10 minutes left, a warning
+    left = page.locator(".hpcb-walltime")
+    left.wait_for(timeout=30_000)
+    assert left.inner_text().startswith(("Walltime left: 0:04:", "Walltime left: 0:05:"))
+    warning = page.get_by_text("reaches its walltime in").first
+    warning.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)  # let the splash screen fade
     page.screenshot(path=str(SHOTS / "jupyterlab.png"))
 
     job_id = hub.server("bob")["state"]["job_id"]
+    assert re.search(f"batch job {job_id} reaches its walltime in [45] minutes: save your "
+                     "work", warning.inner_text())
     (job,) = [j for j in squeue(testbed, "bob", "%i", "%T", "%N", "%P", "%l")
               if j[0] == job_id]
     assert job[1] == "RUNNING" and job[2] in testbed.info().nodes
-    assert job[3:] == ["debug", "30:00"]
+    assert job[3:] == ["debug", "5:00"]
     hub.stop("bob")
     hub.wait_stopped("bob")
 
