@@ -20,14 +20,15 @@ c.Authenticator.allowed_users = set({users!r})  # known to the hub before they l
 
 
 def up_hub(hub: Hub, tb: Testbed, users: list[str], interval: float = 30.0,
-           site: str = "", db_url: str | None = None) -> dict:
+           site: str = "", db_url: str | None = None, extra_config: str = "") -> dict:
     """Start ``hub`` for ``tb``: compute nodes reach it at the testbed network's gateway,
     people on loopback, and ``users`` log in with their directory passwords (which
     `status` reports).
 
     ``site``: a profile for the testbed (default: the bundled testbed.yaml); ``db_url``:
     its database (default: SQLite in the hub's folder), e.g. one on the testbed's
-    PostgreSQL (``Testbed.hub_db_url``)."""
+    PostgreSQL (``Testbed.hub_db_url``); ``extra_config``: lines of JupyterHub
+    configuration appended after the rest."""
     site = site or bundled_profile_path("testbed")
     info = tb.info()
     gateway = info.gateway_ip
@@ -37,5 +38,5 @@ def up_hub(hub: Hub, tb: Testbed, users: list[str], interval: float = 30.0,
     logins = DIRECTORY_LOGINS.format(server=info.containers["ldap"],
                                      template=ldap.BIND_DN_TEMPLATE, users=sorted(users))
     return hub.up(site=site, env=env, hub_ip=gateway, connect_url=connect,
-                  interval=interval, db_url=db_url, logins=logins,
+                  interval=interval, db_url=db_url, logins=logins + extra_config,
                   passwords={u: known[u] for u in users if u in known})
