@@ -33,6 +33,7 @@ from hpcbridge.schedulers.base import (
     Availability,
     Budget,
     Command,
+    Estimate,
     Operation,
     PartitionInfo,
     QosLimits,
@@ -247,6 +248,16 @@ class SchedulerClient:
             return []
         result = await self._run(command, as_user, Operation.QUERY)
         return self.dialect.parse_availability(result.stdout)
+
+    async def estimate(self, user: str, script: str) -> Estimate | None:
+        """When ``script`` would start if ``user`` submitted it now (nothing is queued);
+        None where the scheduler cannot say. SubmitRefused with the scheduler's words
+        when it would refuse the job."""
+        command = self.dialect.estimate_command(script)
+        if command is None:
+            return None
+        result = await self._run(command, user, Operation.SUBMIT)
+        return self.dialect.parse_estimate(result.stdout, result.stderr)
 
     async def associations(self, user: str) -> list[Association]:
         """The accounts (and limits) ``user`` may charge; [] where the scheduler has none."""

@@ -20,6 +20,7 @@ from hpcbridge.identity import IdentityGate
 from hpcbridge.jobs import JobInfo
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles import Cluster, SiteProfile, load_profile
+from hpcbridge.schedulers.base import Budget
 from hpcbridge.schedulers import dialect_of
 from hpcbridge.transport.base import Transport
 from hpcbridge.transport.local import LocalTransport
@@ -61,6 +62,7 @@ class Site:
         self._addresses: dict[tuple[str, str], str] = {}
         self._retries: set[asyncio.Task[None]] = set()
         self._cache: dict[tuple, tuple[float, object]] = {}
+        self._fetching: dict[tuple, asyncio.Future] = {}
         #: who the hub may act as for a hub user (hpcbridge/identity.py)
         self.identity = IdentityGate(self)
 
@@ -166,17 +168,36 @@ class Site:
         task.add_done_callback(self._retries.discard)
 
     async def _cached(self, key: tuple, ttl: float, fetch):
-        """A read-only scheduler answer, shared for ttl seconds (page views cost nothing)."""
+        """A read-only scheduler answer, shared for ttl seconds (page views cost nothing).
+
+        Callers arriving while it is being fetched wait for that one query: a hundred
+        users opening the spawn form at once cost the scheduler one ``sinfo``.
+        """
         hit = self._cache.get(key)
         if hit and time.monotonic() - hit[0] < ttl:
             return hit[1]
+        pending = self._fetching.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(key, fetch))
+            self._fetching[key] = pending
+            pending.add_done_callback(lambda _done: self._fetching.pop(key, None))
+        # a caller that gives up (a closed page) does not cancel the others' query
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, key: tuple, fetch):
         try:
             value = await fetch()
         except HpcBridgeError as exc:
             log.warning("%s: %s", key[0], exc)
+            hit = self._cache.get(key)
             return hit[1] if hit else None
         self._cache[key] = (time.monotonic(), value)
         return value
+
+    def cache_age(self, key: tuple) -> float | None:
+        """Seconds since the cached answer for ``key`` was fetched; None if there is none."""
+        hit = self._cache.get(key)
+        return None if hit is None else time.monotonic() - hit[0]
 
     async def user_accounts(self, cluster: str | None, user: str) -> list[str]:
         """Accounts the user may charge: the profile's static list or her associations."""
@@ -194,6 +215,18 @@ class Site:
                                    lambda: self.client(cluster).availability(
                                        as_user=c.status_user))
         return {a.partition: a for a in found or []}
+
+    def availability_age(self, cluster: str | None = None) -> float | None:
+        """Seconds since :meth:`availability`'s snapshot was taken (None: none yet)."""
+        return self.cache_age(("availability", self.cluster_name(cluster)))
+
+    async def budget(self, cluster: str | None, account: str, user: str) -> Budget | None:
+        """The account's core-minute budget and use (asked as ``user``, who may charge
+        it), shared for a minute; None where the scheduler keeps none or cannot say."""
+        if not self.client(cluster).dialect.capabilities.budgets:
+            return None
+        return await self._cached(("budget", self.cluster_name(cluster), account), 60,
+                                  lambda: self.client(cluster).budget(account, as_user=user))
 
     async def close(self) -> None:
         for poller in self._pollers.values():

@@ -63,6 +63,11 @@ def _check_cluster(path: Path, cluster: Cluster) -> Iterator[Finding]:
                 f"default_walltime {part.default_walltime} is over "
                 f"max_walltime {part.max_walltime}"
             )
+        if part.gpu_types and (cluster.scheduler != "slurm" or ":" in part.gres
+                               or not part.gpus_per_node):
+            yield (*ppath, "gpu_types"), (
+                "gpu_types needs scheduler: slurm, GPUs (gpus_per_node) and a gres without "
+                f"a type (here {part.gres})")
         if cluster.scheduler == "pbs":
             for key in ("qos", "constraint"):
                 if getattr(part, key) is not None:

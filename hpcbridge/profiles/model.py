@@ -112,6 +112,11 @@ class Partition(_Model):
         "gpu",
         description="Slurm gres requested for GPUs (`--gres=GRES:N`), e.g. `gpu` or `gpu:a100`.",
     )
+    gpu_types: list[Name] = Field(
+        default_factory=list,
+        description="GPU types users may choose by name (Slurm typed GRES): `gpus: a100:2` "
+        "asks `--gres=GRES:a100:2`, a plain count any type. Empty: no choice of type.",
+    )
     max_jobs_per_user: Count | None = Field(
         None, description="Jobs one user may run here at once (checked by `doctor` and Dask)."
     )

@@ -55,6 +55,8 @@ class JobRequest:
     cores: int | None = None
     memory: str | int | None = None
     gpus: int | None = None
+    #: a GPU type of the partition's ``gpu_types`` (``gpus: a100:2``); None: any type
+    gpu_type: str | None = None
     walltime: str | int | None = None
     job_name: str = "hpcbridge"
     command: tuple[str, ...] = DEFAULT_COMMAND
@@ -81,8 +83,19 @@ class JobRequest:
         for key, value in options.items():
             if value is None or value == "":
                 continue  # an empty form field means "the default"
+            if key == "gpus" and isinstance(value, str) and ":" in value:
+                values["gpu_type"], value = _typed_gpus(value)
             values[key] = _option_count(key, value) if key in ("cores", "gpus") else value
         return cls(user=user, **values, **fixed)
+
+
+def _typed_gpus(value: str) -> tuple[str, str]:
+    """``a100:2`` -> ("a100", "2"): a GPU type and a count (checked by the gate)."""
+    gpu_type, _, count = value.partition(":")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", gpu_type):
+        raise RequestError(f"gpus must be a count or TYPE:COUNT (e.g. a100:2), not "
+                           f"{quote(value)}")
+    return gpu_type, count
 
 
 def _option_count(key: str, value: Any) -> int:
@@ -112,6 +125,7 @@ class ValidatedRequest:
     cores: int
     memory: Memory
     gpus: int
+    gpu_type: str | None
     walltime: Walltime
     account: str | None
     environment: str
@@ -192,7 +206,7 @@ def _count(problems: Problems, key: str, value: Any, default: int, minimum: int)
 def _merge_preset(profile: SiteProfile, req: JobRequest, problems: Problems) -> dict[str, Any]:
     """The request's resource fields, over the preset's when one is named."""
     names = ("cluster", "partition", "account", "environment", "cores", "memory", "gpus")
-    values = {k: getattr(req, k) for k in (*names, "walltime", "nodes")}
+    values = {k: getattr(req, k) for k in (*names, "walltime", "nodes", "gpu_type")}
     if req.preset is None:
         return values
     if not _name_ok(problems, "preset", req.preset):
@@ -269,6 +283,13 @@ def _resources(
     result = (nodes, cores, memory, gpus, walltime)
     if nodes and cores and memory and gpus is not None and walltime:
         check_fit(problems, pname, part, nodes, cores, memory, gpus, walltime)
+    gpu_type = values.get("gpu_type")
+    if gpu_type is not None and not part.gpu_types:
+        problems.add("gpus", f"partition {pname} offers no choice of GPU type; "
+                             "ask for a number of GPUs")
+    elif gpu_type is not None and gpu_type not in part.gpu_types:
+        hint = did_you_mean(gpu_type, list(part.gpu_types), "GPU types")
+        problems.add("gpus", f"no GPU type {quote(gpu_type)} on partition {pname}{hint}")
     return result
 
 
@@ -329,7 +350,8 @@ def resolve_request(
     return ValidatedRequest(
         user=req.user, site=profile.site, cluster=cname, flavor=cluster.flavor,
         partition=pname, queue=part.queue or pname, nodes=nodes, cores=cores, memory=memory,
-        gpus=gpus, walltime=walltime, account=account, environment=ename, job_name=req.job_name,
+        gpus=gpus, gpu_type=values["gpu_type"] if gpus else None, walltime=walltime,
+        account=account, environment=ename, job_name=req.job_name,
         command=tuple(req.command), export_env=tuple(req.export_env), preset=req.preset,
         qos=part.qos, constraint=part.constraint, gres=part.gres,
         home=cluster.home.replace("{user}", req.user),

@@ -27,7 +27,7 @@ import enum
 import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hpcbridge.errors import PermissionDenied, SchedulerError
@@ -101,6 +101,18 @@ class Availability:
     total_cpus: int
     idle_nodes: int
     total_nodes: int
+    #: GPU type ("" where the GRES has none) -> (free now, total) on the usable nodes
+    gpus: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """When the scheduler would start a request submitted now (``sbatch --test-only``):
+    its own forecast, in the cluster's local time; not a promise."""
+
+    start: datetime
+    nodes: tuple[str, ...] = ()
+    partition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,8 @@ class Capabilities:
     budgets: bool = False
     #: idle/total CPUs per partition now (for the spawn form)
     availability: bool = False
+    #: the start of a request can be forecast before submitting (``estimate_command``)
+    estimates: bool = False
     #: which dask-jobqueue cluster family runs workers here ("slurm", "pbs"); None: none
     dask: str | None = None
     unknown: tuple[tuple[str, str], ...] = ()
@@ -278,6 +292,21 @@ class SchedulerDialect(Protocol):
         ...
 
     def parse_availability(self, stdout: str) -> list[Availability]: ...
+
+    def estimate_command(self, script: str) -> Command | None:
+        """A dry run of submitting ``script`` that says when it would start, run as the
+        user (nothing is queued); None where the scheduler cannot forecast
+        (``capabilities.estimates`` is False)."""
+        ...
+
+    def parse_estimate(self, stdout: str, stderr: str) -> Estimate | None:
+        """The forecast of a successful ``estimate_command``; None if it printed none."""
+        ...
+
+    def charge_minutes(self, req: ValidatedRequest) -> dict[str, int]:
+        """What ``req`` costs if it runs its whole walltime, in the TRES-minutes a
+        :class:`Budget` counts (e.g. {"cpu": cores x nodes x minutes})."""
+        ...
 
     def partitions_commands(self) -> list[Command]: ...
 

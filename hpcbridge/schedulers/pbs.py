@@ -38,6 +38,7 @@ from hpcbridge.schedulers.base import (
     Budget,
     Capabilities,
     Command,
+    Estimate,
     Operation,
     PartitionInfo,
     QosLimits,
@@ -396,6 +397,16 @@ class PbsDialect:
 
     def parse_availability(self, stdout: str) -> list[Availability]:
         return []
+
+    def estimate_command(self, script: str) -> Command | None:
+        return None  # PBS has no dry run that forecasts a start
+
+    def parse_estimate(self, stdout: str, stderr: str) -> Estimate | None:
+        return None
+
+    def charge_minutes(self, req: ValidatedRequest) -> dict[str, int]:
+        # core-minutes for the form's cost; PBS keeps no budget to compare them with
+        return {"cpu": req.nodes * req.cores * -(-int(req.walltime) // 60)}
 
     def partitions_commands(self) -> list[Command]:
         return [Command(("qstat", "-Q", "-f"))]

@@ -29,6 +29,7 @@ from hpcbridge.schedulers.base import (
     Budget,
     Capabilities,
     Command,
+    Estimate,
     Operation,
     PartitionInfo,
     QosLimits,
@@ -246,7 +247,7 @@ class SlurmDialect:
         #: then get ``absent_info``
         self.use_sacct = history
         self.capabilities = Capabilities(arrays=True, history=history, budgets=True,
-                                         availability=True, dask="slurm")
+                                         availability=True, estimates=True, dask="slurm")
 
     def is_job_id(self, job_id: str) -> bool:
         return is_job_id(job_id)
@@ -316,20 +317,25 @@ class SlurmDialect:
         return jobs
 
     def availability_command(self) -> Command | None:
-        # %C and %F: allocated/idle/other/total CPUs and nodes
-        return Command(("sinfo", "--noheader", "--format=%R|%C|%F"))
+        return Command(("sinfo", "--noheader", "--Node",
+                        f"--Format={slurm_queries.AVAILABILITY_FORMAT}"))
 
     def parse_availability(self, stdout: str) -> list[Availability]:
-        out = []
-        for line in stdout.splitlines():
-            fields = line.strip().split("|")
-            if len(fields) != 3:
-                continue
-            cpus, nodes = fields[1].split("/"), fields[2].split("/")
-            if len(cpus) == 4 and len(nodes) == 4 and all(x.isdigit() for x in cpus + nodes):
-                out.append(Availability(fields[0].rstrip("*"), int(cpus[1]), int(cpus[3]),
-                                        int(nodes[1]), int(nodes[3])))
-        return out
+        return slurm_queries.parse_availability(stdout)
+
+    def estimate_command(self, script: str) -> Command | None:
+        # the same submission as submit_command, which sbatch checks and forecasts
+        # without queueing anything
+        return Command(("sbatch", "--test-only"), stdin=script.encode())
+
+    def parse_estimate(self, stdout: str, stderr: str) -> Estimate | None:
+        return slurm_queries.parse_estimate(stdout, stderr)
+
+    def charge_minutes(self, req: ValidatedRequest) -> dict[str, int]:
+        # GrpTRESMins counts cpu (and billing, which is cpu unless TRESBillingWeights
+        # weigh other TRES) over the walltime the job holds them
+        cpu = req.nodes * req.cores * -(-int(req.walltime) // 60)
+        return {"cpu": cpu, "billing": cpu}
 
     def partitions_commands(self) -> list[Command]:
         return [Command(("scontrol", "--oneliner", "show", "partition")),

@@ -7,9 +7,17 @@ the column order the parsers expect, so they live next to them.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
-from hpcbridge.schedulers.base import Association, Budget, PartitionInfo, QosLimits
+from hpcbridge.schedulers.base import (
+    Association,
+    Availability,
+    Budget,
+    Estimate,
+    PartitionInfo,
+    QosLimits,
+)
 from hpcbridge.schedulers.textparse import (
     expand_hostlist,
     gpus_from_gres,
@@ -17,6 +25,7 @@ from hpcbridge.schedulers.textparse import (
     min_known,
     parse_duration,
     parse_int,
+    parse_iso,
     parse_memory_mb,
     parse_tres,
 )
@@ -25,6 +34,12 @@ if TYPE_CHECKING:
     from hpcbridge.profiles.request import ValidatedRequest
 
 SINFO_FORMAT = "%R|%c|%m|%G|%D"
+#: one line per node and partition: ``sinfo -O`` (``:0``: no padding, ``|`` after each
+#: field) because only it prints the GPUs in use (GresUsed)
+AVAILABILITY_FORMAT = ("NodeList:0|,PartitionName:0|,CPUsState:0|,StateCompact:0|,"
+                       "Gres:0|,GresUsed:0")
+#: node states whose free cores and GPUs a job can get (``mix``: partly allocated)
+_USABLE = {"idle", "mix", "mixed", "alloc", "allocated", "completing", "comp"}
 ASSOC_FIELDS = ("Cluster,Account,User,Partition,QOS,DefaultQOS,MaxJobs,MaxSubmitJobs,"
                 "MaxWall,MaxTRES,GrpTRES,GrpTRESMins")
 QOS_FIELDS = ("Name,Priority,MaxWall,MaxJobsPerUser,MaxSubmitJobsPerUser,MaxTRESPerUser,"
@@ -153,7 +168,8 @@ def directives(req: ValidatedRequest) -> list[str]:
         f"--mem={req.memory}",
     ]
     if req.gpus:
-        opts.append(f"--gres={req.gres}:{req.gpus}")
+        typed = f":{req.gpu_type}" if req.gpu_type else ""
+        opts.append(f"--gres={req.gres}{typed}:{req.gpus}")
     opts += [
         f"--time={req.walltime}",
         f"--chdir={req.home}",
@@ -163,3 +179,60 @@ def directives(req: ValidatedRequest) -> list[str]:
         f"--export={','.join(req.export_env) or 'NONE'}",
     ]
     return [f"#SBATCH {opt}" for opt in opts]
+
+
+def _gpus_by_type(gres: str) -> dict[str, int]:
+    """``gpu:a100:2(S:0),gpu:1`` (Gres) or ``gpu:a100:1(IDX:0)`` (GresUsed) -> counts by
+    type ("" for an untyped GPU)."""
+    counts: dict[str, int] = {}
+    if is_none(gres):
+        return counts
+    # (S:0-1) and (IDX:0,2) may hold commas: gone before the split
+    for item in re.sub(r"\([^)]*\)", "", gres).split(","):
+        fields = item.strip().split(":")
+        if fields[0] == "gpu" and len(fields) in (2, 3) and fields[-1].isdigit():
+            kind = fields[1] if len(fields) == 3 else ""
+            counts[kind] = counts.get(kind, 0) + int(fields[-1])
+    return counts
+
+
+def parse_availability(stdout: str) -> list[Availability]:
+    """:data:`AVAILABILITY_FORMAT` lines summed by partition: idle and total cores and
+    nodes, free and total GPUs by type. Nodes drained, down or not responding (``*``)
+    count in the totals only."""
+    parts: dict[str, dict] = {}
+    for line in stdout.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) != 6:
+            continue
+        _node, part, cpus, state, gres, used = fields
+        counts = cpus.split("/")
+        if not part or len(counts) != 4 or not all(c.isdigit() for c in counts):
+            continue
+        usable = not state.endswith("*") and state.rstrip("~#!%$@^-+") in _USABLE
+        p = parts.setdefault(part.rstrip("*"), {"cpus": [0, 0], "nodes": [0, 0], "gpus": {}})
+        p["cpus"][0] += int(counts[1]) if usable else 0
+        p["cpus"][1] += int(counts[3])
+        p["nodes"][0] += 1 if usable and state.rstrip("~#!%$@^-+") == "idle" else 0
+        p["nodes"][1] += 1
+        busy = _gpus_by_type(used)
+        for kind, total in _gpus_by_type(gres).items():
+            free, all_ = p["gpus"].get(kind, (0, 0))
+            now = max(0, total - busy.get(kind, 0)) if usable else 0
+            p["gpus"][kind] = (free + now, all_ + total)
+    return [Availability(name, p["cpus"][0], p["cpus"][1], p["nodes"][0], p["nodes"][1],
+                         p["gpus"]) for name, p in parts.items()]
+
+
+#: ``sbatch: Job 12 to start at 2026-11-30T07:32:13 using 2 processors on nodes c3 in
+#: partition gpu`` (stderr of ``sbatch --test-only``; 22.05 and 24.11 alike)
+_ESTIMATE = re.compile(r"Job \d+ to start at (\S+) using \d+ processors on nodes (\S+)"
+                       r"(?: in partition (\S+))?")
+
+
+def parse_estimate(stdout: str, stderr: str) -> Estimate | None:
+    match = _ESTIMATE.search(stderr) or _ESTIMATE.search(stdout)
+    start = parse_iso(match.group(1)) if match else None
+    if match is None or start is None:
+        return None
+    return Estimate(start, expand_hostlist(match.group(2)), match.group(3))

@@ -9,15 +9,18 @@ from this form, the REST API or a URL query, with the profile's one gate.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from hpcbridge.profiles import SiteProfile
 from hpcbridge.profiles.model import NotebookPreset
 from hpcbridge.profiles.request import USER_OPTION_KEYS
+from hpcbridge.spawner import formparts
 
 #: the form's fields that a refusal's problems are shown next to; a problem of the
 #: cluster is one of the partition field (the form names both as "cluster/partition")
@@ -27,41 +30,14 @@ _FIELD_OF = {"cluster": "partition"}
 #: the fields a preset or a partition fills in
 _DERIVED = ("cores", "memory", "gpus", "walltime")
 
-_SCRIPT = """
-<script>
-(function () {
-  const data = JSON.parse(document.getElementById('hpcb-data').textContent);
-  const preset = document.getElementById('hpcb-preset');
-  const part = document.getElementById('hpcb-partition');
-  const show = document.getElementById('hpcb-partition-limits');
-  const field = function (name) { return document.getElementById('hpcb-' + name); };
-  function showLimits() {
-    const l = data.limits[part.value];
-    if (!l) { show.textContent = ''; return; }
-    field('cores').max = l.cores;
-    field('gpus').max = l.gpus;
-    field('gpus').disabled = l.gpus === 0;
-    show.textContent = 'up to ' + l.cores + ' cores, ' + l.memory + ' memory, ' +
-      l.gpus + ' GPUs, walltime ' + l.max_walltime + ' per job. ' + l.free;
-  }
-  // a new preset or partition: values that fit it, never a combination the hub refuses
-  function fill() {
-    const values = (data.defaults[preset.value] || {})[part.value];
-    if (!values) { return; }
-    data.derived.forEach(function (name) { field(name).value = values[name]; });
-  }
-  preset.addEventListener('change', function () {
-    if (data.presets[preset.value]) { part.value = data.presets[preset.value]; }
-    showLimits(); fill();
-  });
-  part.addEventListener('change', function () { showLimits(); fill(); });
-  showLimits();
-  // the refusal stands next to the fields it concerns; JupyterHub's banner would repeat it
-  const banner = document.querySelector('.spawn-error-msg');
-  if (banner && data.placed) { banner.hidden = true; }
-})();
-</script>
-"""
+#: the form's script: fills in values on a preset's or a partition's choice, asks the hub
+#: for the estimate as values change (templates/hpcb-form.js)
+_SCRIPT_FILE = Path(__file__).parent / "templates" / "hpcb-form.js"
+
+
+@functools.cache
+def _script() -> str:
+    return f"<script>{_SCRIPT_FILE.read_text()}</script>"
 
 
 @dataclass(frozen=True)
@@ -79,15 +55,16 @@ def _key(profile: SiteProfile, cluster: str, partition: str) -> str:
 
 def partition_limits(profile: SiteProfile, free: Mapping[tuple[str, str], Any] | None = None
                      ) -> dict[str, dict[str, object]]:
+    """Form key -> a partition's limits, GPU types and (``now``) what is free on it."""
     out: dict[str, dict[str, object]] = {}
     for cname, cluster in profile.clusters.items():
         for pname, part in cluster.partitions.items():
             now = (free or {}).get((cname, part.queue or pname))
             out[_key(profile, cname, pname)] = {
-                "free": (f"now free: {now.idle_cpus} of {now.total_cpus} cores, "
-                         f"{now.idle_nodes} of {now.total_nodes} whole nodes") if now else "",
+                "now": asdict(now) if now is not None else None,
                 "cluster": cname, "partition": pname, "cores": part.cores_per_node,
                 "memory": str(part.memory_per_node), "gpus": part.gpus_per_node,
+                "gpu_types": list(part.gpu_types), "max_nodes": part.max_nodes,
                 "max_walltime": str(part.max_walltime),
                 "default_walltime": str(part.default_walltime or part.max_walltime),
                 "description": part.description or "",
@@ -153,6 +130,8 @@ def _initial(profile: SiteProfile, limits: Mapping[str, Any], refused: Refused |
         values = {k: str(v) for k, v in refused.options.items() if k in USER_OPTION_KEYS}
         if values.get("cluster") and len(profile.clusters) > 1:
             values["partition"] = f"{values['cluster']}/{values.get('partition', '')}"
+        if ":" in values.get("gpus", ""):  # a100:2 was sent as a type and a count
+            values["gpu_type"], values["gpus"] = values["gpus"].split(":", 1)
         return values
     preset = profile.notebooks[0] if profile.notebooks else None
     key = preset_partition(profile, preset) if preset else next(iter(limits))
@@ -164,31 +143,40 @@ def _initial(profile: SiteProfile, limits: Mapping[str, Any], refused: Refused |
 def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
            last_end: str | None = None,
            free: Mapping[tuple[str, str], Any] | None = None,
-           refused: Refused | None = None) -> str:
+           refused: Refused | None = None, free_age: float | None = None) -> str:
     """HTML of the spawn form for ``user``; ``accounts``: the user's associations;
-    ``free``: (cluster, partition) -> Availability, a cached snapshot; ``refused``: the
-    submit just refused, whose values the form keeps and whose problems it shows."""
+    ``free``: (cluster, partition) -> Availability, a cached snapshot ``free_age``
+    seconds old; ``refused``: the submit just refused, whose values the form keeps and
+    whose problems it shows."""
     limits = partition_limits(profile, free)
     values = _initial(profile, limits, refused)
     errors: dict[str, list[str]] = {}
     for key, message in (refused.problems if refused else ()):
         name = _FIELD_OF.get(key, key)
         errors.setdefault(name if name in _FIELDS else "", []).append(sentence(message))
-    presets = [("", "Custom (choose below)")] + [
-        (p.name, p.description or p.name) for p in profile.notebooks]
     first = limits.get(values.get("partition", "")) or next(iter(limits.values()))
+    data = _form_data(profile, limits, bool(errors) and "" not in errors)
 
     def row(label: str, name: str, widget: str) -> str:
         return _row(label, name, widget, errors.get(name, ()))
 
+    def group(name: str, opened: str) -> str:
+        return opened + _error(name, errors.get(name, ())) + "</fieldset>"
+
+    def described(name: str) -> str:
+        return f' aria-describedby="hpcb-{name}-error"' if errors.get(name) else ""
+
     rows = [
-        row("Preset", "preset", _select("preset", presets, values)),
-        row("Partition", "partition", _select("partition", [(k, k) for k in limits], values)
-            + '<small id="hpcb-partition-limits"></small>'),
+        group("preset", formparts.preset_cards(
+            profile, limits, data["defaults"], data["presets"],  # type: ignore[arg-type]
+            values.get("preset", ""), described("preset"))),
+        group("partition", formparts.partition_table(
+            limits, values.get("partition", ""), free_age, described("partition"))),
         row("Account", "account", _account_field(accounts, values)),
         row("Cores", "cores", _number("cores", 1, first["cores"], values)),
         row("Memory", "memory", _text("memory", "e.g. 4G", "[0-9]+[KMGT]?", values)),
-        row("GPUs", "gpus", _number("gpus", 0, first["gpus"], values)),
+        row("GPUs", "gpus", _number("gpus", 0, first["gpus"], values)
+            + formparts.gpu_type_field(limits, values.get("gpu_type", ""))),
         row("Walltime", "walltime", _text("walltime", "HH:MM:SS",
                                           "([0-9]+-)?[0-9]{1,2}(:[0-9]{2}){0,2}", values)),
         row("Environment", "environment", _environment_field(profile, values)),
@@ -197,12 +185,17 @@ def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
               if last_end else "")
     general = "".join(f'<p class="alert alert-danger hpcb-error" role="alert">{escape(m)}</p>'
                       for m in errors.get("", ()))
-    note = ('<p>A preset fills in everything, within the partition\'s limits; choosing a '
+    note = ('<p>A preset fills in everything, within its partition\'s limits; choosing a '
             'partition brings the values within its limits. Change any value after.</p>')
-    placed = bool(errors) and "" not in errors
-    data = json.dumps(_form_data(profile, limits, placed)).replace("</", "<\\/")
-    return (f'{notice}{general}{note}<div id="hpcb-form">{"".join(rows)}</div>'
-            f'<script type="application/json" id="hpcb-data">{data}</script>{_SCRIPT}')
+    script_data = json.dumps(data).replace("</", "<\\/")
+    return (f'{formparts.STYLE}{notice}{general}{note}<div id="hpcb-form">{"".join(rows)}'
+            f'{formparts.estimate_box()}</div>'
+            f'<script type="application/json" id="hpcb-data">{script_data}</script>{_script()}')
+
+
+def _error(name: str, errors: Sequence[str]) -> str:
+    return (f'<div class="text-danger hpcb-error" id="hpcb-{name}-error" role="alert">'
+            f'{escape(" ".join(errors))}</div>') if errors else ""
 
 
 def _row(label: str, name: str, field: str, errors: Sequence[str]) -> str:
@@ -210,10 +203,8 @@ def _row(label: str, name: str, field: str, errors: Sequence[str]) -> str:
     if errors:
         described = f' aria-invalid="true" aria-describedby="hpcb-{name}-error"'
         field = field.replace(f'id="hpcb-{name}"', f'id="hpcb-{name}"{described}', 1)
-    error = (f'<div class="text-danger hpcb-error" id="hpcb-{name}-error" role="alert">'
-             f'{escape(" ".join(errors))}</div>') if errors else ""
     return (f'<div class="form-group"><label for="hpcb-{name}">{escape(label)}</label>'
-            f'{field}{error}</div>')
+            f'{field}{_error(name, errors)}</div>')
 
 
 def _value(name: str, values: Mapping[str, str]) -> str:
@@ -258,4 +249,8 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
             options[key] = value
     if "/" in options.get("partition", ""):
         options["cluster"], options["partition"] = options["partition"].split("/", 1)
+    # the GPU type and count of the form are one option: gpus "a100:2"
+    gpu_type = options.pop("gpu_type", "")
+    if gpu_type and options.get("gpus", "0") not in ("", "0"):
+        options["gpus"] = f"{gpu_type}:{options['gpus']}"
     return options

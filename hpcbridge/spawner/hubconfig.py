@@ -19,7 +19,7 @@ from typing import Any
 
 from tornado import web
 
-from hpcbridge.spawner import reattach
+from hpcbridge.spawner import estimate, reattach
 from hpcbridge.spawner.api import ROUTE, WARM_ROUTE, PortCallbackHandler, WarmPollHandler
 
 #: hpcbridge's JupyterHub page templates (home.html: "Add New Server" opens the form;
@@ -76,7 +76,8 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     c.HpcSpawner.job_tag = job_tag
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.extra_handlers = [(ROUTE, PortCallbackHandler),
-                                   (WARM_ROUTE, WarmPollHandler)]
+                                   (WARM_ROUTE, WarmPollHandler),
+                                   (estimate.ROUTE, estimate.EstimateHandler)]
     c.Authenticator.post_auth_hook = prewarm_after_login(
         c.Authenticator.get("post_auth_hook") if "post_auth_hook" in c.Authenticator else None)
     c.Spawner.default_url = "/lab"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from hpcbridge.errors import RequestError
 from hpcbridge.profiles import JobRequest, validate_request
-from hpcbridge.spawner import form, guard, jobenv
+from hpcbridge.spawner import estimate, form, guard, jobenv
 
 if TYPE_CHECKING:
     from hpcbridge.spawner.spawner import HpcSpawner
@@ -23,11 +23,13 @@ async def options_form(spawner: HpcSpawner) -> str:
     spawner.prewarm()  # the user is about to spawn: her warm jobs start while she chooses
     accounts = sorted({a for name in site.profile.clusters
                        for a in await site.user_accounts(name, user)})
-    free = {}
-    for name in site.profile.clusters:
+    free, ages = {}, []
+    for name in site.profile.clusters:  # one cached sinfo per cluster for every form
         free.update({(name, p): a for p, a in (await site.availability(name)).items()})
+        ages.append(site.availability_age(name))
+    known = [a for a in ages if a is not None]
     return form.render(site.profile, user, accounts, spawner.last_end, free,
-                       guard.take_refused_form(user))
+                       guard.take_refused_form(user), free_age=max(known) if known else None)
 
 
 async def validated(spawner: HpcSpawner, command: tuple[str, ...]):
@@ -43,4 +45,10 @@ async def validated(spawner: HpcSpawner, command: tuple[str, ...]):
         guard.restore_options(spawner)
         raise guard.Refusal(400, str(exc)) from None
     await guard.check_identity(spawner.site, request.cluster, spawner.user.name)
+    if refusal := await estimate.unaffordable(spawner.site, request):
+        # the scheduler would queue it forever (or refuse it); say so with the numbers
+        guard.keep_refused_form(spawner, dict(spawner.user_options or {}),
+                                (("account", refusal),))
+        guard.restore_options(spawner)
+        raise guard.Refusal(400, form.sentence(refusal))
     return request

@@ -62,7 +62,7 @@ def test_adduser_then_login_spawn_and_id_on_a_compute_node(hub, testbed, browser
         page.fill("#password_input", password)
         page.click("#login_submit")
         page.wait_for_selector("#hpcb-preset")
-        page.select_option("#hpcb-preset", "debug")
+        page.check("input[name=preset][value=debug]")
         page.click("form button[type=submit], form input[type=submit]")
         page.wait_for_url(f"**/user/{NEWTON}/lab**", timeout=180_000)
     finally:

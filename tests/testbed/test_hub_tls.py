@@ -98,7 +98,7 @@ def test_alice_logs_in_and_spawns_over_https(tls_hub, testbed) -> None:  # type:
             page.fill("#password_input", status["users"]["alice"])
             page.click("#login_submit")
             page.wait_for_selector("#hpcb-preset")
-            page.select_option("#hpcb-preset", "debug")
+            page.check("input[name=preset][value=debug]")
             page.click("form button[type=submit], form input[type=submit]")
             page.wait_for_url("**/user/alice/lab**", timeout=180_000)
             page.wait_for_selector(".jp-LauncherCard", timeout=120_000)

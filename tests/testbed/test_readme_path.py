@@ -156,7 +156,7 @@ def test_readme_path_hub_login_notebook_dask(testbed, readme_hub, browser) -> No
         page.fill("#password_input", readme_hub["users"][USER])
         page.click("#login_submit")
         page.wait_for_selector("#hpcb-preset")
-        page.select_option("#hpcb-preset", "debug")
+        page.check("input[name=preset][value=debug]")
         page.click("form button[type=submit], form input[type=submit]")
         page.wait_for_url(f"**/user/{USER}/lab**", timeout=180_000)
         page.wait_for_selector(".jp-LauncherCard", timeout=120_000)

@@ -16,6 +16,7 @@ from tests.testbed.hubtools import log_in, sbatch_sleepers, squeue
 pytestmark = pytest.mark.testbed
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+USER_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "user"
 #: npm's axe-core, installed by ./dev beside the venv
 AXE = Path(sys.prefix) / "node" / "node_modules" / "axe-core" / "axe.min.js"
 
@@ -51,27 +52,45 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     page.click("#login_submit")
     page.wait_for_selector("#hpcb-partition")
 
-    limits = page.locator("#hpcb-partition-limits")
-    page.select_option("#hpcb-partition", "gpu")
-    assert "2 GPUs" in limits.inner_text() and "02:00:00" in limits.inner_text()
+    # the partition table: each partition's limits and what is free now, from one
+    # shared sinfo snapshot whose age the form says
+    table = page.locator("#hpcb-partition table")
+    gpu_row = table.locator("tr", has=page.locator("input[value=gpu]")).inner_text()
+    assert "2 GPUs (fake) per node" in gpu_row and "walltime up to 02:00:00" in gpu_row
+    assert re.search(r"GPUs fake: [0-2] of 2", gpu_row)
+    assert re.search(r"Free now: from the scheduler \d+ s ago", table.inner_text())
+    page.check("input[name=partition][value=gpu]")
     assert page.locator("#hpcb-gpus").get_attribute("max") == "2"
-    page.select_option("#hpcb-partition", "debug")
-    text = limits.inner_text()
-    assert "0 GPUs" in text and "00:30:00" in text and "now free:" in text
-    assert page.locator("#hpcb-gpus").is_disabled()
+    # GPUs by type and count: the real sbatch --test-only accepts gres gpu:fake:1
+    page.select_option("#hpcb-gpu_type", "fake")
+    page.fill("#hpcb-gpus", "1")
+    start = page.locator("#hpcb-start")
+    page.wait_for_function("document.getElementById('hpcb-start').textContent"
+                           ".includes(' on c3')", timeout=30_000)
+    assert start.inner_text().startswith("Estimated start: ")
+    assert " on c3" in start.inner_text()  # the GPU node
+    assert re.fullmatch(r"This request costs [\d.]+ core-hours?\.",
+                        page.locator("#hpcb-cost").inner_text())
+    page.check("input[name=partition][value=debug]")
+    assert page.locator("#hpcb-gpus").is_disabled() and page.locator("#hpcb-gpu_type").is_disabled()
     options = page.locator("#hpcb-account option").all_inner_texts()
     assert "proj_a" in options and "proj_b" not in options  # bob's associations only
+    # the default preset on the debug partition: its hour is brought within the 30 minutes
+    # (clicking its card, already chosen, applies its values again)
+    page.click("label[for=hpcb-preset-1]")
+    assert page.locator("input[name=partition][value=regular]").is_checked()
+    assert page.locator("#hpcb-walltime").input_value() == "01:00:00"
+    page.check("input[name=partition][value=debug]")
+    assert page.locator("#hpcb-walltime").input_value() == "00:30:00"
+    assert page.locator("#hpcb-cores").input_value() == "2"
+    page.wait_for_function("/costs 1 core-hour[.;]/"
+                           ".test(document.getElementById('hpcb-cost').textContent)",
+                           timeout=30_000)
+    assert "now on c" in start.inner_text() or "in about" in start.inner_text()
+    page.screenshot(path=str(USER_SHOTS / "spawn-estimate.png"), full_page=True)
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "spawn-form.png"), full_page=True)
     assert serious_axe_violations(page) == []
-
-    # the default preset on the debug partition: its hour is brought within the 30 minutes
-    page.select_option("#hpcb-preset", "small")
-    assert page.locator("#hpcb-partition").input_value() == "regular"
-    assert page.locator("#hpcb-walltime").input_value() == "01:00:00"
-    page.select_option("#hpcb-partition", "debug")
-    assert page.locator("#hpcb-walltime").input_value() == "00:30:00"
-    assert page.locator("#hpcb-cores").input_value() == "2"
 
     # a refused submit keeps what was chosen and says why next to the field
     page.fill("#hpcb-walltime", "00:45:00")
@@ -81,8 +100,8 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     error.wait_for()
     assert error.inner_text() == ("Walltime 00:45:00 is over partition debug's "
                                   "max_walltime 00:30:00.")
-    assert page.locator("#hpcb-partition").input_value() == "debug"
-    assert page.locator("#hpcb-preset").input_value() == "small"
+    assert page.locator("input[name=partition][value=debug]").is_checked()
+    assert page.locator("input[name=preset][value=small]").is_checked()
     assert page.locator("#hpcb-walltime").input_value() == "00:45:00"
     assert page.locator("#hpcb-cores").input_value() == "3"
     assert page.locator("#hpcb-account").input_value() == ""
@@ -134,6 +153,37 @@ def test_spawn_through_the_form_lands_in_jupyterlab_on_a_compute_node(hub, testb
     assert "nhandled user_option" not in log
 
 
+def test_a_request_over_the_budget_is_refused_with_the_numbers_and_keeps_its_values(
+        hub, testbed, browser):
+    """carol's account proj_b has a budget of one core-hour (less what the session used):
+    the form says what a request costs against it, and the hub refuses one over it."""
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    try:
+        log_in(page, hub, "carol")
+        page.wait_for_selector("#hpcb-partition")
+        page.check("input[name=preset][value=small]")  # 2 cores for an hour on regular
+        over = r"This request costs 2 core-hours; account proj_b has [\d.]+ left\."
+        page.wait_for_function("document.getElementById('hpcb-cost').textContent"
+                               ".includes('Over budget')", timeout=30_000)
+        assert re.fullmatch(over + " Over budget: the hub will refuse this request.",
+                            page.locator("#hpcb-cost").inner_text())
+        assert page.locator("#hpcb-start").inner_text().startswith("Estimated start: ")
+        page.fill("#hpcb-memory", "3G")
+        page.click("form button[type=submit], form input[type=submit]")
+        error = page.locator("#hpcb-account-error")
+        error.wait_for()
+        assert re.fullmatch(over, error.inner_text())
+        assert page.locator("input[name=preset][value=small]").is_checked()
+        assert page.locator("input[name=partition][value=regular]").is_checked()
+        assert page.locator("#hpcb-memory").input_value() == "3G"
+        assert page.locator("#hpcb-walltime").input_value() == "01:00:00"
+        assert not squeue(testbed, "carol", "%i")  # nothing submitted
+        assert hub.server("carol") == {} or not hub.server("carol").get("ready")
+        page.screenshot(path=str(USER_SHOTS / "spawn-over-budget.png"), full_page=True)
+    finally:
+        page.close()
+
+
 def test_cancel_on_a_queued_spawn_leaves_no_job_and_returns_to_the_form(hub, testbed, browser):
     if hub.server("alice"):
         hub.stop("alice")
@@ -143,7 +193,7 @@ def test_cancel_on_a_queued_spawn_leaves_no_job_and_returns_to_the_form(hub, tes
     try:
         log_in(page, hub, "alice")
         page.wait_for_selector("#hpcb-partition")
-        page.select_option("#hpcb-preset", "debug")
+        page.check("input[name=preset][value=debug]")
         page.click("form button[type=submit], form input[type=submit]")
         page.wait_for_url("**/spawn-pending/alice**")
         page.wait_for_function(

@@ -55,6 +55,7 @@ def test_unknown_key_has_position_and_close_match() -> None:
         ("p.yaml:7:9: unknown key 'max_walltme' in clusters.c.partitions.debug"
         " — did you mean 'max_walltime'? (allowed keys: description, queue, max_walltime,"
         " default_walltime, max_nodes, cores_per_node, memory_per_node, gpus_per_node, gres,"
+        " gpu_types,"
         " max_jobs_per_user, qos, constraint)"),
     ]
 

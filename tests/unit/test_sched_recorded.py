@@ -55,7 +55,8 @@ def test_recorded_with_the_dialects_own_argv() -> None:
     capture = (RECORDED / "capture.py").read_text()
     for call in ("SLURM.status_command", "SLURM.history_command", "SLURM.partitions_commands",
                  "SLURM.associations_command", "SLURM.qos_command", "SLURM.budget_commands",
-                 "PBS.partitions_commands", "PBS.status_command"):
+                 "PBS.partitions_commands", "PBS.status_command",
+                 "SLURM.availability_command", "SLURM.estimate_command"):
         assert call in capture
 
 
@@ -219,3 +220,35 @@ def test_sdiag_rpc_tables(rec: Recording) -> None:
     assert stats.total > 0 and stats.by_type and stats.by_user
     assert "REQUEST_JOB_INFO" in stats.by_type
     assert stats.user("bob", 2002) > 0  # the capture's jobs were bob's
+
+
+def test_availability_with_a_gpu_job_running(rec: Recording) -> None:
+    found = {a.partition: a for a in SLURM.parse_availability(rec.text("sinfo_availability.txt"))}
+    assert set(found) == {"debug", "regular", "gpu"}
+    gpu = found["gpu"]  # c3 runs a job of 2 cores and one of its two typed GPUs
+    assert (gpu.idle_cpus, gpu.total_cpus, gpu.idle_nodes, gpu.total_nodes) == (6, 8, 0, 1)
+    assert gpu.gpus == {"fake": (1, 2)}
+    debug = found["debug"]
+    assert (debug.idle_cpus, debug.total_cpus, debug.idle_nodes, debug.total_nodes) == (
+        22, 24, 2, 3)
+    # 22.05 prints GresUsed "gpu:0" for nodes without GPUs: no GPU type of its own
+    assert debug.gpus == {"fake": (1, 2)}
+
+
+def test_sbatch_test_only_forecasts(rec: Recording) -> None:
+    def streams(name: str) -> tuple[int, str, str]:
+        head, rest = rec.text(name).split("\n", 1)
+        out, err = rest.removeprefix("--- stdout\n").split("--- stderr\n", 1)
+        return int(head.split()[1]), out, err
+
+    rc, out, err = streams("sbatch_test_only_now.txt")
+    now = SLURM.parse_estimate(out, err)
+    assert rc == 0 and now is not None and now.nodes == ("c3",) and now.partition == "gpu"
+    rc, out, err = streams("sbatch_test_only_later.txt")
+    later = SLURM.parse_estimate(out, err)
+    # c3's cores are all taken: the forecast is the end of a running job, minutes away
+    assert rc == 0 and later is not None and later.start - now.start > timedelta(minutes=1)
+    rc, _out, err = streams("sbatch_test_only_refused.txt")
+    refused = SLURM.classify_error(Operation.SUBMIT, rc, err)
+    assert rc == 1 and refused is not None
+    assert "Requested node configuration is not available" in str(refused)

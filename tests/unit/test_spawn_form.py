@@ -52,7 +52,7 @@ def test_the_default_preset_on_the_debug_partition_fits_its_30_minutes():
     assert values == {"cores": "2", "memory": "4G", "gpus": "0", "walltime": "00:30:00"}
     html = form.render(profile, "alice")
     assert _data(html)["presets"]["debug"] == "debug"
-    assert 'value="regular" selected' in html and 'value="01:00:00"' in html
+    assert 'value="regular" checked' in html and 'value="01:00:00"' in html
 
 
 def test_a_refused_submit_comes_back_with_its_values_and_a_sentence_by_the_field():
@@ -64,7 +64,8 @@ def test_a_refused_submit_comes_back_with_its_values_and_a_sentence_by_the_field
         ("walltime", "walltime 00:45:00 is over partition debug's max_walltime 00:30:00"),)
     html = form.render(profile, "alice", ["proj_a"],
                        refused=form.Refused(sent, refused.value.problems))
-    assert 'value="debug" selected' in html and 'value="small" selected' in html
+    assert 'name="partition" id="hpcb-partition-0" value="debug" checked' in html
+    assert 'value="small" checked' in html
     assert 'value="3"' in html and 'value="00:45:00"' in html
     field = html[html.index('id="hpcb-walltime"'):]
     assert field.index('id="hpcb-walltime-error"') < field.index('id="hpcb-environment"')

@@ -135,6 +135,12 @@ class FakeSite:
     async def node_address(self, cluster, node, user=None) -> str:
         return await self.fake.client.resolve_host(node, as_user=user)
 
+    async def user_accounts(self, cluster, user) -> list[str]:
+        return ["proj_a"]
+
+    async def budget(self, cluster, account, user) -> None:
+        return None  # no budget: every request is affordable
+
 
 async def _anyone(cluster, user) -> None:
     """The identity check passes: a regular user."""
