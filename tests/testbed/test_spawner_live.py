@@ -31,6 +31,12 @@ def test_rest_spawn_runs_jupyterlab_on_a_compute_node_as_alice(hub, testbed):
     status = requests.get(f"{hub.url}/user/alice/api/status", timeout=30,
                           headers={"Authorization": f"token {token}"})
     assert status.status_code == 200
+    # JupyterLab lists the walltime extension, and its server side knows the job's time
+    # left from the scheduler (the browser side: test_spawn_form_browser.py)
+    assert '"name": "@hpcbridge/walltime"' in lab.text.replace('\\"', '"')
+    left = requests.get(f"{hub.url}/user/alice/hpcbridge/walltime", timeout=30,
+                        headers={"Authorization": f"token {token}"}).json()
+    assert left["job_id"] == job_id and 0 < left["left"] <= 30 * 60, left
     # the token travelled in a private file that the launcher deleted
     env_file = server["state"]["env_file"]
     assert env_file.startswith("/home/alice/.hpcbridge/")
