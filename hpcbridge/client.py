@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from hpcbridge.errors import (
     HpcBridgeError,
     JobNotFound,
+    PermissionDenied,
     SchedulerError,
     SchedulerUnavailable,
     SubmitRefused,
@@ -284,6 +285,40 @@ class SchedulerClient:
             return None
         result = await self._run(command, user, Operation.QUERY, tolerate=JobNotFound)
         return self.dialect.parse_user_jobs(result.stdout, user)
+
+    async def read_crontab(self, user: str) -> str:
+        """``user``'s crontab of the scheduler, read as her ("" when she has none)."""
+        command = self.dialect.crontab_read_command()
+        if command is None:
+            raise SchedulerError(f"{self.dialect.name} keeps no crontab")
+        result = await self._crontab(command, user)
+        return self.dialect.parse_crontab(result.returncode, result.stdout)
+
+    async def write_crontab(self, user: str, text: str) -> None:
+        """Replace ``user``'s crontab with ``text``, as her. SubmitRefused with the
+        scheduler's words when it installs none of it (a line it refuses, a limit)."""
+        command = self.dialect.crontab_write_command(text)
+        if command is None:
+            raise SchedulerError(f"{self.dialect.name} keeps no crontab")
+        result = await self._crontab(command, user)
+        if result.returncode != 0:
+            raise self.dialect.classify_error(Operation.CRONTAB, result.returncode,
+                                              f"{result.stderr}\n{result.stdout}") or \
+                SubmitRefused(f"the crontab was not installed: {result.stdout.strip()}")
+
+    async def _crontab(self, command: Command, user: str) -> Result:
+        """The command's result, failed or not, unless the scheduler is not answering."""
+        try:
+            result = await self.transport.run(command.argv, user=user, stdin=command.stdin,
+                                              timeout=self.timeout)
+        except Unreachable as exc:
+            raise SchedulerUnavailable(str(exc)) from exc
+        if result.returncode != 0:
+            error = self.dialect.classify_error(Operation.STATUS, result.returncode,
+                                                result.stderr)
+            if isinstance(error, SchedulerUnavailable | PermissionDenied):
+                raise error
+        return result
 
     async def budget(self, account: str, *, as_user: str | None = None) -> Budget | None:
         """The account's TRES-minute allocation and usage; None where none is kept."""

@@ -121,6 +121,8 @@ def slurm_conf(nodes: int, gen: Generation | None = None) -> str:
         "SlurmdTimeout=30",
         "MessageTimeout=10",
         "UnkillableStepTimeout=30",
+        # users' own crontabs (scrontab): recurring batch notebooks (docs/batch.md)
+        "ScronParameters=enable",
     ]
     overrides = _generation_settings(gen)
     lines = [line for line in lines if line.split("=", 1)[0] not in overrides]

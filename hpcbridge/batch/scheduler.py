@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,6 @@ from jupyter_scheduler.exceptions import IdempotencyTokenError, InputUriError, S
 from jupyter_scheduler.executors import ExecutionManager
 from jupyter_scheduler.models import (
     CreateJob,
-    CreateJobFromDefinition,
     DescribeJob,
     DescribeJobDefinition,
     JobFeature,
@@ -46,6 +46,7 @@ from traitlets import Float, Unicode, default
 from traitlets import Type as TypeTrait
 
 from hpcbridge.batch.environments import CLUSTER_ENV
+from hpcbridge.batch.jobdefs import RecurringJobs
 from hpcbridge.batch.spec import FORMATS, BatchSpec, folder_name, read_result
 from hpcbridge.batch.status import ACTIVE, shown
 from hpcbridge.batch.submit import Prepared, prepare, read_notebook, submit, unstage
@@ -66,16 +67,22 @@ class BatchFeatures(ExecutionManager):
     def supported_features(cls) -> dict[JobFeature, bool]:
         # an instance method that jupyter-scheduler calls with the class as ``cls``
         on = {JobFeature.job_name, JobFeature.parameters, JobFeature.output_formats,
-              JobFeature.stop_job, JobFeature.delete_job}
+              JobFeature.stop_job, JobFeature.delete_job, JobFeature.job_definition}
         return {feature: feature in on for feature in JobFeature}
 
 
-class HpcScheduler(Scheduler):
-    """Runs each job as a batch job of the cluster this server runs on."""
+class HpcScheduler(RecurringJobs, Scheduler):
+    """Runs each job as a batch job of the cluster this server runs on; job definitions
+    with a schedule as entries of the user's crontab (``hpcbridge/batch/jobdefs.py``)."""
 
     task_runner_class = TypeTrait(
         None, allow_none=True, klass="jupyter_scheduler.task_runner.BaseTaskRunner",
-        config=True, help="Not used: recurring jobs are not run by a notebook server.")
+        config=True, help="Not used: the cluster's crontab runs recurring jobs, also "
+                          "while no notebook server runs.")
+    launcher_python = Unicode(
+        sys.executable, config=True,
+        help="The Python (with hpcbridge) that runs a recurring job's cron job on a "
+             "compute node; default: this server's.")
     execution_manager_class = TypeTrait(
         default_value="hpcbridge.batch.scheduler.BatchFeatures",
         klass="jupyter_scheduler.executors.ExecutionManager", config=True,
@@ -141,7 +148,8 @@ class HpcScheduler(Scheduler):
             raise SchedulerError("running with the input folder is not supported yet: the "
                                  "job's folder receives the notebook only")
         if model.job_definition_id:
-            raise SchedulerError("job definitions (schedules) are not supported yet")
+            raise SchedulerError("a job definition's runs start on its schedule or with "
+                                 "its Run button")
         formats = list(dict.fromkeys(["ipynb", *(model.output_formats or ())]))
         unknown = [f for f in formats if f not in FORMATS]
         if unknown:
@@ -205,10 +213,6 @@ class HpcScheduler(Scheduler):
                 **model.dict(exclude_none=True, exclude={"input_uri"})))
             session.commit()
 
-    def create_job_from_definition(self, job_definition_id: str,
-                                   model: CreateJobFromDefinition) -> str:
-        raise SchedulerError("job definitions (schedules) are not supported yet")
-
     # -- tracking ---------------------------------------------------------------------
 
     def _start_tracking(self) -> StatusPoller:
@@ -220,6 +224,7 @@ class HpcScheduler(Scheduler):
             self._tracking = True
             self.poller.subscribe(self._changed)
             self.poller.start()
+            self._import_runs()  # runs of schedules while no server ran
             with self.db_session() as session:
                 rows = session.query(Job).filter(Job.status.in_(ACTIVE)).all()
                 active = [DescribeJob.from_orm(row) for row in rows]
@@ -272,6 +277,7 @@ class HpcScheduler(Scheduler):
 
     async def list_jobs(self, query: ListJobsQuery) -> ListJobsResponse:
         self._start_tracking()
+        self._import_runs()  # runs their schedules started since
         return super().list_jobs(query)
 
     async def get_job(self, job_id: str, job_files: bool | None = True
@@ -309,12 +315,6 @@ class HpcScheduler(Scheduler):
         with self.db_session() as session:
             session.query(Job).filter(Job.job_id == job_id).delete()
             session.commit()
-
-    def create_job_definition(self, model: Any) -> str:
-        raise SchedulerError("job definitions (schedules) are not supported yet")
-
-    def update_job_definition(self, job_definition_id: str, model: Any) -> None:
-        raise SchedulerError("job definitions (schedules) are not supported yet")
 
     async def close(self) -> None:
         if self.poller is not None and self._tracking:

@@ -55,6 +55,8 @@ class BatchSpec:
     scheduler_job_id: str | None = None
     #: a sweep: one parameter set per task of a job array, run in ``task-<i>/``
     sweep: list[dict[str, Any]] = field(default_factory=list)
+    #: the recurring job definition this run belongs to (``hpcbridge/batch/definition.py``)
+    definition_id: str | None = None
 
     def write(self, folder: Path) -> None:
         """Write (or replace) the spec; the replacement is atomic."""

@@ -42,9 +42,13 @@ def _check_scheduler(path: Path, cluster: Cluster) -> Iterator[Finding]:
         yield (*path, "scheduler_options", key), problem
     if not problems:
         try:  # each option has its type; the adapter may still refuse a value
-            registry.dialect_of(cluster)
+            dialect = registry.dialect_of(cluster)
         except (TypeError, ValueError) as exc:
             yield (*path, "scheduler_options"), str(exc)
+        else:
+            if cluster.recurring == "scrontab" and not dialect.capabilities.crontab:
+                yield (*path, "recurring"), (f"scheduler {cluster.scheduler} keeps no "
+                                             f"crontab; recurring: scrontab needs slurm")
 
 
 def _check_cluster(path: Path, cluster: Cluster) -> Iterator[Finding]:

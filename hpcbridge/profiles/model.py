@@ -264,6 +264,13 @@ class Cluster(_Model):
         "declared, else the first one.",
     )
 
+    recurring: Literal["scrontab", "off"] = Field(
+        "off",
+        description="How recurring batch notebooks (job definitions with a schedule) run "
+        "without a notebook server: `scrontab` (the user's own Slurm crontab; the cluster "
+        "needs `ScronParameters=enable`) or `off` (schedules are refused).",
+    )
+
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, value: str) -> str:

@@ -67,6 +67,7 @@ class Operation(enum.Enum):
     STATUS = "status"
     HISTORY = "history"
     QUERY = "query"
+    CRONTAB = "crontab"
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,8 @@ class Capabilities:
     estimates: bool = False
     #: which dask-jobqueue cluster family runs workers here ("slurm", "pbs"); None: none
     dask: str | None = None
+    #: users keep recurring jobs in a crontab of the scheduler (Slurm's scrontab)
+    crontab: bool = False
     unknown: tuple[tuple[str, str], ...] = ()
 
 
@@ -326,3 +329,19 @@ class SchedulerDialect(Protocol):
     def budget_commands(self, account: str) -> list[Command]: ...
 
     def parse_budget(self, account: str, outputs: Sequence[str]) -> Budget | None: ...
+
+    def crontab_read_command(self) -> Command | None:
+        """The calling user's crontab of the scheduler; None where it keeps none."""
+        ...
+
+    def parse_crontab(self, returncode: int, stdout: str) -> str:
+        """The crontab's text read by ``crontab_read_command`` ("" for none)."""
+        ...
+
+    def crontab_write_command(self, text: str) -> Command | None:
+        """Replace the calling user's crontab with ``text`` (on stdin)."""
+        ...
+
+    def crontab_directives(self, req: ValidatedRequest) -> list[str]:
+        """The option lines of one crontab entry for a validated request."""
+        ...

@@ -462,3 +462,15 @@ class PbsDialect:
 
     def parse_budget(self, account: str, outputs: Sequence[str]) -> Budget | None:
         return None
+
+    def crontab_read_command(self) -> Command | None:
+        return None  # PBS keeps no crontab of its own
+
+    def parse_crontab(self, returncode: int, stdout: str) -> str:
+        return ""
+
+    def crontab_write_command(self, text: str) -> Command | None:
+        return None
+
+    def crontab_directives(self, req: ValidatedRequest) -> list[str]:
+        raise NotImplementedError("PBS has no crontab of its own")

@@ -221,6 +221,9 @@ def classify(operation: Operation, returncode: int, stderr: str
             f"Slurm is unreachable or slow: {text}",
             user_message="The scheduler is not answering right now; job states are unknown.",
         )
+    if operation is Operation.CRONTAB:
+        words = slurm_queries.crontab_refusal(returncode, "", text)
+        return SubmitRefused(f"scrontab refused the crontab: {words}", user_message=words)
     if any(p in low for p in _NOT_FOUND):
         return JobNotFound(text)
     if any(p in low for p in _PERMISSION) and operation is not Operation.SUBMIT:
@@ -247,7 +250,8 @@ class SlurmDialect:
         #: then get ``absent_info``
         self.use_sacct = history
         self.capabilities = Capabilities(arrays=True, history=history, budgets=True,
-                                         availability=True, estimates=True, dask="slurm")
+                                         availability=True, estimates=True, dask="slurm",
+                                         crontab=True)
 
     def is_job_id(self, job_id: str) -> bool:
         return is_job_id(job_id)
@@ -368,6 +372,19 @@ class SlurmDialect:
 
     def directives(self, req: ValidatedRequest) -> list[str]:
         return slurm_queries.directives(req)
+
+    def crontab_read_command(self) -> Command | None:
+        return Command(("scrontab", "-l"))
+
+    def parse_crontab(self, returncode: int, stdout: str) -> str:
+        return slurm_queries.parse_crontab(returncode, stdout)
+
+    def crontab_write_command(self, text: str) -> Command | None:
+        # "-": the crontab on stdin; scrontab installs all of it or nothing
+        return Command(("scrontab", "-"), stdin=text.encode())
+
+    def crontab_directives(self, req: ValidatedRequest) -> list[str]:
+        return slurm_queries.crontab_directives(req)
 
     def user_jobs_command(self, user: str) -> Command | None:
         return Command(("squeue", "--noheader", "--array", f"--user={user}",

@@ -236,3 +236,32 @@ def parse_estimate(stdout: str, stderr: str) -> Estimate | None:
     if match is None or start is None:
         return None
     return Estimate(start, expand_hostlist(match.group(2)), match.group(3))
+
+
+#: what `scrontab -l` prints (exit 1) for a user without a crontab
+_NO_CRONTAB = "no crontab for "
+#: sbatch options `#SCRON` lines refuse (Slurm requeues a cron job after each run)
+_NOT_IN_SCRON = ("--no-requeue",)
+
+
+def parse_crontab(returncode: int, stdout: str) -> str:
+    if returncode != 0 and stdout.startswith(_NO_CRONTAB) and stdout.count("\n") <= 1:
+        return ""
+    return stdout
+
+
+def crontab_directives(req: ValidatedRequest) -> list[str]:
+    """``#SCRON`` lines: the job's options as for sbatch, less what scrontab refuses,
+    each run's log appended to the cron job's one log (its id stays the same)."""
+    opts = [line.removeprefix("#SBATCH ") for line in directives(req)]
+    kept = [o for o in opts if o.split("=", 1)[0] not in _NOT_IN_SCRON]
+    return [f"#SCRON {opt}" for opt in [*kept, "--open-mode=append"]]
+
+
+def crontab_refusal(returncode: int, stdout: str, stderr: str) -> str:
+    """scrontab's own words for a crontab it did not install (errors go to both
+    streams: 'There are errors in your crontab.' and 'scrontab: error: bad step value')."""
+    words = [line.strip() for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
+    reasons = [w.split("error:", 1)[1].strip() if "error:" in w else w for w in words
+               if "error" in w.lower() or "fatal" in w.lower()]
+    return "; ".join(dict.fromkeys(reasons or words)) or f"exit status {returncode}"

@@ -222,3 +222,97 @@ def test_a_sweep_of_four_is_one_sbatch_with_an_array(lab, testbed) -> None:  # t
     tasks = home_text(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", sid,
                       "-o", "JobID,State").split()
     assert sorted(tasks) == [f"{sid}_{i}|COMPLETED" for i in range(4)], tasks
+
+
+def _crontab(testbed) -> str:  # type: ignore[no-untyped-def]
+    proc = testbed.login_exec("alice", ["scrontab", "-l"])
+    return proc.stdout.decode() if proc.returncode == 0 else ""
+
+
+def _runs(testbed, folder: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The run records of the definition in ``folder`` (its cron job writes them)."""
+    text = testbed.login_exec("alice", ["find", f"{folder}/runs", "-name", "*.json",
+                                        "-exec", "cat", "{}", ";"]).stdout.decode()
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        if text[at].isspace():
+            at += 1
+            continue
+        record, at = decoder.raw_decode(text, at)
+        found.append(record)
+    return found
+
+
+def test_a_schedule_runs_on_the_cluster_while_no_server_runs(lab, hub, testbed) -> None:  # type: ignore[no-untyped-def]
+    # alice's own line of her crontab: hpcbridge must never touch it
+    own = "# alice's own\n0 3 1 1 * /bin/true\n"
+    testbed.login_exec("alice", ["scrontab", "-"], input=own.encode(), check=True)
+    definition = {"input_uri": "batchtests/square.ipynb", "runtime_environment_name": "default",
+                  "compute_type": "debug", "name": "every-minute", "output_formats": ["ipynb"],
+                  "parameters": {"n": "3"}, "schedule": "* * * * *", "timezone": "UTC"}
+    try:
+        home_text(testbed, "alice", "mkdir", "-p", "/home/alice/jobs")  # when run alone
+        before = home_text(testbed, "alice", "ls", "-AR", "/home/alice/jobs")
+        for bad, words in (
+                ({"schedule": "61 * * * *"}, "the schedule's minute field has 61"),
+                ({"schedule": "* * * * * ; touch /tmp/x"}, "not five"),
+                ({"runtime_environment_parameters": {"walltime": "01:00:00"}},
+                 "over partition debug's max_walltime 00:30:00")):
+            r = lab.call("POST", "/scheduler/job_definitions", json={**definition, **bad})
+            assert r.status_code == 500 and words in r.json()["message"], r.text
+        assert lab.call("GET", "/scheduler/job_definitions").json()["job_definitions"] == []
+        assert home_text(testbed, "alice", "ls", "-AR", "/home/alice/jobs") == before
+        assert _crontab(testbed) == own
+
+        r = lab.call("POST", "/scheduler/job_definitions", json=definition)
+        assert r.status_code == 200, r.text
+        def_id = r.json()["job_definition_id"]
+        tab = _crontab(testbed)
+        assert tab.endswith(own) and f"# hpcbridge job definition {def_id}: begin" in tab
+        assert "\n* * * * * /" in tab, tab
+        (folder,) = [ln.split()[-1] for ln in tab.splitlines() if ln.startswith("* * * * *")]
+        hub.stop("alice", SERVER)
+        hub.wait_stopped("alice", SERVER)
+
+        # no server of alice's runs now: her crontab starts each run on its minute
+        deadline, runs = time.monotonic() + 200, []
+        while len(runs) < 2 and time.monotonic() < deadline:
+            time.sleep(2)
+            runs = _runs(testbed, folder)
+        assert len(runs) >= 2, runs
+        assert all(r["scheduler_job_id"] and not r["error"] for r in runs), runs
+        start_server(hub)  # while the second run runs
+
+        jobs = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = lab.call("GET", "/scheduler/jobs",
+                              params={"job_definition_id": def_id}).json()["jobs"]
+            jobs = {j["job_id"]: j for j in listed}
+            if len(jobs) >= 2 and all(j["status"] == "COMPLETED" for j in jobs.values()):
+                break
+            time.sleep(2)
+        assert len(jobs) >= 2 and {j["status"] for j in jobs.values()} == {"COMPLETED"}, jobs
+        for job in jobs.values():
+            assert job["name"] == "every-minute"
+            assert home_text(testbed, "alice", "cat", f"{job_folder(job)}/square.txt") == "9"
+            sid = job["status_message"].split()[1].rstrip(":")
+            account = home_text(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", sid,
+                                "-o", "User,State,JobName")
+            assert account.strip() == "alice|COMPLETED|hpcb-batch"
+
+        r = lab.call("PATCH", f"/scheduler/job_definitions/{def_id}", json={"active": False})
+        assert r.status_code == 204, r.text
+        tab = _crontab(testbed)
+        assert "\n* * * * * /" not in tab and f"{def_id}: begin" in tab and tab.endswith(own)
+        # no cron job of the definition is queued: no more runs
+        assert "hpcb-cron" not in [n for (n,) in squeue(testbed, "alice", "%j")]
+
+        r = lab.call("DELETE", f"/scheduler/job_definitions/{def_id}")
+        assert r.status_code == 204, r.text
+        assert _crontab(testbed) == own  # nothing of ours left, her line as it was
+        assert testbed.login_exec("alice", ["test", "-e", folder]).returncode == 1
+        for job in jobs.values():  # the runs' results stay
+            assert home_text(testbed, "alice", "cat", f"{job_folder(job)}/square.txt") == "9"
+    finally:
+        testbed.login_exec("alice", ["scrontab", "-"], input=b"")

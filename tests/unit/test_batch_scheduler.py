@@ -294,7 +294,7 @@ def test_the_dialog_offers_the_profiles_environments_and_presets(monkeypatch) ->
     assert envs[0].compute_types == ["small", "debug", "gpu"]
     assert envs[0].output_formats == ["ipynb", "html"]
     features = BatchFeatures.supported_features(BatchFeatures)
-    assert features["parameters"] and features["stop_job"] and not features["job_definition"]
+    assert features["parameters"] and features["stop_job"] and features["job_definition"]
 
 
 def test_servers_the_spawner_starts_use_the_batch_backend() -> None:

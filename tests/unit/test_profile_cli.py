@@ -33,7 +33,7 @@ def test_validate_prints_one_line_per_problem(
         (f"{bad}:4:5: unknown key 'schedular' in clusters.c — did you mean 'scheduler'? "
         "(allowed keys: description, scheduler, scheduler_options, pbs_flavor, transport, "
         "home, job_logs, status_user, min_uid, deny_users, deny_shells, partitions, "
-        "default_partition, accounts, environments, default_environment)"),
+        "default_partition, accounts, environments, default_environment, recurring)"),
         f"{bad}:5:17: clusters.c.partitions: needs at least 1 entry, got none",
     ]
 
