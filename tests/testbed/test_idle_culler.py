@@ -9,7 +9,9 @@ the set-up's requests and culls only once the test leaves the server alone.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -31,6 +33,7 @@ c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "{EVERY}"}}
 TWO_WORKERS = """
 import hpcbridge.dask
 cluster = hpcbridge.dask.cluster(cores=1, memory="1G", walltime="00:10:00", poll_interval=2)
+print("TEN", cluster.sync(cluster.plan_scale, 10).message)  # what scale(10) would say
 cluster.scale(2)
 print("NAME", cluster._name)
 """
@@ -74,15 +77,26 @@ def test_the_culler_cancels_the_idle_servers_job_and_its_dask_workers(testbed, c
     kernel = requests.post(f"{url}/api/kernels", json={"name": "python3"},
                            headers={"Authorization": f"token {token}"}, timeout=60)
     kernel.raise_for_status()
-    out = asyncio.run(execute_in_kernel(url, token, kernel.json()["id"], TWO_WORKERS, 120,
-                                        USER))
-    name = out.split("NAME ", 1)[1].split()[0]
-    assert name.startswith(f"hpcb-dask-j{server_job}-"), out
 
-    def workers_running():
-        # the user is still at work (an API request counts as activity) until both run
+    def at_work() -> None:  # an API request: the user is still at work (not idle)
         requests.get(f"{url}/api/kernels", headers={"Authorization": f"token {token}"},
                      timeout=30).raise_for_status()
+
+    with ThreadPoolExecutor(1) as pool:  # a silent cell is no activity: keep the server used
+        cell = pool.submit(asyncio.run, execute_in_kernel(
+            url, token, kernel.json()["id"], TWO_WORKERS, 180, USER))
+        while not cell.done():
+            at_work()
+            time.sleep(2)
+        out = cell.result()
+    name = out.split("NAME ", 1)[1].split()[0]
+    assert name.startswith(f"hpcb-dask-j{server_job}-"), out
+    # the clamp reads as a sentence; the server's own job is one of "your other jobs"
+    assert re.search(r"TEN scaling to [0-3] workers, not 10: QOS normal allows 4 jobs per "
+                     r"user; [1-4] (is|are) already used by your other jobs", out), out
+
+    def workers_running():
+        at_work()  # until both run
         rows = [j for j in squeue(testbed, USER, "%i", "%j", "%T") if j[1] == name]
         return rows if [r[2] for r in rows] == ["RUNNING"] * 2 else None
 
