@@ -111,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     spec = BatchSpec.read(folder)
     workdir = folder
     if spec.sweep:  # a task of a job array: its own parameters and folder
-        task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
+        names = spec.task_variables or ["SLURM_ARRAY_TASK_ID"]
+        task = next((os.environ[n] for n in names if os.environ.get(n)), "")
         if not task.isdigit() or int(task) >= len(spec.sweep):
             raise SystemExit(f"a sweep of {len(spec.sweep)} runs inside its job array only "
-                             f"(SLURM_ARRAY_TASK_ID={task!r})")
+                             f"({' / '.join(names)}: {task!r})")
         spec = replace(spec, parameters=spec.sweep[int(task)])
         workdir = task_folder(folder, int(task))
         workdir.mkdir(mode=0o700, exist_ok=True)

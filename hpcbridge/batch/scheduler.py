@@ -35,6 +35,7 @@ from jupyter_scheduler.models import (
     DescribeJob,
     DescribeJobDefinition,
     JobFeature,
+    JobFile,
     ListJobsQuery,
     ListJobsResponse,
 )
@@ -45,13 +46,17 @@ from traitlets import Any as AnyTrait
 from traitlets import Float, Unicode, default
 from traitlets import Type as TypeTrait
 
+from hpcbridge.batch.app import Refused
 from hpcbridge.batch.environments import CLUSTER_ENV
 from hpcbridge.batch.jobdefs import RecurringJobs
+from hpcbridge.batch.request import notebook_parameters
 from hpcbridge.batch.spec import FORMATS, BatchSpec, folder_name, read_result
 from hpcbridge.batch.status import ACTIVE, shown
-from hpcbridge.batch.submit import Prepared, prepare, read_notebook, submit, unstage
+from hpcbridge.batch.submit import Prepared, fit_sweep, prepare, read_notebook, submit, unstage
+from hpcbridge.batch.sweep import Run, split_sweep, task_ids
 from hpcbridge.client import SchedulerClient
-from hpcbridge.errors import HpcBridgeError
+from hpcbridge.errors import HpcBridgeError, SubmitRefused
+from hpcbridge.jobs import JobInfo
 from hpcbridge.poller import StateChange, StatusPoller
 from hpcbridge.profiles import SiteProfile
 from hpcbridge.profiles.jobcopy import profile_in_job
@@ -119,8 +124,11 @@ class HpcScheduler(RecurringJobs, Scheduler):
             self.client = SchedulerClient.on_this_machine(
                 dialect_of(self.profile.clusters[self.cluster]))
         self._tracking = False
-        #: scheduler job id -> jupyter-scheduler job id, for the jobs being tracked
+        #: scheduler job id (a sweep's: each task's) -> jupyter-scheduler job id, for the
+        #: jobs being tracked
         self._tracked: dict[str, str] = {}
+        #: jupyter-scheduler job id -> a tracked sweep and its tasks' latest states
+        self._sweeps: dict[str, tuple[Run, dict[str, JobInfo]]] = {}
 
     # -- folders ----------------------------------------------------------------------
 
@@ -143,37 +151,40 @@ class HpcScheduler(RecurringJobs, Scheduler):
     # -- creating ---------------------------------------------------------------------
 
     def _formats(self, model: CreateJob) -> list[str]:
-        """The outputs asked for (the notebook always), or SchedulerError."""
+        """The outputs asked for (the notebook always), or Refused."""
         if model.package_input_folder:
-            raise SchedulerError("running with the input folder is not supported yet: the "
-                                 "job's folder receives the notebook only")
+            raise Refused("running with the input folder is not supported yet: the "
+                          "job's folder receives the notebook only")
         if model.job_definition_id:
-            raise SchedulerError("a job definition's runs start on its schedule or with "
-                                 "its Run button")
+            raise Refused("a job definition's runs start on its schedule or with "
+                          "its Run button")
         formats = list(dict.fromkeys(["ipynb", *(model.output_formats or ())]))
         unknown = [f for f in formats if f not in FORMATS]
         if unknown:
-            raise SchedulerError(f"output format {unknown[0]!r} is not offered: "
-                                 f"{', '.join(FORMATS)}")
+            raise Refused(f"output format {unknown[0]!r} is not offered: {', '.join(FORMATS)}")
         return formats
 
     def _prepared(self, model: CreateJob, probe: DescribeJob) -> Prepared:
-        """Everything a job needs, or SchedulerError with the reason: nothing is stored."""
+        """Everything a job needs, or Refused with the reason: nothing is stored. The
+        parameter ``sweep`` may name a sweep file (hpcbridge/batch/sweep.py)."""
         model.output_formats = probe.output_formats = self._formats(model)
-        path = Path(self.root_dir) / model.input_uri
+        root = Path(self.root_dir)
+        path = root / model.input_uri
         try:
-            content = read_notebook(path, Path(self.root_dir), model.input_uri)
+            content = read_notebook(path, root, model.input_uri)
+            parameters, sets = split_sweep(model.parameters, notebook_parameters(content), root)
             names = self.get_job_filenames(probe)
             return prepare(
                 self.profile, self.user, cluster=self.cluster, notebook=path,
                 content=content, folder=Path(self.get_local_output_path(probe)),
                 job_id=probe.job_id, outputs={f: names[f] for f in model.output_formats},
-                parameters=model.parameters, environment=model.runtime_environment_name,
-                compute_type=model.compute_type, options=model.runtime_environment_parameters)
+                parameters=parameters, environment=model.runtime_environment_name,
+                compute_type=model.compute_type, options=model.runtime_environment_parameters,
+                sweep=sets)
         except FileNotFoundError:
             raise InputUriError(model.input_uri) from None
         except HpcBridgeError as exc:
-            raise SchedulerError(str(exc)) from None
+            raise Refused(str(exc)) from None
 
     async def create_job(self, model: CreateJob) -> str:
         """Check, stage, submit as the user, then record; see the module's docstring."""
@@ -188,9 +199,15 @@ class HpcScheduler(RecurringJobs, Scheduler):
                             update_time=create_time, **model.dict(exclude={"input_uri"}))
         job = self._prepared(model, probe)
         try:
-            spec = await submit(self.client, self.user, job)
+            job = await fit_sweep(self.client, self.user, job)
         except HpcBridgeError as exc:
-            raise SchedulerError(f"the scheduler refused the job: {exc}") from None
+            raise Refused(str(exc)) from None
+        try:
+            spec = await submit(self.client, self.user, job)
+        except SubmitRefused as exc:
+            raise Refused(f"the scheduler refused the job: {exc}") from None
+        except HpcBridgeError as exc:
+            raise SchedulerError(f"the job could not be submitted: {exc}") from None
         scheduler_id = spec.scheduler_job_id or ""
         try:
             self._record(model, job_id, create_time, scheduler_id)
@@ -201,7 +218,7 @@ class HpcScheduler(RecurringJobs, Scheduler):
             raise
         self.log.info("batch job %s: submitted as %s job %s", job_id, self.cluster,
                       scheduler_id)
-        self._track(job_id, scheduler_id)
+        self._track(job_id, spec, job.folder)
         return job_id
 
     def _record(self, model: CreateJob, job_id: str, create_time: int,
@@ -229,18 +246,35 @@ class HpcScheduler(RecurringJobs, Scheduler):
                 rows = session.query(Job).filter(Job.status.in_(ACTIVE)).all()
                 active = [DescribeJob.from_orm(row) for row in rows]
             for model in active:
-                folder = Path(self.get_local_output_path(model))
-                try:
-                    scheduler_id = BatchSpec.read(folder).scheduler_job_id
-                except (OSError, ValueError, TypeError):
-                    scheduler_id = None
-                if scheduler_id:
-                    self._track(model.job_id, scheduler_id)
+                spec = self._spec(model)
+                if spec is not None and spec.scheduler_job_id:
+                    self._track(model.job_id, spec, Path(self.get_local_output_path(model)))
         return self.poller
 
-    def _track(self, job_id: str, scheduler_id: str) -> None:
-        self._tracked[scheduler_id] = job_id
-        self._start_tracking().track(scheduler_id, self.user)
+    def _spec(self, model: DescribeJob) -> BatchSpec | None:
+        try:
+            return BatchSpec.read(Path(self.get_local_output_path(model)))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _track(self, job_id: str, spec: BatchSpec, folder: Path) -> None:
+        """Track the job, or each task of a sweep (one query asks about all)."""
+        sid = spec.scheduler_job_id or ""
+        if spec.sweep:
+            run = Run(sid, folder, len(spec.sweep),
+                      task_ids(self.client.dialect, sid, len(spec.sweep)))
+            self._sweeps[job_id] = (run, self._sweeps.get(job_id, (run, {}))[1])
+        poller = self._start_tracking()
+        for queried in (self._sweeps[job_id][0].queried if spec.sweep else [sid]):
+            self._tracked[queried] = job_id
+            poller.track(queried, self.user)
+
+    def _untrack(self, job_id: str) -> None:
+        for queried in [q for q, j in self._tracked.items() if j == job_id]:
+            self._tracked.pop(queried, None)
+            if self.poller is not None:
+                self.poller.untrack(queried)
+        self._sweeps.pop(job_id, None)
 
     @property
     def status_queries(self) -> int:
@@ -257,10 +291,16 @@ class HpcScheduler(RecurringJobs, Scheduler):
                 self._tracked.pop(change.job_id, None)
                 return
             model = DescribeJob.from_orm(row)
-        result = read_result(Path(self.get_local_output_path(model))) \
-            if change.current.state.is_terminal else None
-        view = shown(change.job_id, change.current, result, previous=model.status.value)
-        if model.status.value == "STOPPING" and view.status in ("QUEUED", "IN_PROGRESS"):
+        previous = model.status.value
+        if job_id in self._sweeps:  # one task changed: the sweep's entry sums them up
+            run, infos = self._sweeps[job_id]
+            infos[change.job_id] = change.current
+            view = run.views(infos, previous)[0]
+        else:
+            result = read_result(Path(self.get_local_output_path(model))) \
+                if change.current.state.is_terminal else None
+            view = shown(change.job_id, change.current, result, previous=previous)
+        if previous == "STOPPING" and view.status in ("QUEUED", "IN_PROGRESS"):
             view = replace(view, status="STOPPING")  # the cancel is on its way
         updates: dict[str, Any] = {"status": view.status, "status_message": view.message}
         now = get_utc_timestamp()
@@ -268,12 +308,36 @@ class HpcScheduler(RecurringJobs, Scheduler):
             updates["start_time"] = now
         if view.ended:
             updates["end_time"] = now
-            self._tracked.pop(change.job_id, None)
+            self._untrack(job_id)
         with self.db_session() as session:
             session.query(Job).filter(Job.job_id == job_id).update(updates)
             session.commit()
 
     # -- reading, stopping, deleting ----------------------------------------------------
+
+    def add_job_files(self, model: DescribeJob) -> None:
+        """A sweep's outputs are its tasks': each task's executed notebook (and HTML)
+        in ``task-<i>/``, listed with the input; other jobs' as jupyter-scheduler's."""
+        spec = self._spec(model)
+        if spec is None or not spec.sweep:
+            super().add_job_files(model)
+            return
+        folder = self.get_local_output_path(model, root_dir_relative=True)
+        labels = self.environments_manager.output_formats_mapping()
+        files = []
+        for i, values in enumerate(spec.sweep):
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())[:80]
+            for fmt, name in spec.outputs.items():
+                path = os.path.join(folder, f"task-{i}", name)
+                files.append(JobFile(
+                    display_name=f"Task {i} ({shown}): {labels.get(fmt, fmt)}",
+                    file_format=f"task-{i}-{fmt}",
+                    file_path=path if self.file_exists(path) else None))
+        path = os.path.join(folder, spec.input)
+        files.append(JobFile(display_name="Input", file_format="input",
+                             file_path=path if self.file_exists(path) else None))
+        model.job_files = files
+        model.downloaded = True  # the tasks write into the folder; nothing to fetch
 
     async def list_jobs(self, query: ListJobsQuery) -> ListJobsResponse:
         self._start_tracking()
@@ -291,8 +355,9 @@ class HpcScheduler(RecurringJobs, Scheduler):
         model = super().get_job(job_id, False)
         if model.status.value not in ACTIVE:
             return
+        folder = Path(self.get_local_output_path(model))
         try:
-            spec = BatchSpec.read(Path(self.get_local_output_path(model)))
+            spec = BatchSpec.read(folder)
         except (OSError, ValueError, TypeError) as exc:
             raise SchedulerError(f"the job's folder has no readable record: {exc}") from None
         scheduler_id = spec.scheduler_job_id
@@ -306,7 +371,7 @@ class HpcScheduler(RecurringJobs, Scheduler):
             session.query(Job).filter(Job.job_id == job_id).update(
                 {"status": "STOPPING", "status_message": f"job {scheduler_id}: cancelling"})
             session.commit()
-        self._track(job_id, scheduler_id)
+        self._track(job_id, spec, folder)
 
     async def delete_job(self, job_id: str) -> None:
         """Cancel the job if it may still run and drop it from the list; its folder

@@ -57,6 +57,9 @@ class BatchSpec:
     sweep: list[dict[str, Any]] = field(default_factory=list)
     #: the recurring job definition this run belongs to (``hpcbridge/batch/definition.py``)
     definition_id: str | None = None
+    #: where a task finds its index: the first of these variables that is set (the
+    #: scheduler adapter's ``array_task_variables``)
+    task_variables: list[str] = field(default_factory=list)
 
     def write(self, folder: Path) -> None:
         """Write (or replace) the spec; the replacement is atomic."""

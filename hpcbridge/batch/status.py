@@ -8,6 +8,7 @@ the node it runs on, the exit code, the failing cell.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,3 +70,57 @@ def shown(job_id: str, info: JobInfo, result: dict[str, Any] | None,
     # COMPLETED without a result, or FAILED before the runner could write one
     return Shown("FAILED", f"{head}: failed{_exit(info)}: the runner left no result; see "
                            "the job's log", ended=True)
+
+
+def task_views(task_ids: Sequence[str],
+               tasks: Sequence[tuple[JobInfo | None, dict[str, Any] | None]]) -> list[Shown]:
+    """Each task of a sweep as the list would show it alone (a task not heard of yet is
+    queued)."""
+    return [shown(tid, info, result) if info is not None
+            else Shown("QUEUED", f"job {tid}: submitted")
+            for tid, (info, result) in zip(task_ids, tasks, strict=True)]
+
+
+def summary(job_id: str, tasks: Sequence[tuple[JobInfo | None, dict[str, Any] | None]],
+            views: Sequence[Shown], previous: str = "QUEUED") -> Shown:
+    """One entry for a sweep's job array from its tasks' states (``views``, from
+    :func:`task_views`): ``job 12: 3 of 4 completed, 1 running on c2``."""
+    head, total = f"job {job_id}", len(views)
+    if any(info is not None and info.state is JobState.UNKNOWN for info, _ in tasks):
+        return Shown(previous, f"{head}: the scheduler is not answering; task states "
+                               "unknown")
+    by = {s: [i for i, v in enumerate(views) if v.status == s] for s in
+          ("COMPLETED", "FAILED", "STOPPED", "IN_PROGRESS", "QUEUED")}
+    infos = [info for info, _ in tasks]
+    parts = [f"{len(by['COMPLETED'])} of {total} completed"]
+    if by["FAILED"]:
+        parts.append(f"{len(by['FAILED'])} failed")
+    if by["STOPPED"]:
+        parts.append(f"{len(by['STOPPED'])} cancelled")
+    if by["IN_PROGRESS"]:
+        nodes = dict.fromkeys(n for i in by["IN_PROGRESS"] for n in _nodes(infos[i]))
+        parts.append(f"{len(by['IN_PROGRESS'])} running" +
+                     (f" on {', '.join(nodes)}" if nodes else ""))
+    if by["QUEUED"]:
+        reasons = dict.fromkeys(r for i in by["QUEUED"] for r in [_reason(infos[i])] if r)
+        parts.append(f"{len(by['QUEUED'])} queued" +
+                     (f" ({', '.join(reasons)})" if reasons else ""))
+    message = f"{head}: {', '.join(parts)}"
+    if by["FAILED"]:  # the first failure in its words: the failing cell, the end's reason
+        first = by["FAILED"][0]
+        message += f"; task {first} failed{views[first].message.split(': failed', 1)[-1]}"
+    waiting = by["IN_PROGRESS"] or by["QUEUED"]
+    if waiting:
+        started = by["IN_PROGRESS"] or len(by["QUEUED"]) < total
+        return Shown("IN_PROGRESS" if started else "QUEUED", message,
+                     running=bool(by["IN_PROGRESS"]))
+    status = "FAILED" if by["FAILED"] else "STOPPED" if by["STOPPED"] else "COMPLETED"
+    return Shown(status, message, ended=True)
+
+
+def _nodes(info: JobInfo | None) -> tuple[str, ...]:
+    return info.nodes if info is not None else ()
+
+
+def _reason(info: JobInfo | None) -> str | None:
+    return info.reason if info is not None else None

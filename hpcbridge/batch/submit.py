@@ -2,9 +2,10 @@
 (``scheduler.py``) and ``hpcbridge run`` (``hpcbridge/cli/batch.py``).
 
 :func:`prepare` checks everything (the notebook, its parameters, the profile's gate) and
-touches nothing; :func:`submit` then stages the job's private folder, submits the script
-as the user through the scheduler client and writes the scheduler's id into the folder's
-record. A submission the scheduler refuses leaves no folder.
+touches nothing; :func:`fit_sweep` sizes a sweep's job array to the user's QOS (asking
+the scheduler, still storing nothing); :func:`submit` then stages the job's private
+folder, submits the script as the user through the scheduler client and writes the
+scheduler's id into the folder's record. A submission the scheduler refuses leaves no folder.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 
 from hpcbridge.batch.request import batch_request, notebook_parameters, parse_parameters
 from hpcbridge.batch.spec import JOB_NAME, BatchSpec
+from hpcbridge.batch.sweep import fit_array, room
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import RequestError
-from hpcbridge.profiles import SiteProfile, render_script
-from hpcbridge.schedulers import dialect_of
+from hpcbridge.profiles import SiteProfile, ValidatedRequest, render_script
+from hpcbridge.schedulers import JobArray, dialect_of
 
 #: a notebook larger than this is refused (it is read to find its parameters cell)
 MAX_NOTEBOOK_BYTES = 50 * 2**20
@@ -55,9 +57,19 @@ class Prepared:
     notebook: Path
     folder: Path
     spec: BatchSpec
-    script: str
-    #: where the scheduler writes the job's own log (made before submitting)
-    log_folder: str
+    profile: SiteProfile
+    request: ValidatedRequest
+    #: a sweep's job array (tasks and throttle), once :func:`fit_sweep` sized it
+    array: JobArray | None = None
+
+    @property
+    def script(self) -> str:
+        return render_script(self.profile, self.request, array=self.array)
+
+    @property
+    def log_folder(self) -> str:
+        """Where the scheduler writes the job's own log (made before submitting)."""
+        return self.request.log_folder
 
 
 def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
@@ -67,8 +79,8 @@ def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
             sweep: Sequence[Mapping[str, Any]] = ()) -> Prepared:
     """The job, checked: RequestError / LimitExceeded with the reason; nothing is stored.
 
-    A ``sweep`` (parameter sets) becomes one job array of as many tasks, at most the
-    partition's ``max_jobs_per_user`` of them running at once."""
+    A ``sweep`` (parameter sets) becomes one job array of as many tasks; every set is
+    checked against the notebook's parameters cell. :func:`fit_sweep` then sizes it."""
     declared = notebook_parameters(content)
     values = parse_parameters(parameters, declared)
     sets = [{**values, **parse_parameters(one, declared)} for one in sweep]
@@ -78,19 +90,26 @@ def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
         profile, user, cluster=cluster, environment=environment, compute_type=compute_type,
         options=options, command=("python", "-m", "hpcbridge.batch.runner", str(folder)),
         job_name=JOB_NAME)
+    dialect = dialect_of(profile.clusters[cluster])
+    if sets and not dialect.capabilities.arrays:
+        raise RequestError(f"cluster {cluster}'s scheduler has no job arrays for a sweep")
     spec = BatchSpec(job_id=job_id, cluster=cluster, input=notebook.name, outputs=outputs,
-                     parameters=values, sweep=sets)
-    script = render_script(profile, request)
-    if sets:
-        config = profile.clusters[cluster]
-        if not dialect_of(config).capabilities.arrays:
-            raise RequestError(f"cluster {cluster}'s scheduler has no job arrays for a sweep")
-        limit = config.partitions[request.partition].max_jobs_per_user or len(sets)
-        # directives must come before the first command; right after the shebang they do
-        lines = script.split("\n")
-        lines.insert(1, f"#SBATCH --array=0-{len(sets) - 1}%{min(limit, len(sets))}")
-        script = "\n".join(lines)
-    return Prepared(notebook, folder, spec, script, request.log_folder)
+                     parameters=values, sweep=sets,
+                     task_variables=list(dialect.array_task_variables) if sets else [])
+    job = Prepared(notebook, folder, spec, profile, request,
+                   JobArray(len(sets)) if sets else None)
+    job.script  # noqa: B018 -- renders once: a refusal comes before anything is stored
+    return job
+
+
+async def fit_sweep(client: SchedulerClient, user: str, job: Prepared) -> Prepared:
+    """A sweep's array sized to the user's QOS: RequestError when it cannot be queued
+    now; throttled to the jobs she may run at once (hpcbridge/batch/sweep.py)."""
+    if job.array is None:
+        return job
+    found = await room(client, user, job.request)
+    partition = job.profile.clusters[job.request.cluster].partitions[job.request.partition]
+    return replace(job, array=fit_array(job.array.tasks, found, partition.max_jobs_per_user))
 
 
 async def submit(client: SchedulerClient, user: str, job: Prepared) -> BatchSpec:

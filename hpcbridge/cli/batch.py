@@ -3,7 +3,8 @@
 ``run`` checks the notebook and the request exactly as "Create Notebook Job" does
 (``hpcbridge/batch/submit.py``), stages ``~/jobs/<notebook>-<id>/`` and submits with this
 machine's scheduler commands; ``--wait`` follows the job to its end. ``jobs`` lists the
-folders under ``~/jobs`` with their state, from one status query for all of them.
+folders under ``~/jobs`` with their state (a sweep's summed up, then each task's), from
+one status query for all of them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import time
 import uuid
 from pathlib import Path
 
-from hpcbridge.batch.spec import BatchSpec, folder_name, read_result, task_folder
-from hpcbridge.batch.status import shown
+from hpcbridge.batch.spec import BatchSpec, folder_name, task_folder
 from hpcbridge.batch.submit import Prepared
+from hpcbridge.batch.sweep import Run, task_ids
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.profiles import SiteProfile
@@ -94,28 +95,23 @@ def _prepared(args: argparse.Namespace) -> tuple[Prepared, SchedulerClient]:
 
 
 def _sweep(path: str | None) -> list[dict[str, str]]:
-    """The parameter sets of a sweep file, values as the dialog's text (``3``, ``'x'``)."""
-    if not path:
-        return []
-    import yaml
+    """The parameter sets of a sweep file (anywhere the caller can read)."""
+    from hpcbridge.batch.sweep import read_sweep_file
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise HpcBridgeError(f"--sweep {path}: {exc}") from None
-    if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
-        raise HpcBridgeError(f"--sweep {path}: not a list of parameter sets (mappings)")
-    return [{str(k): v if isinstance(v, str) else repr(v) for k, v in d.items()}
-            for d in data]
+    return read_sweep_file(Path(path), None, path) if path else []
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hpcbridge.batch.submit import submit
+    from hpcbridge.batch.submit import fit_sweep, submit
 
+    async def checked_then_submitted() -> tuple[Prepared, BatchSpec]:
+        sized = await fit_sweep(client, user, job)
+        return sized, await submit(client, user, sized)
+
+    user = getpass.getuser()
     try:
         job, client = _prepared(args)
-        spec = asyncio.run(submit(client, getpass.getuser(), job))
+        job, spec = asyncio.run(checked_then_submitted())
     except FileNotFoundError:
         print(f"hpcbridge run: no notebook {args.notebook}", file=sys.stderr)
         return 1
@@ -123,41 +119,36 @@ def _run(args: argparse.Namespace) -> int:
         print(f"hpcbridge run: {exc}", file=sys.stderr)
         return 1
     sid = spec.scheduler_job_id or ""
-    tasks = len(spec.sweep)
-    what = f"submitted as one array of {tasks} tasks" if tasks else "submitted"
+    what = "submitted"
+    if job.array is not None:
+        at_once = f", at most {job.array.limit} at once" if job.array.limit else ""
+        what = f"submitted as one array of {job.array.tasks} tasks{at_once}"
     print(f"job {sid}: {what}; outputs in {job.folder}", flush=True)
     if not args.wait:
         return 0
-    return asyncio.run(_follow(client, _runs(sid, job.folder, tasks)))
+    tasks = len(spec.sweep)
+    ids = task_ids(client.dialect, sid, tasks) if tasks else None
+    return asyncio.run(_follow(client, Run(sid, job.folder, tasks, ids)))
 
 
-def _runs(sid: str, folder: Path, tasks: int) -> dict[str, Path]:
-    """Scheduler id -> folder of each run: the job, or each task of its array."""
-    if not tasks:
-        return {sid: folder}
-    return {f"{sid}_{i}": task_folder(folder, i) for i in range(tasks)}
-
-
-async def _follow(client: SchedulerClient, runs: dict[str, Path]) -> int:
-    """Print each run's changes until all ended (one status query a round); 0 when all
-    completed."""
+async def _follow(client: SchedulerClient, record: Run) -> int:
+    """Print the job's (and each task's) changes until it ended (one status query a
+    round); 0 when it completed."""
     last: dict[str, str] = {}
-    ended: dict[str, str] = {}
     while True:
         try:
-            infos = await client.status([i for i in runs if i not in ended])
+            infos = await client.status(record.queried)
         except HpcBridgeError as exc:
             print(f"cannot ask the scheduler now ({exc}); still waiting", file=sys.stderr)
-            infos = {}
-        for sid, info in infos.items():
-            view = shown(sid, info, read_result(runs[sid]) if info.state.is_terminal else None)
-            if view.message != last.get(sid):
+            await asyncio.sleep(FOLLOW_EVERY)
+            continue
+        entry, tasks = record.views(infos)
+        for key, view in [("", entry), *((str(i), t) for i, t in enumerate(tasks))]:
+            if view.message != last.get(key):
                 print(view.message, flush=True)
-                last[sid] = view.message
-            if view.ended:
-                ended[sid] = view.status
-        if len(ended) == len(runs):
-            return 0 if set(ended.values()) == {"COMPLETED"} else 1
+                last[key] = view.message
+        if entry.ended:
+            return 0 if entry.status == "COMPLETED" else 1
         await asyncio.sleep(FOLLOW_EVERY)
 
 
@@ -169,36 +160,45 @@ def _jobs(args: argparse.Namespace) -> int:
     except HpcBridgeError as exc:
         print(f"hpcbridge jobs: {exc}", file=sys.stderr)
         return 1
-    records: dict[str, Path] = {}
-    for record in sorted((Path.home() / JOBS_DIR).glob("*/hpcbridge-job.json")):
-        try:
-            spec = BatchSpec.read(record.parent)
-        except (OSError, ValueError, TypeError):
-            continue
-        if spec.scheduler_job_id:
-            records.update(_runs(spec.scheduler_job_id, record.parent, len(spec.sweep)))
-    known = set(records) | {i.split("_")[0] for i in records}  # a whole array too
-    if args.action != "list" and args.job not in (known if args.action == "cancel"
-                                                  else records):
+    client = client_for(profile, profile.cluster_name(None))
+    records = _records(client)
+    runs = {r.job_id: r.folder for r in records}
+    for r in records:  # a task can be asked for its outputs, and cancelled, by its id
+        runs.update({tid: task_folder(r.folder, i) for i, tid in enumerate(r.ids or ())})
+    if args.action != "list" and args.job not in runs:
         print(f"hpcbridge jobs: {args.job!r} is not a job of ~/{JOBS_DIR}", file=sys.stderr)
         return 1
     if args.action == "outputs":
-        folder = records[args.job]
+        folder = runs[args.job]
         print(folder)
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 print(f"  {path.relative_to(folder)}")
         return 0
-    client = client_for(profile, profile.cluster_name(None))
     if args.action == "cancel":
         asyncio.run(client.cancel(getpass.getuser(), [args.job]))
         print(f"job {args.job}: cancel sent")
         return 0
-    infos = asyncio.run(client.status(list(records))) if records else {}  # one query
-    for sid, folder in records.items():
-        info = infos[sid]
-        view = shown(sid, info, read_result(folder) if info.state.is_terminal else None)
-        task = folder.name.startswith("task-")
-        where = f"{folder.parent.name}/{folder.name}" if task else folder.name
-        print(f"{view.status:<12} {where}  {view.message}")
+    wanted = [i for r in records for i in r.queried]
+    infos = asyncio.run(client.status(wanted)) if wanted else {}  # one query for all
+    for record in records:
+        entry, tasks = record.views(infos)
+        print(f"{entry.status:<12} {record.folder.name}  {entry.message}")
+        for i, view in enumerate(tasks):
+            print(f"  {view.status:<10} task-{i}  {view.message}")
     return 0
+
+
+def _records(client: SchedulerClient) -> list[Run]:
+    """The jobs of ~/jobs that were submitted, oldest folder name first."""
+    records = []
+    for path in sorted((Path.home() / JOBS_DIR).glob("*/hpcbridge-job.json")):
+        try:
+            spec = BatchSpec.read(path.parent)
+        except (OSError, ValueError, TypeError):
+            continue
+        sid, tasks = spec.scheduler_job_id, len(spec.sweep)
+        if sid:
+            records.append(Run(sid, path.parent, tasks,
+                                  task_ids(client.dialect, sid, tasks) if tasks else None))
+    return records

@@ -87,7 +87,10 @@ class _HpcClusterMixin(SpecEntriesMixin, RollingMixin):
         self.hpcb, self.shape, self._caps, self._qos = hpcb, shape, caps, qos
         self._poller, self._own_poller = poller, poller is None
         self._poll_interval = poll_interval
-        self.arrays = arrays and hpcb.client.dialect.capabilities.arrays
+        # array workers learn their task from Slurm's variable and are tracked by Slurm's
+        # task ids (hpcbridge/dask/worker.py, job.py): arrays on Slurm only
+        can = hpcb.client.dialect.capabilities
+        self.arrays = arrays and can.arrays and can.dask == "slurm"
         self.max_failures = max_failures
         self.failures = 0
         #: why worker jobs are no longer replaced (None while all is well)

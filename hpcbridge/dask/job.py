@@ -27,6 +27,7 @@ from hpcbridge.dask.worker import TASK_FIELD  # an array worker's name placehold
 from hpcbridge.errors import HpcBridgeError
 from hpcbridge.profiles import JobRequest, Memory, SiteProfile, render_script
 from hpcbridge.profiles.request import job_log_folder
+from hpcbridge.schedulers.base import JobArray
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,12 @@ def worker_script(ctx: WorkerContext, scheduler: str, name: str, array_tasks: in
     """
     words = worker_argv(ctx, scheduler, name + ("-" + TASK_FIELD if array_tasks else ""),
                         array=bool(array_tasks))
-    script = render_script(ctx.profile, replace(ctx.request, command=tuple(words)))
+    script = render_script(ctx.profile, replace(ctx.request, command=tuple(words)),
+                           array=JobArray(array_tasks) if array_tasks else None)
     lines = script.split("\n")
     if ctx.inherit_env:
         lines = ["#SBATCH --export=ALL" if ln.startswith("#SBATCH --export=") else ln
                  for ln in lines]
-    if array_tasks:
-        # directives must come before the first command; right after the shebang they do
-        lines.insert(1, f"#SBATCH --array=0-{array_tasks - 1}")
     return "\n".join(lines)
 
 

@@ -19,16 +19,26 @@ from __future__ import annotations
 
 import shlex
 
+from hpcbridge.errors import RequestError
 from hpcbridge.profiles.model import Environment, SiteProfile
 from hpcbridge.profiles.request import JobRequest, ValidatedRequest, validate_request
+from hpcbridge.schedulers.base import JobArray
 from hpcbridge.schedulers.registry import dialect_of
 
 
-def render_script(profile: SiteProfile, request: JobRequest | ValidatedRequest) -> str:
-    """The exact batch script for ``request``; raise RequestError / LimitExceeded."""
+def render_script(profile: SiteProfile, request: JobRequest | ValidatedRequest,
+                  array: JobArray | None = None) -> str:
+    """The exact batch script for ``request`` (a job ``array`` of it when given, in the
+    adapter's spelling); raise RequestError / LimitExceeded."""
     req = validate_request(profile, request)
     env = profile.clusters[req.cluster].environments[req.environment]
-    directives = dialect_of(profile.clusters[req.cluster]).directives(req)
+    dialect = dialect_of(profile.clusters[req.cluster])
+    directives = dialect.directives(req)
+    if array is not None:
+        if not dialect.capabilities.arrays:
+            raise RequestError(f"cluster {req.cluster}'s scheduler ({dialect.name}) has no "
+                               "job arrays")
+        directives += dialect.array_directives(array)
     lines = ["#!/bin/bash -l", *directives]
     lines.append(
         f"# rendered by hpcbridge for site {req.site}, cluster {req.cluster}, "

@@ -12,6 +12,7 @@ from hpcbridge.schedulers.base import (
     Budget,
     Capabilities,
     Command,
+    JobArray,
     Operation,
     PartitionInfo,
     QosLimits,
@@ -23,7 +24,7 @@ from hpcbridge.schedulers.registry import UnknownScheduler, dialect_for, dialect
 from hpcbridge.schedulers.slurm import SlurmDialect
 
 __all__ = [
-    "Association", "Availability", "Budget", "Capabilities", "Command", "Operation",
+    "Association", "Availability", "Budget", "Capabilities", "Command", "JobArray", "Operation",
     "PartitionInfo", "PbsDialect", "QosLimits", "SchedulerDialect", "SlurmDialect",
     "UnknownScheduler", "UserJob", "dialect_for", "dialect_of",
 ]

@@ -94,6 +94,25 @@ class PartitionInfo:
 
 
 @dataclass(frozen=True)
+class JobArray:
+    """Several runs of one script as one job: tasks ``0 .. tasks-1``, at most
+    ``throttle`` of them running at once (None: as many as the scheduler lets run)."""
+
+    tasks: int
+    throttle: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tasks < 1 or (self.throttle is not None and self.throttle < 1):
+            raise ValueError(f"not a job array: {self.tasks} tasks, throttle {self.throttle}")
+
+    @property
+    def limit(self) -> int | None:
+        """The throttle when it holds some tasks back; None when all may run."""
+        return self.throttle if self.throttle is not None and self.throttle < self.tasks \
+            else None
+
+
+@dataclass(frozen=True)
 class Availability:
     """What a partition has free right now (for the spawn form; a snapshot, not a promise)."""
 
@@ -177,7 +196,7 @@ class Capabilities:
     check instead of implying there is no such limit.
     """
 
-    #: several jobs submitted as one (Slurm job arrays)
+    #: several jobs submitted as one (job arrays: ``array_directives``)
     arrays: bool = False
     #: finished jobs can be asked about (sacct, ``qstat -x``)
     history: bool = False
@@ -225,6 +244,20 @@ class SchedulerDialect(Protocol):
         Every value in ``req`` has passed the profile's grammars (no newline, quote or
         shell metacharacter), so it may be written as it is.
         """
+        ...
+
+    #: environment variables a task of a job array finds its index in, the first set
+    #: one counts (``SLURM_ARRAY_TASK_ID``, ``PBS_ARRAY_INDEX``, ``PBS_ARRAYID``)
+    array_task_variables: tuple[str, ...]
+
+    def array_directives(self, array: JobArray) -> list[str]:
+        """The directive lines making the script a job array (after ``directives``);
+        only where ``capabilities.arrays``."""
+        ...
+
+    def array_task_id(self, job_id: str, task: int) -> str | None:
+        """The id of task ``task`` of the array submitted as ``job_id``, for status and
+        cancel; None where the scheduler cannot be asked about one task."""
         ...
 
     def is_job_id(self, job_id: str) -> bool:

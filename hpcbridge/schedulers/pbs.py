@@ -39,6 +39,7 @@ from hpcbridge.schedulers.base import (
     Capabilities,
     Command,
     Estimate,
+    JobArray,
     Operation,
     PartitionInfo,
     QosLimits,
@@ -225,6 +226,11 @@ def _torque_directives(req: ValidatedRequest) -> list[str]:
 
 
 FLAVORS = {"pbspro": _pbspro_directives, "torque": _torque_directives}
+#: per flavor: the array option and the variable holding a task's index. Slurm's torque
+#: wrappers hand the script to sbatch, which reads ``#PBS -t``/``-J`` as ``--array`` and
+#: sets only ``SLURM_ARRAY_TASK_ID`` (docs/architecture.md), so it is looked for last
+_ARRAYS = {"pbspro": ("-J", "PBS_ARRAY_INDEX"), "torque": ("-t", "PBS_ARRAYID")}
+_ARRAY_ID = re.compile(r"^(\d+)\[\](.*)$")
 
 #: limits a PBS user may have that qstat does not show (Dask's scaling message says so)
 _UNKNOWN = (
@@ -312,18 +318,39 @@ class PbsDialect:
         "history": (bool, "Read jobs that left the queue with `qstat -x -f` (PBS Pro with "
                     "`job_history_enable`); default false (Torque and Slurm's wrappers "
                     "have no `-x`)."),
+        "array_throttle": (bool, "Write the running-task limit of a job array "
+                           "(`-J 0-9%4`, `-t 0-9%4`); default true. PBS Pro before "
+                           "OpenPBS 20.0 / PBS Professional 2020.1 has no `%` in `-J`: "
+                           "set false there (then the queue's limits alone hold tasks "
+                           "back)."),
     }
 
-    def __init__(self, *, history: bool = False, flavor: str = "pbspro") -> None:
+    def __init__(self, *, history: bool = False, flavor: str = "pbspro",
+                 array_throttle: bool = True) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"no PBS flavor {flavor!r} -- flavors: {', '.join(FLAVORS)}")
         #: PBS Pro with job_history_enable: finished jobs answer ``qstat -x -f``
         self.history = history
         self.flavor = flavor
-        self.capabilities = Capabilities(history=history, dask="pbs", unknown=_UNKNOWN)
+        self.array_throttle = array_throttle
+        option, variable = _ARRAYS[flavor]
+        self._array_option = option
+        self.array_task_variables = (variable, "SLURM_ARRAY_TASK_ID")
+        self.capabilities = Capabilities(arrays=True, history=history, dask="pbs",
+                                         unknown=_UNKNOWN)
 
     def directives(self, req: ValidatedRequest) -> list[str]:
         return FLAVORS[self.flavor](req)
+
+    def array_directives(self, array: JobArray) -> list[str]:
+        throttle = f"%{array.limit}" if array.limit and self.array_throttle else ""
+        return [f"#PBS {self._array_option} 0-{array.tasks - 1}{throttle}"]
+
+    def array_task_id(self, job_id: str, task: int) -> str | None:
+        """``1234[].server`` -> ``1234[3].server``; an id without ``[]`` (Slurm's torque
+        wrappers print the plain number) names no task one can ask ``qstat`` about."""
+        m = _ARRAY_ID.match(job_id)
+        return f"{m.group(1)}[{task}]{m.group(2)}" if m else None
 
     def is_job_id(self, job_id: str) -> bool:
         return bool(_JOB_ID.match(job_id))

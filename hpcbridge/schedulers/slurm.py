@@ -30,6 +30,7 @@ from hpcbridge.schedulers.base import (
     Capabilities,
     Command,
     Estimate,
+    JobArray,
     Operation,
     PartitionInfo,
     QosLimits,
@@ -385,6 +386,15 @@ class SlurmDialect:
 
     def crontab_directives(self, req: ValidatedRequest) -> list[str]:
         return slurm_queries.crontab_directives(req)
+
+    array_task_variables = ("SLURM_ARRAY_TASK_ID",)
+
+    def array_directives(self, array: JobArray) -> list[str]:
+        throttle = f"%{array.limit}" if array.limit else ""
+        return [f"#SBATCH --array=0-{array.tasks - 1}{throttle}"]
+
+    def array_task_id(self, job_id: str, task: int) -> str | None:
+        return f"{job_id}_{task}"
 
     def user_jobs_command(self, user: str) -> Command | None:
         return Command(("squeue", "--noheader", "--array", f"--user={user}",

@@ -44,8 +44,11 @@ REPORT_PATIENCE = 300.0
 WARM_IMPORTS = ("jupyter_server.serverapp", "jupyter_server.extension.application",
                 "jupyterlab.labapp", "jupyterhub.services.auth", "jupyterhub.utils")
 _RETRY_STATUS = {403, 404, 429, 500, 502, 503, 504}
-#: jupyter-scheduler's backend and its dialog's choices: notebooks as batch jobs
-BATCH_ARGS = ("--SchedulerApp.scheduler_class=hpcbridge.batch.scheduler.HpcScheduler",
+#: jupyter-scheduler's backend and its dialog's choices: notebooks as batch jobs, through
+#: its extension whose handlers answer refusals with 400 (hpcbridge/batch/app.py)
+BATCH_ARGS = ("--ServerApp.jpserver_extensions=jupyter_scheduler=False",
+              "--ServerApp.jpserver_extensions=hpcbridge.batch.app=True",
+              "--SchedulerApp.scheduler_class=hpcbridge.batch.scheduler.HpcScheduler",
               "--SchedulerApp.environment_manager_class="
               "hpcbridge.batch.environments.ProfileEnvironments")
 

@@ -80,9 +80,10 @@ def test_over_the_partitions_walltime_is_refused_and_nothing_is_left(lab, testbe
     queue = squeue(testbed, "alice", "%i")
     r = lab.create("batchtests/square.ipynb",
                    runtime_environment_parameters={"partition": "debug", "walltime": "01:00:00"})
-    assert r.status_code == 500, r.text
-    assert "walltime 01:00:00 is over partition debug's max_walltime 00:30:00" in \
-        r.json()["message"]
+    # a refusal, not a server error: 400 with the plain sentence (hpcbridge/batch/app.py)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] == ("walltime 01:00:00 is over partition debug's "
+                                   "max_walltime 00:30:00")
     assert lab.jobs() == before
     assert home_text(testbed, "alice", "ls", "-A", "/home/alice/jobs") == folders
     assert squeue(testbed, "alice", "%i") == queue
@@ -316,3 +317,74 @@ def test_a_schedule_runs_on_the_cluster_while_no_server_runs(lab, hub, testbed) 
             assert home_text(testbed, "alice", "cat", f"{job_folder(job)}/square.txt") == "9"
     finally:
         testbed.login_exec("alice", ["scrontab", "-"], input=b"")
+
+def test_a_sweep_from_the_dialog_is_one_array_with_each_tasks_state(lab, testbed) -> None:  # type: ignore[no-untyped-def]
+    home_text(testbed, "alice", "mkdir", "-p", "/home/alice/jobs")  # when run alone
+    folders = home_text(testbed, "alice", "ls", "-A", "/home/alice/jobs")
+    # refused before anything is stored: a set the notebook does not take, more runs than
+    # her QOS lets her queue (MaxSubmitJobsPerUser=8)
+    for sets, message in (("- {n: 1}\n- {m: 2}\n", "parameter 'm' is not set in the "
+                                                   "notebook's parameters cell"),
+                          ("".join(f"- {{n: {i}}}\n" for i in range(9)),
+                           "a sweep of 9 runs does not fit: your QOS normal lets you queue 8 "
+                           "jobs at once")):
+        testbed.exec("login", ["tee", "/home/alice/batchtests/sweep.yaml"], user="alice",
+                     input=sets.encode(), check=True)
+        r = lab.create("batchtests/square.ipynb", parameters={"sweep": "batchtests/sweep.yaml"})
+        assert r.status_code == 400 and message in r.json()["message"], r.text
+    assert home_text(testbed, "alice", "ls", "-A", "/home/alice/jobs") == folders
+
+    testbed.exec("login", ["tee", "/home/alice/batchtests/sweep.yaml"], user="alice",
+                 input=b"- {n: 3}\n- {n: 4}\n- {n: 5}\n", check=True)
+    r = lab.create("batchtests/square.ipynb",
+                   parameters={"sweep": "batchtests/sweep.yaml", "pause": "5"})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    seen = lab.follow(job_id, ended)
+    sid = seen[-1][1].split()[1].rstrip(":")
+    assert seen[-1] == ("COMPLETED", f"job {sid}: 3 of 3 completed"), seen
+    assert any(s == "IN_PROGRESS" and " of 3 completed" in m and " running on c" in m
+               for s, m in seen), seen
+    # one submission: one array whose 3 tasks ran, each with its set and notebook
+    tasks = home_text(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", sid,
+                      "-o", "JobID,State").split()
+    assert sorted(tasks) == [f"{sid}_{i}|COMPLETED" for i in range(3)], tasks
+    job = lab.job(job_id)
+    links = {f["file_format"]: f["file_path"] for f in job["job_files"]}
+    for i, n in enumerate((3, 4, 5)):
+        executed = home_text(testbed, "alice", "cat", "/home/alice/" + links[f"task-{i}-ipynb"])
+        assert f"square {n * n}" in executed
+
+
+PBS_SITE = "/opt/hpcbridge/src/site_profiles/testbed-pbs.yaml"
+
+
+def test_a_sweep_through_the_torque_wrappers_is_one_qsub_with_an_array(lab, testbed) -> None:  # type: ignore[no-untyped-def]
+    # the PBS adapter's "#PBS -t 0-1%N" (torque flavor), read by sbatch behind the wrappers'
+    # qsub; each task finds its index (the wrappers set only SLURM_ARRAY_TASK_ID)
+    testbed.exec("login", ["tee", "/home/alice/batchtests/sweep-pbs.yaml"], user="alice",
+                 input=b"- {n: 6}\n- {n: 7}\n", check=True)
+    proc = testbed.exec("login", [*HPCBRIDGE, "run", "batchtests/square.ipynb", "--sweep",
+                                  "batchtests/sweep-pbs.yaml", "--partition", "debug",
+                                  "--site", PBS_SITE],
+                        user="alice", env={"HOME": "/home/alice"}, timeout=120)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    assert "submitted as one array of 2 tasks" in out, out
+    sid, folder = out.split()[1].rstrip(":"), out.split("outputs in ")[1].strip()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        states = home_text(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", sid,
+                           "-o", "JobID,State").split()
+        if len(states) == 2 and all(s.endswith("|COMPLETED") for s in states):
+            break
+        time.sleep(2)
+    assert sorted(states) == [f"{sid}_0|COMPLETED", f"{sid}_1|COMPLETED"], states
+    squares = [home_text(testbed, "alice", "cat", f"{folder}/task-{i}/square.txt")
+               for i in range(2)]
+    assert squares == ["36", "49"]
+    listed = testbed.exec("login", [*HPCBRIDGE, "jobs", "--site", PBS_SITE], user="alice",
+                          env={"HOME": "/home/alice"}, timeout=60)
+    lines = [ln for ln in listed.stdout.decode().splitlines() if f"job {sid}:" in ln]
+    assert lines and lines[0].startswith("COMPLETED") and "2 of 2 completed" in lines[0], \
+        listed.stdout.decode() + listed.stderr.decode()

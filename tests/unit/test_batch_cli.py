@@ -13,6 +13,7 @@ from hpcbridge.batch.spec import RESULT_FILE, BatchSpec
 from hpcbridge.cli import batch as cli
 from hpcbridge.cli import main
 from hpcbridge.jobs import JobState
+from hpcbridge.schedulers import QosLimits, UserJob
 from tests.unit.test_batch_scheduler import PARAMETERIZED, FakeSlurm, in_server
 
 
@@ -110,24 +111,53 @@ def test_a_sweep_is_one_job_array_with_a_folder_per_task(slurm, tmp_path, capsys
                                                          monkeypatch) -> None:
     (tmp_path / "work" / "sweep.yaml").write_text("- {n: 1}\n- {n: 2}\n- {n: '3'}\n"
                                                   "- {n: [4, 5]}\n- {n: 6}\n")
+    slurm.qos_limits = [QosLimits("normal", max_jobs_per_user=3, max_submit_jobs_per_user=8)]
     assert main(["run", "nb.ipynb", "--sweep", "sweep.yaml", "--preset", "debug"]) == 0
     (folder,) = folders(tmp_path)
     assert BatchSpec.read(folder).sweep == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": [4, 5]},
                                             {"n": 6}]
-    (_user, script), = slurm.scripts  # one submission
-    assert script.splitlines()[1] == "#SBATCH --array=0-4%4"  # debug: 4 jobs per user
-    assert "as one array of 5 tasks" in capsys.readouterr().out
+    (_user, script), = slurm.scripts  # one submission, throttled to her QOS's 3
+    assert [ln for ln in script.splitlines() if "--array" in ln] == ["#SBATCH --array=0-4%3"]
+    assert "as one array of 5 tasks, at most 3 at once" in capsys.readouterr().out
 
-    for i in range(5):  # the tasks end, each in its folder
+    for i in range(5):  # the tasks end, each in its folder; one runs on
+        if i == 4:
+            slurm.set("101_4", JobState.RUNNING, nodes=("c2",))
+            continue
         (folder / f"task-{i}").mkdir()
-        (folder / f"task-{i}" / RESULT_FILE).write_text(json.dumps({"ok": i != 3}))
+        cell = {"cell": 2, "execution_count": 2, "ename": "ValueError", "evalue": "odd",
+                "source": "print(n * 2)"}
+        (folder / f"task-{i}" / RESULT_FILE).write_text(json.dumps(
+            {"ok": True} if i != 3 else {"ok": False, "exit_code": 1, "failing_cell": cell}))
         slurm.set(f"101_{i}", JobState.COMPLETED if i != 3 else JobState.FAILED)
     slurm.queries.clear()
     assert main(["jobs"]) == 0
     assert [sorted(q) for q in slurm.queries] == [[f"101_{i}" for i in range(5)]]
-    out = capsys.readouterr().out
-    assert out.count("COMPLETED") == 4 and f"FAILED       {folder.name}/task-3" in out
+    head, *tasks = capsys.readouterr().out.splitlines()
+    assert head == (f"IN_PROGRESS  {folder.name}  job 101: 3 of 5 completed, 1 failed, "
+                    "1 running on c2; task 3 failed (exit code 1): cell 2 (In [2]: "
+                    "print(n * 2)): ValueError: odd")
+    assert [t.split()[:2] for t in tasks] == [
+        ["COMPLETED", "task-0"], ["COMPLETED", "task-1"], ["COMPLETED", "task-2"],
+        ["FAILED", "task-3"], ["IN_PROGRESS", "task-4"]]
+    assert "job 101_4: running on c2" in tasks[4]
+    assert main(["jobs", "outputs", "101_3"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == str(folder / "task-3")
     assert main(["jobs", "cancel", "101"]) == 0  # the whole array
+    assert slurm.cancelled == [(getpass.getuser(), ["101"])]
+
+
+def test_a_sweep_over_what_the_qos_lets_her_queue_is_refused(slurm, tmp_path, capsys  # type: ignore[no-untyped-def]
+                                                            ) -> None:
+    (tmp_path / "work" / "sweep.yaml").write_text("".join(f"- {{n: {i}}}\n" for i in range(6)))
+    slurm.user_job_list = [UserJob(str(i), JobState.RUNNING, None, "alice", 1, 100, "x")
+                           for i in range(3)]
+    assert main(["run", "nb.ipynb", "--sweep", "sweep.yaml"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "hpcbridge run: a sweep of 6 runs does not fit: your QOS normal lets you queue 8 "
+        "jobs at once and you have 3 queued or running, so at most 5 runs fit now; split "
+        "the sweep or wait for jobs to end")
+    assert folders(tmp_path) == [] and slurm.scripts == []
 
 
 def test_a_sweep_refuses_a_set_the_notebook_does_not_take(slurm, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from hpcbridge.errors import SubmitRefused
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.poller import StatusPoller
 from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
+from hpcbridge.schedulers import Association, QosLimits, SlurmDialect, UserJob
 from hpcbridge.spawner import launch
 from slurm_testbed.profiles import load_bundled_profile
 from tests.unit.virtual_time import VirtualClock, let_tasks_run
@@ -28,7 +29,13 @@ from tests.unit.virtual_time import VirtualClock, let_tasks_run
 class FakeSlurm:
     """submit / cancel / status as the scheduler client offers them."""
 
+    dialect = SlurmDialect()
+
     def __init__(self) -> None:
+        #: the user's QOS and her other jobs, as the scheduler would tell them
+        self.qos_limits = [QosLimits("normal", max_jobs_per_user=4,
+                                     max_submit_jobs_per_user=8)]
+        self.user_job_list: list[UserJob] = []
         self.scripts: list[tuple[str, str]] = []
         self.log_folders: list[str | None] = []
         self.cancelled: list[tuple[str, list[str]]] = []
@@ -51,6 +58,15 @@ class FakeSlurm:
     async def status(self, ids, *, as_user=None) -> dict[str, JobInfo]:  # type: ignore[no-untyped-def]
         self.queries.append(list(ids))
         return {i: self.states[i] for i in ids}
+
+    async def qos(self, names=(), *, as_user=None) -> list[QosLimits]:  # type: ignore[no-untyped-def]
+        return self.qos_limits
+
+    async def associations(self, user: str) -> list[Association]:
+        return [Association("proj_a", user, default_qos="normal")]
+
+    async def user_jobs(self, user: str) -> list[UserJob]:
+        return self.user_job_list
 
     def set(self, job_id: str, state: JobState, **kw) -> None:  # type: ignore[no-untyped-def]
         self.states[job_id] = JobInfo(job_id, state, user="alice", **kw)
@@ -300,6 +316,11 @@ def test_the_dialog_offers_the_profiles_environments_and_presets(monkeypatch) ->
 def test_servers_the_spawner_starts_use_the_batch_backend() -> None:
     argv = launch.server_argv()
     assert argv[0] == "jupyterhub-singleuser" and argv[1:] == list(launch.BATCH_ARGS)
-    classes = dict(a.removeprefix("--SchedulerApp.").split("=") for a in argv[1:])
+    # jupyter-scheduler's extension with handlers that answer refusals with 400
+    assert argv[1:3] == ["--ServerApp.jpserver_extensions=jupyter_scheduler=False",
+                         "--ServerApp.jpserver_extensions=hpcbridge.batch.app=True"]
+    (point,) = import_item("hpcbridge.batch.app._jupyter_server_extension_points")()
+    assert issubclass(point["app"], import_item("jupyter_scheduler.extension.SchedulerApp"))
+    classes = dict(a.removeprefix("--SchedulerApp.").split("=") for a in argv[3:])
     assert import_item(classes["scheduler_class"]) is HpcScheduler
     assert import_item(classes["environment_manager_class"]) is ProfileEnvironments

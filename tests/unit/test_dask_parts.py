@@ -144,7 +144,9 @@ def test_worker_jobs_export_the_submitting_environment() -> None:
 def test_array_script_has_one_array_directive_and_a_task_name() -> None:
     script = worker_script(_ctx(), "tcp://10.0.0.1:8786", "hpcb-dask-abc123-0", 8)
     lines = script.splitlines()
-    assert lines[1] == "#SBATCH --array=0-7"
+    assert [ln for ln in lines if "--array" in ln] == ["#SBATCH --array=0-7"]
+    # among the directives, before the first command
+    assert lines.index("#SBATCH --array=0-7") < lines.index("set -e")
     assert "-m hpcbridge.dask.worker" in script
     assert "--name 'hpcb-dask-abc123-0-{task}'" in script
 
