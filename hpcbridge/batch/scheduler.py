@@ -218,7 +218,7 @@ class HpcScheduler(RecurringJobs, Scheduler):
             raise
         self.log.info("batch job %s: submitted as %s job %s", job_id, self.cluster,
                       scheduler_id)
-        self._track(job_id, spec, job.folder)
+        self._track(job_id, scheduler_id, self._sweep_of(spec, job.folder))
         return job_id
 
     def _record(self, model: CreateJob, job_id: str, create_time: int,
@@ -248,7 +248,9 @@ class HpcScheduler(RecurringJobs, Scheduler):
             for model in active:
                 spec = self._spec(model)
                 if spec is not None and spec.scheduler_job_id:
-                    self._track(model.job_id, spec, Path(self.get_local_output_path(model)))
+                    folder = Path(self.get_local_output_path(model))
+                    self._track(model.job_id, spec.scheduler_job_id,
+                                self._sweep_of(spec, folder))
         return self.poller
 
     def _spec(self, model: DescribeJob) -> BatchSpec | None:
@@ -257,15 +259,19 @@ class HpcScheduler(RecurringJobs, Scheduler):
         except (OSError, ValueError, TypeError):
             return None
 
-    def _track(self, job_id: str, spec: BatchSpec, folder: Path) -> None:
-        """Track the job, or each task of a sweep (one query asks about all)."""
-        sid = spec.scheduler_job_id or ""
-        if spec.sweep:
-            run = Run(sid, folder, len(spec.sweep),
-                      task_ids(self.client.dialect, sid, len(spec.sweep)))
-            self._sweeps[job_id] = (run, self._sweeps.get(job_id, (run, {}))[1])
+    def _sweep_of(self, spec: BatchSpec, folder: Path) -> Run | None:
+        """A sweep's tasks as one status query asks about them; None for a plain job."""
+        if not spec.sweep or not spec.scheduler_job_id:
+            return None
+        sid, tasks = spec.scheduler_job_id, len(spec.sweep)
+        return Run(sid, folder, tasks, task_ids(self.client.dialect, sid, tasks))
+
+    def _track(self, job_id: str, scheduler_id: str, sweep: Run | None = None) -> None:
+        """Track the job, or each task of a ``sweep`` (one query asks about all)."""
+        if sweep is not None:
+            self._sweeps[job_id] = (sweep, self._sweeps.get(job_id, (sweep, {}))[1])
         poller = self._start_tracking()
-        for queried in (self._sweeps[job_id][0].queried if spec.sweep else [sid]):
+        for queried in (sweep.queried if sweep is not None else [scheduler_id]):
             self._tracked[queried] = job_id
             poller.track(queried, self.user)
 
@@ -371,7 +377,7 @@ class HpcScheduler(RecurringJobs, Scheduler):
             session.query(Job).filter(Job.job_id == job_id).update(
                 {"status": "STOPPING", "status_message": f"job {scheduler_id}: cancelling"})
             session.commit()
-        self._track(job_id, spec, folder)
+        self._track(job_id, scheduler_id, self._sweep_of(spec, folder))
 
     async def delete_job(self, job_id: str) -> None:
         """Cancel the job if it may still run and drop it from the list; its folder
