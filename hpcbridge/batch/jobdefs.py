@@ -39,6 +39,7 @@ from jupyter_scheduler.orm import Job, JobDefinition
 from jupyter_scheduler.utils import get_utc_timestamp
 
 from hpcbridge.batch import crontab
+from hpcbridge.batch.app import Refused
 from hpcbridge.batch.cron import check_time_zone, parse_schedule
 from hpcbridge.batch.definition import (
     PROFILE_FILE,
@@ -163,6 +164,8 @@ class RecurringJobs:
             return self._plan(definition_id, want, folder)
         except FileNotFoundError:
             raise InputUriError(want.get("input_uri") or want.get("input_filename")) from None
+        except RequestError as exc:  # the gate's refusal: answered with 400
+            raise Refused(str(exc)) from None
         except HpcBridgeError as exc:
             raise SchedulerError(str(exc)) from None
 

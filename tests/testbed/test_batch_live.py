@@ -260,7 +260,7 @@ def test_a_schedule_runs_on_the_cluster_while_no_server_runs(lab, hub, testbed) 
                 ({"runtime_environment_parameters": {"walltime": "01:00:00"}},
                  "over partition debug's max_walltime 00:30:00")):
             r = lab.call("POST", "/scheduler/job_definitions", json={**definition, **bad})
-            assert r.status_code == 500 and words in r.json()["message"], r.text
+            assert r.status_code == 400 and words in r.json()["message"], r.text
         assert lab.call("GET", "/scheduler/job_definitions").json()["job_definitions"] == []
         assert home_text(testbed, "alice", "ls", "-AR", "/home/alice/jobs") == before
         assert _crontab(testbed) == own
