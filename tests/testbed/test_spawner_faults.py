@@ -16,26 +16,29 @@ def _hub_log(hub) -> str:
     return (hub.runner.dir / "jupyterhub.log").read_text(errors="replace")
 
 
-def _running_server(hub, user: str, options: dict) -> dict:
-    if not hub.server(user).get("ready"):
-        r = hub.spawn(user, options)
-        assert r.status_code in (201, 202), r.text
-    return hub.wait_ready(user)
+def _node(testbed, user: str, job_id: str) -> str:
+    (node,) = [j[1] for j in squeue(testbed, user, "%i", "%N") if j[0] == job_id]
+    return node
 
 
-def test_killed_compute_node_stops_the_server_with_the_reason(hub, testbed):
-    server = _running_server(hub, "carol", {"preset": "debug"})
-    job_id = server["state"]["job_id"]
-    (node,) = [j[1] for j in squeue(testbed, "carol", "%i", "%N") if j[0] == job_id]
+def test_node_kill_and_walltime_end_stop_their_servers_with_the_reason(hub, testbed):
+    """alice's GPU server loses its node (killed) while bob's 1-minute debug server reaches
+    its walltime: both are stopped, each with its own reason in the log. The two waits
+    overlap (CI pays one); if the two jobs share a node, the kill waits for bob's end."""
+    # both spawned at once; bob's server must be ready within its minute
+    r = hub.spawn("bob", {"partition": "debug", "walltime": "00:01:00"})
+    assert r.status_code in (201, 202), r.text
+    r = hub.spawn("alice", {"preset": "gpu"}, server="gpu")  # on the GPU node, not c1
+    assert r.status_code in (201, 202), r.text
+    bob = hub.wait_ready("bob")["state"]["job_id"]
+    alice = hub.wait_ready("alice", "gpu")["state"]["job_id"]
+    node = _node(testbed, "alice", alice)
+    if node == _node(testbed, "bob", bob):
+        hub.wait_stopped("bob", timeout=180)
     with faults.node_killed(testbed, node):
-        hub.wait_stopped("carol", timeout=180)
-    assert f"job {job_id} ended: node fail" in _hub_log(hub)
-
-
-def test_walltime_end_warns_then_stops_the_server(hub, testbed):
-    server = _running_server(hub, "bob", {"partition": "debug", "walltime": "00:01:00"})
-    job_id = server["state"]["job_id"]
-    hub.wait_stopped("bob", timeout=180)
+        hub.wait_stopped("alice", "gpu", timeout=180)
+        hub.wait_stopped("bob", timeout=180)
     log = _hub_log(hub)
-    assert f"job {job_id} reaches its walltime" in log
-    assert f"job {job_id} ended: timeout" in log
+    assert f"job {alice} ended: node fail" in log
+    assert f"job {bob} reaches its walltime" in log
+    assert f"job {bob} ended: timeout" in log
