@@ -202,6 +202,13 @@ def _node_shape(where: Path, name: str, part: Partition, info: PartitionInfo
                       f"nodes of partition '{name}' have up to {gpus} GPUs; the profile "
                       f"offers {part.gpus_per_node}",
                       f"set gpus_per_node: {gpus} if users should get them")
+    missing = [k for k in part.gpu_types if k not in info.gpu_types]
+    if missing:
+        have = ", ".join(info.gpu_types) or "none"
+        yield Finding(Severity.ERROR, (*where, "gpu_types"),
+                      f"no node of partition '{name}' has GPUs of type "
+                      f"{', '.join(missing)} (typed GRES there: {have})",
+                      f"set gpu_types: [{', '.join(info.gpu_types)}]")
 
 
 def _default_qos(facts: ClusterFacts) -> set[str]:

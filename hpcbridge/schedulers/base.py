@@ -86,6 +86,8 @@ class PartitionInfo:
     cores_per_node: int | None = None
     memory_per_node_mb: int | None = None
     gpus_per_node: int | None = None
+    #: GPU types of the partition's nodes (Slurm typed GRES, ``gpu:a100:4``)
+    gpu_types: tuple[str, ...] = ()
     max_memory_per_node_mb: int | None = None
     default_memory_per_cpu_mb: int | None = None
     allow_accounts: tuple[str, ...] | None = None

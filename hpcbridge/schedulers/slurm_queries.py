@@ -72,9 +72,21 @@ def _node_shapes(sinfo: str) -> dict[str, tuple[int | None, int | None, int | No
     return shapes
 
 
+def _gpu_types(sinfo: str) -> dict[str, tuple[str, ...]]:
+    """partition -> the GPU types of its nodes, from the ``%G`` column."""
+    kinds: dict[str, set[str]] = {}
+    for line in sinfo.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) == 5:
+            found = kinds.setdefault(fields[0].rstrip("*"), set())
+            found.update(k for k in _gpus_by_type(fields[3]) if k)
+    return {part: tuple(sorted(found)) for part, found in kinds.items()}
+
+
 def parse_partitions(scontrol: str, sinfo: str = "") -> list[PartitionInfo]:
     """``scontrol --oneliner show partition`` (+ ``sinfo`` node shapes) as PartitionInfo."""
     shapes = _node_shapes(sinfo)
+    gpu_types = _gpu_types(sinfo)
     out = []
     for line in scontrol.splitlines():
         kv = dict(tok.partition("=")[::2] for tok in line.split() if "=" in tok)
@@ -94,6 +106,7 @@ def parse_partitions(scontrol: str, sinfo: str = "") -> list[PartitionInfo]:
             cores_per_node=cores,
             memory_per_node_mb=mem,
             gpus_per_node=gpus,
+            gpu_types=gpu_types.get(name, ()),
             max_memory_per_node_mb=parse_memory_mb(kv.get("MaxMemPerNode")),
             default_memory_per_cpu_mb=parse_memory_mb(kv.get("DefMemPerCPU")),
             allow_accounts=_names(kv.get("AllowAccounts", "ALL")),

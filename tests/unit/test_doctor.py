@@ -108,6 +108,15 @@ def test_cores_memory_nodes_and_gpus_over_the_nodes() -> None:
     assert cores.fix == "set cores_per_node: 8"
 
 
+def test_a_gpu_type_no_node_has() -> None:
+    assert recorded_facts().partitions[-1].gpu_types == ("fake",)  # sinfo %G: gpu:fake:2
+    found = only(check(profile(("gpu_types: [fake]", "gpu_types: [fake, a100]"))), "gpu_types")
+    assert found.severity is Severity.ERROR and found.path[3:] == ("gpu", "gpu_types")
+    assert found.message == ("no node of partition 'gpu' has GPUs of type a100 (typed GRES "
+                             "there: fake)")
+    assert found.fix == "set gpu_types: [fake]"
+
+
 def test_narrower_limits_are_notes() -> None:
     notes = [f for f in check(profile(('max_walltime: "04:00:00"', 'max_walltime: "02:00:00"')))
              if f.severity is Severity.NOTE]
