@@ -97,6 +97,9 @@ class Hub:
         #: a private CA that signed the hub's certificate (tests; sites use public CAs)
         self.ca_file: str | None = None
         self.status_file = self.dir / "status.json"
+        #: the hub process start() made (JupyterHub rewrites the pid file while it starts:
+        #: read then, the file can be empty)
+        self._started: int | None = None
 
     def status(self) -> dict:
         try:
@@ -173,6 +176,7 @@ class Hub:
                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                     start_new_session=True, umask=HUB_UMASK)
         _write_private(self.pidfile, str(proc.pid))
+        self._started = proc.pid
 
     def restart(self) -> None:
         """Start the hub again with the environment of its last `up` (after a crash)."""
@@ -184,7 +188,7 @@ class Hub:
         while time.monotonic() < deadline:
             if self._answers(self.public_url):
                 return
-            pid = _pid_alive(self.pidfile)
+            pid = self._started or _pid_alive(self.pidfile)
             if pid is None or not _running(pid):  # gone, or died unreaped (our child)
                 break
             time.sleep(0.3)

@@ -148,14 +148,16 @@ def lab_settings(environ: MutableMapping[str, str]) -> list[str]:
     "New" button makes a cluster from the site profile (unless the site configured
     another factory) and the sidebar lists the notebooks' clusters
     (``hpcbridge/dask/lab.py``); the status bar shows the job's walltime left
-    (``hpcbridge/lab/walltime.py`` and its prebuilt JupyterLab extension)."""
+    (``hpcbridge/lab/walltime.py`` and its prebuilt JupyterLab extension); a running
+    cell counts as use for idle culling (``hpcbridge/lab/activity.py``)."""
     from hpcbridge.dask import lab as dask_lab
-    from hpcbridge.lab import walltime
+    from hpcbridge.lab import activity, walltime
 
     if not any(key.startswith("DASK_LABEXTENSION__FACTORY") for key in environ):
         environ.update(dask_lab.FACTORY_ENV)
     return [f"--ServerApp.jpserver_extensions={dask_lab.SERVER_EXTENSION}=True",
             f"--ServerApp.jpserver_extensions={walltime.SERVER_EXTENSION}=True",
+            f"--ServerApp.jpserver_extensions={activity.SERVER_EXTENSION}=True",
             f"--LabApp.extra_labextensions_path={walltime.LABEXTENSIONS}"]
 
 

@@ -1,9 +1,10 @@
 """The real jupyterhub-idle-culler, a service of the hub, releases an idle server's whole
 allocation: its notebook job and the Dask worker jobs its kernel started (issue 18).
 
-A hub of its own (ports 8140/8221): the culler stops servers idle for 20 s, looking
-every 5 s; servers report their activity every 5 s (production: 300 s), so the hub sees
-the set-up's requests and culls only once the test leaves the server alone.
+A hub of its own (ports 8140/8221): the culler stops servers idle for 15 s, looking
+every 3 s; servers report their activity every 3 s (production: 300 s), so the hub sees
+the set-up's requests and its long silent cell, and culls only once the test leaves
+the server alone with an idle kernel.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -22,20 +22,23 @@ from tests.testbed.hubtools import HubApi, execute_in_kernel, port_offset, squeu
 pytestmark = pytest.mark.testbed
 
 USER = "alice"
-TIMEOUT, EVERY = 20, 5
+TIMEOUT, EVERY = 15, 3
 CULLER = f'''
 from hpcbridge.spawner.culler import add_idle_culler
 add_idle_culler(c, timeout={TIMEOUT}, cull_every={EVERY})
 c.JupyterHub.last_activity_interval = {EVERY}
 c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "{EVERY}"}}
 '''
-#: a notebook's cluster: two worker jobs, and the kernel goes idle (scale does not wait)
-TWO_WORKERS = """
-import hpcbridge.dask
+#: a notebook's cluster of two worker jobs, then a silent computation longer than the
+#: timeout (the hub hears of activity every EVERY s, the culler looks every EVERY s):
+#: a busy kernel is use of the server (hpcbridge/lab/activity.py), so no cull mid-cell
+TWO_WORKERS = f"""
+import time, hpcbridge.dask
 cluster = hpcbridge.dask.cluster(cores=1, memory="1G", walltime="00:10:00", poll_interval=2)
 print("TEN", cluster.sync(cluster.plan_scale, 10).message)  # what scale(10) would say
 cluster.scale(2)
-print("NAME", cluster._name)
+print("NAME", cluster._name, flush=True)
+time.sleep({TIMEOUT + 3 * EVERY})
 """
 
 
@@ -77,18 +80,12 @@ def test_the_culler_cancels_the_idle_servers_job_and_its_dask_workers(testbed, c
     kernel = requests.post(f"{url}/api/kernels", json={"name": "python3"},
                            headers={"Authorization": f"token {token}"}, timeout=60)
     kernel.raise_for_status()
+    out = asyncio.run(execute_in_kernel(url, token, kernel.json()["id"], TWO_WORKERS, 240,
+                                        USER))  # a cull mid-cell closes its websocket
 
     def at_work() -> None:  # an API request: the user is still at work (not idle)
         requests.get(f"{url}/api/kernels", headers={"Authorization": f"token {token}"},
                      timeout=30).raise_for_status()
-
-    with ThreadPoolExecutor(1) as pool:  # a silent cell is no activity: keep the server used
-        cell = pool.submit(asyncio.run, execute_in_kernel(
-            url, token, kernel.json()["id"], TWO_WORKERS, 180, USER))
-        while not cell.done():
-            at_work()
-            time.sleep(2)
-        out = cell.result()
     name = out.split("NAME ", 1)[1].split()[0]
     assert name.startswith(f"hpcb-dask-j{server_job}-"), out
     # the clamp reads as a sentence; the server's own job is one of "your other jobs"
