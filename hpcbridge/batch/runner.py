@@ -14,23 +14,51 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hpcbridge.batch.spec import LOG_FILE, BatchSpec, failing_cell, task_folder, write_result
+from hpcbridge.batch.spec import (
+    JOB_PROFILE_ENV,
+    LOG_FILE,
+    PROFILE_ENV,
+    BatchSpec,
+    failing_cell,
+    running_cell,
+    task_folder,
+    write_result,
+)
+
+#: what a SIGTERM means for a batch job: Slurm sends it at the walltime, on scancel, on
+#: preemption (then SIGKILL after KillWait); the scheduler's record says which
+STOPPED = "stopped by the scheduler (SIGTERM: its walltime ended, or it was cancelled or " \
+          "preempted)"
 
 Execute = Callable[..., Any]
+#: seconds the kernel may take to start: papermill's default (60 s) failed runs on nodes
+#: busy enough (a sweep's tasks beside workers on the testbed's two cores)
+KERNEL_START_TIMEOUT = 300
 
 
 def _papermill(input_path: str, output_path: str, **kwargs: Any) -> None:
     import papermill
+    from traitlets.config import Config
 
-    papermill.execute_notebook(input_path, output_path, **kwargs)
+    # The kernel talks over Unix sockets in a private folder of the node, not TCP ports:
+    # a sweep's tasks start kernels on one node at the same moment, and a port one of
+    # them picked could be taken by another before its kernel bound it ("Address already
+    # in use", then papermill waits out its start timeout); the 0700 folder also keeps
+    # other users of a shared node away from the kernel's sockets.
+    with tempfile.TemporaryDirectory(prefix="hpcbridge-kernel-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc",
+                                           "ip": os.path.join(sockets, "kernel")}})
+        papermill.execute_notebook(input_path, output_path, config=config, **kwargs)
 
 
 def _html(notebook_path: Path, html_path: Path) -> None:
@@ -81,7 +109,7 @@ def run(folder: Path, spec: BatchSpec, *, execute: Execute | None = None,
     try:
         (execute or _papermill)(str(input_path), str(output), parameters=spec.parameters,
                 cwd=str(folder), kernel_name=None if kernelspec.get("name") else spec.kernel,
-                log_output=True, progress_bar=False)
+                log_output=True, progress_bar=False, start_timeout=KERNEL_START_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 -- any failure is the run's result, told below
         error = f"{type(exc).__name__}: {str(exc).strip()[-1000:]}"
     executed = _read(output)
@@ -101,6 +129,23 @@ def run(folder: Path, spec: BatchSpec, *, execute: Execute | None = None,
             result["html_error"] = f"{type(exc).__name__}: {exc}"[:500]
     write_result(folder, result)
     return result
+
+
+def on_sigterm(folder: Path, output: Path, started: float) -> Callable[..., None]:
+    """A SIGTERM handler that writes the result at once (the SIGKILL that follows may
+    not wait for papermill to unwind), naming the cell that was running, then exits."""
+    def handler(signum: int, frame: object) -> None:
+        result: dict[str, Any] = {
+            "ok": False, "exit_code": 128 + signum, "signal": signal.Signals(signum).name,
+            "node": socket.gethostname(), "error": STOPPED,
+            "runner_seconds": round(time.monotonic() - started, 3)}
+        cell = running_cell(_read(output))
+        if cell:
+            result["running_cell"] = cell
+        write_result(folder, result)
+        print(f"hpcbridge: {STOPPED}", flush=True)
+        raise SystemExit(128 + signum)
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(log, 2)
     print(f"hpcbridge: running {spec.input} (job {spec.scheduler_job_id}) on "
           f"{socket.gethostname()}", flush=True)
+    if spec.profile and not (os.environ.get(PROFILE_ENV) or os.environ.get(JOB_PROFILE_ENV)):
+        os.environ[JOB_PROFILE_ENV] = json.dumps(spec.profile)  # the kernel inherits it
+    signal.signal(signal.SIGTERM, on_sigterm(workdir, workdir / spec.outputs["ipynb"],
+                                             time.monotonic()))
     result = run(folder, spec, workdir=workdir)
     print(f"hpcbridge: {'completed' if result['ok'] else 'failed'}", flush=True)
     return int(result["exit_code"])

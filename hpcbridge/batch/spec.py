@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 SPEC_FILE = "hpcbridge-job.json"
+#: where the runner puts ``BatchSpec.profile`` for the notebook (the name
+#: ``hpcbridge/profiles/jobcopy.py`` reads; this module imports nothing of hpcbridge)
+JOB_PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE_JSON"
+PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE"
 RESULT_FILE = "hpcbridge-result.json"
 LOG_FILE = "job.log"
 #: the scheduler's job name of every batch notebook job (the folder says which one)
@@ -60,6 +64,10 @@ class BatchSpec:
     #: where a task finds its index: the first of these variables that is set (the
     #: scheduler adapter's ``array_task_variables``)
     task_variables: list[str] = field(default_factory=list)
+    #: the job copy of the site profile the job was checked against (no hub settings):
+    #: the runner hands it to the notebook, so that ``hpcbridge.dask.cluster()`` in a
+    #: batch job finds the profile as it does in a notebook server
+    profile: dict[str, Any] | None = None
 
     def write(self, folder: Path) -> None:
         """Write (or replace) the spec; the replacement is atomic."""
@@ -100,35 +108,60 @@ def _text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value or "")
 
 
-def failing_cell(notebook: dict[str, Any]) -> dict[str, Any] | None:
-    """The first code cell of an executed notebook whose output is an error: its position
-    among the code cells (1-based, papermill's injected parameters cell not counted), its
-    execution count, the error's name and value and the cell's first source line."""
+def _code_cells(notebook: dict[str, Any]):
+    """(position, cell) of each code cell: 1-based, papermill's injected parameters cell
+    not counted (the user's own numbering)."""
     position = 0
     for cell in notebook.get("cells") or ():
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        tags = (cell.get("metadata") or {}).get("tags") or ()
-        if "injected-parameters" not in tags:
+        if "injected-parameters" not in ((cell.get("metadata") or {}).get("tags") or ()):
             position += 1
+        yield position, cell
+
+
+def _where(position: int, cell: dict[str, Any]) -> dict[str, Any]:
+    source = _text(cell.get("source")).strip().splitlines()
+    return {"cell": position, "execution_count": cell.get("execution_count"),
+            "source": source[0][:200] if source else ""}
+
+
+def failing_cell(notebook: dict[str, Any]) -> dict[str, Any] | None:
+    """The first code cell of an executed notebook whose output is an error: its position
+    among the code cells, its execution count, the error's name and value and the cell's
+    first source line."""
+    for position, cell in _code_cells(notebook):
         for out in cell.get("outputs") or ():
             if isinstance(out, dict) and out.get("output_type") == "error":
-                source = _text(cell.get("source")).strip().splitlines()
-                return {"cell": position, "execution_count": cell.get("execution_count"),
-                        "ename": str(out.get("ename", ""))[:200],
-                        "evalue": str(out.get("evalue", ""))[:500],
-                        "source": source[0][:200] if source else ""}
+                return {**_where(position, cell), "ename": str(out.get("ename", ""))[:200],
+                        "evalue": str(out.get("evalue", ""))[:500]}
     return None
 
 
+def running_cell(notebook: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The cell papermill marked as running when the notebook was last saved (papermill
+    saves it as each cell starts): where a stopped run was."""
+    for position, cell in _code_cells(notebook or {}):
+        if ((cell.get("metadata") or {}).get("papermill") or {}).get("status") == "running":
+            return _where(position, cell)
+    return None
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    """``cell 3 (In [3]: first line)`` for a cell as failing_cell/running_cell give it."""
+    count = cell.get("execution_count")
+    where = f"cell {cell.get('cell')}"
+    if cell.get("source"):
+        where += f" (In [{count if count is not None else ' '}]: {cell['source']})"
+    return where
+
+
 def describe_failure(result: dict[str, Any]) -> str:
-    """``cell 3 (In [3]: x = 1 / 0): ZeroDivisionError: division by zero``, or the
-    runner's error when no cell failed."""
+    """``cell 3 (In [3]: x = 1 / 0): ZeroDivisionError: division by zero``, the runner's
+    error when no cell failed, and the cell a stopped run was in."""
     cell = result.get("failing_cell")
     if isinstance(cell, dict):
-        count = cell.get("execution_count")
-        where = f"cell {cell.get('cell')}"
-        if cell.get("source"):
-            where += f" (In [{count if count is not None else ' '}]: {cell['source']})"
-        return f"{where}: {cell.get('ename')}: {cell.get('evalue')}"
-    return str(result.get("error") or "the run failed")
+        return f"{cell_text(cell)}: {cell.get('ename')}: {cell.get('evalue')}"
+    text = str(result.get("error") or "the run failed")
+    running = result.get("running_cell")
+    return text + (f", in {cell_text(running)}" if isinstance(running, dict) else "")

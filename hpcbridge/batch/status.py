@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hpcbridge.batch.spec import describe_failure
+from hpcbridge.batch.spec import cell_text, describe_failure
 from hpcbridge.jobs import JobInfo, JobState
 
 #: statuses whose job may still be queued or running: the ones tracked
@@ -62,11 +62,15 @@ def shown(job_id: str, info: JobInfo, result: dict[str, Any] | None,
     if state in (JobState.COMPLETED, JobState.ENDED_UNKNOWN) and result and result.get("ok"):
         node = f" on {result['node']}" if result.get("node") else ""
         return Shown("COMPLETED", f"{head}: completed{node}{_exit(info, result)}", ended=True)
+    if state in _ENDS:
+        # the scheduler's reason first: at the walltime the runner only saw a SIGTERM
+        running = (result or {}).get("running_cell")
+        where = f", in {cell_text(running)}" if isinstance(running, dict) else ""
+        return Shown("FAILED", f"{head}: failed: {_ENDS[state]}{where}{_exit(info)}",
+                     ended=True)
     if result is not None and not result.get("ok"):
         return Shown("FAILED", f"{head}: failed{_exit(info, result)}: {describe_failure(result)}",
                      ended=True)
-    if state in _ENDS:
-        return Shown("FAILED", f"{head}: failed: {_ENDS[state]}{_exit(info)}", ended=True)
     # COMPLETED without a result, or FAILED before the runner could write one
     return Shown("FAILED", f"{head}: failed{_exit(info)}: the runner left no result; see "
                            "the job's log", ended=True)

@@ -23,6 +23,7 @@ from hpcbridge.batch.sweep import fit_array, room
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import RequestError
 from hpcbridge.profiles import SiteProfile, ValidatedRequest, render_script
+from hpcbridge.profiles.jobcopy import job_copy_json
 from hpcbridge.schedulers import JobArray, dialect_of
 
 #: a notebook larger than this is refused (it is read to find its parameters cell)
@@ -95,7 +96,8 @@ def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
         raise RequestError(f"cluster {cluster}'s scheduler has no job arrays for a sweep")
     spec = BatchSpec(job_id=job_id, cluster=cluster, input=notebook.name, outputs=outputs,
                      parameters=values, sweep=sets,
-                     task_variables=list(dialect.array_task_variables) if sets else [])
+                     task_variables=list(dialect.array_task_variables) if sets else [],
+                     profile=json.loads(job_copy_json(profile)))
     job = Prepared(notebook, folder, spec, profile, request,
                    JobArray(len(sets)) if sets else None)
     job.script  # noqa: B018 -- renders once: a refusal comes before anything is stored

@@ -40,6 +40,11 @@ def test_run_submits_the_notebook_with_its_parameters(slurm, tmp_path, capsys) -
     spec = BatchSpec.read(folder)
     assert spec.parameters == {"n": 9} and spec.scheduler_job_id == "101"
     assert sorted(spec.outputs) == ["html", "ipynb"] and spec.input == "nb.ipynb"
+    # the job's notebook sees the profile it was checked against: the job copy (no hub
+    # settings, local transports), for hpcbridge.dask.cluster() inside the job
+    assert spec.profile and spec.profile["site"] == "testbed"
+    assert spec.profile["clusters"]["tb"]["transport"]["kind"] == "local"
+    assert not spec.profile["hub"].get("connect_url")
     (user, script), = slurm.scripts
     assert user == getpass.getuser()  # as the caller, never anyone else
     assert "#SBATCH --partition=debug" in script and str(folder) in script

@@ -4,6 +4,7 @@ job folder's files, what the job list shows, and the runner around papermill."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,12 @@ def info(state: JobState, **kw) -> JobInfo:
      "FAILED", "job 42: failed (exit code 1): cell 2 (In [2]: check()): ValueError: bad"),
     (JobState.TIMEOUT, {}, None, "FAILED", "job 42: failed: its walltime ended"),
     (JobState.NODE_FAIL, {}, None, "FAILED", "job 42: failed: its node failed"),
+    # at the walltime the runner saw only a SIGTERM: the scheduler's reason wins
+    (JobState.TIMEOUT, {"exit_code": 0},
+     {"ok": False, "exit_code": 143, "error": "stopped by the scheduler (SIGTERM: ...)",
+      "running_cell": {"cell": 2, "execution_count": None, "source": "time.sleep(600)"}},
+     "FAILED", "job 42: failed: its walltime ended, in cell 2 (In [ ]: time.sleep(600)) "
+               "(exit code 0)"),
     (JobState.FAILED, {"exit_code": 127}, None, "FAILED",
      "job 42: failed (exit code 127): the runner left no result; see the job's log"),
     (JobState.COMPLETED, {"exit_code": 0}, None, "FAILED",
@@ -264,3 +271,59 @@ def test_a_sweep_task_runs_its_own_parameters_in_its_folder(tmp_path: Path, monk
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     with pytest.raises(SystemExit, match="inside its job array only"):
         runner.main([str(tmp_path)])
+
+
+def test_a_sigterm_writes_the_result_with_the_running_cell_at_once(tmp_path: Path) -> None:
+    running = code("time.sleep(pause)", count=2)
+    running["metadata"]["papermill"] = {"status": "running"}
+    done = code("pause = 600")
+    done["metadata"]["papermill"] = {"status": "completed"}
+    (tmp_path / "out.ipynb").write_text(json.dumps(notebook(done, running)))
+    handler = runner.on_sigterm(tmp_path, tmp_path / "out.ipynb", 0.0)
+    with pytest.raises(SystemExit) as stopped:
+        handler(15, None)
+    assert stopped.value.code == 143
+    result = read_result(tmp_path)
+    assert result["signal"] == "SIGTERM" and not result["ok"] and result["exit_code"] == 143
+    assert result["running_cell"] == {"cell": 2, "execution_count": 2,
+                                      "source": "time.sleep(pause)"}
+    assert describe_failure(result) == (
+        f"{runner.STOPPED}, in cell 2 (In [2]: time.sleep(pause))")
+
+
+def test_the_notebook_gets_the_specs_profile_unless_one_is_set(tmp_path: Path, monkeypatch
+                                                                ) -> None:
+    seen = []
+    monkeypatch.setattr(runner, "_papermill", lambda src, out, **kw: seen.append(
+        (os.environ.get("HPCBRIDGE_SITE_PROFILE_JSON"), os.environ.get("HPCBRIDGE_SITE_PROFILE"))))
+    monkeypatch.setattr(runner.os, "dup2", lambda a, b: None)  # keep pytest's output
+    monkeypatch.setattr(runner.signal, "signal", lambda *a: None)  # pytest's own handlers
+    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE_JSON", raising=False)
+    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE", raising=False)
+    from dataclasses import replace
+    spec = staged(tmp_path, notebook(code("n = 1")), {"ipynb": "in-1.ipynb"})
+    replace(spec, profile={"site": "x"}).write(tmp_path)
+    runner.main([str(tmp_path)])
+    monkeypatch.setenv("HPCBRIDGE_SITE_PROFILE", "/etc/site.yaml")  # the site's own wins
+    monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE_JSON")
+    runner.main([str(tmp_path)])
+    assert seen == [('{"site": "x"}', None), (None, "/etc/site.yaml")]
+
+
+def test_kernels_talk_over_private_unix_sockets_not_tcp_ports(monkeypatch) -> None:
+    # a sweep's tasks start kernels on one node at once: TCP ports raced ("Address
+    # already in use"); Unix sockets in a private folder cannot
+    import papermill
+
+    seen = {}
+
+    def execute(src, out, config, **kw):
+        manager = config["KernelManager"]
+        folder = os.path.dirname(manager["ip"])
+        seen.update(transport=manager["transport"], mode=os.stat(folder).st_mode & 0o777,
+                    folder=folder)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    runner._papermill("in.ipynb", "out.ipynb", parameters={})
+    assert seen["transport"] == "ipc" and seen["mode"] == 0o700
+    assert not os.path.exists(seen["folder"])  # removed after the run
