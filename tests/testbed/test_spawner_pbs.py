@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from slurm_testbed.hub import up_hub
 from tests.testbed.hubtools import HubApi, port_offset, squeue
@@ -43,6 +44,14 @@ def test_spawn_stop_through_qsub_qstat_qdel(pbs_hub, testbed):
     assert "job_state = R" in full and "euser = bob" in full
     (row,) = [j for j in squeue(testbed, "bob", "%i", "%T") if j[0] == job_id.split(".")[0]]
     assert row[1] == "RUNNING"
+    # JupyterLab's walltime left is asked through the PBS dialect (qstat -f) in the job.
+    # Slurm's qstat wrapper prints no resources_used.walltime, so the time left is
+    # unknown here and the status bar stays hidden (PBS Pro's output: test_sched_pbs.py)
+    token = pbs_hub.user_token("bob")
+    left = requests.get(f"{pbs_hub.url}/user/bob/hpcbridge/walltime", timeout=30,
+                        headers={"Authorization": f"token {token}"}).json()
+    assert left["job_id"].split(".")[0] == job_id.split(".")[0], left
+    assert left["left"] is None, left
     pbs_hub.stop("bob")
     pbs_hub.wait_stopped("bob")
     deadline = time.monotonic() + 30
