@@ -15,8 +15,9 @@ scheduler answered and says so (or answered and no longer knows the job at all).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hpcbridge.errors import (
     HpcBridgeError,
@@ -174,18 +175,21 @@ class SchedulerClient:
     async def status(self, job_ids: Sequence[str], *, as_user: str | None = None
                      ) -> dict[str, JobInfo]:
         """One query for every id (plus one history query for ids that just left the
-        queue). Raises SchedulerUnavailable when the scheduler cannot be asked."""
+        queue). Raises SchedulerUnavailable when the scheduler cannot be asked.
+
+        Past :data:`MAX_IDS_CHARS` characters of ids, one query per that many: one word
+        of a command line holds at most 128 KiB on Linux (about 14,000 eight-digit ids
+        in Slurm's ``--jobs=``), locally and in the login node's shell alike."""
         ids = list(dict.fromkeys(job_ids))
         infos = {j: self.dialect.absent_info(j) for j in ids if not self.dialect.is_job_id(j)}
         asked = [j for j in ids if j not in infos]
-        if not asked:
-            return infos
-        result = await self._run(self.dialect.status_command(asked), as_user,
-                                 Operation.STATUS, tolerate=JobNotFound)
-        infos.update(self.dialect.parse_status(result.stdout, asked))
+        for chunk in id_chunks(asked):
+            result = await self._run(self.dialect.status_command(chunk), as_user,
+                                     Operation.STATUS, tolerate=JobNotFound)
+            infos.update(await _parsed(self.dialect.parse_status, result.stdout, chunk))
         missing = [j for j in asked if j not in infos]
-        if missing:
-            infos.update(await self._history(missing, as_user))
+        for chunk in id_chunks(missing):
+            infos.update(await self._history(chunk, as_user))
         return {j: infos[j] for j in ids}
 
     async def _history(self, job_ids: list[str], user: str | None) -> dict[str, JobInfo]:
@@ -194,7 +198,7 @@ class SchedulerClient:
         if command is not None:
             try:
                 result = await self._run(command, user, Operation.HISTORY, tolerate=JobNotFound)
-                found = self.dialect.parse_history(result.stdout, job_ids)
+                found = await _parsed(self.dialect.parse_history, result.stdout, job_ids)
             except SchedulerUnavailable as exc:
                 # the queue answered but its history cannot be read: how these ended is unknown
                 log.warning("job history unavailable: %s", exc)
@@ -326,3 +330,32 @@ class SchedulerClient:
         if not commands:
             return None
         return self.dialect.parse_budget(account, await self._query_all(commands, as_user))
+
+
+#: answers longer than this are parsed in a worker thread (thousands of jobs: a hundred
+#: milliseconds and more), so the hub's event loop keeps serving meanwhile
+PARSE_IN_THREAD = 64 * 1024
+
+
+async def _parsed(parse: Callable[[str, Sequence[str]], dict[str, JobInfo]], stdout: str,
+                  job_ids: Sequence[str]) -> dict[str, JobInfo]:
+    if len(stdout) < PARSE_IN_THREAD:
+        return parse(stdout, job_ids)
+    return await asyncio.to_thread(parse, stdout, list(job_ids))
+
+
+#: characters of job ids (with their separators) in one status or history query
+MAX_IDS_CHARS = 100_000
+
+
+def id_chunks(job_ids: list[str], max_chars: int = MAX_IDS_CHARS) -> list[list[str]]:
+    """``job_ids`` in order, cut where the next id would pass ``max_chars``."""
+    chunks: list[list[str]] = []
+    size = max_chars + 1
+    for job_id in job_ids:
+        if size + len(job_id) + 1 > max_chars:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(job_id)
+        size += len(job_id) + 1
+    return chunks

@@ -82,6 +82,10 @@ def _same(a: JobInfo | None, b: JobInfo) -> bool:
     return (a.state, a.reason, a.nodes) == (b.state, b.reason, b.nodes)
 
 
+#: jobs published between two yields to the event loop within a round
+YIELD_EVERY = 256
+
+
 class StatusPoller:
     """Track job ids of one cluster; one status query per interval for all of them."""
 
@@ -105,6 +109,8 @@ class StatusPoller:
         self._infos: dict[str, JobInfo] = {}
         self._last_known: dict[str, JobInfo] = {}
         self._subscribers: list[Subscriber] = []
+        #: futures of :meth:`answer`, by job id
+        self._answers: dict[str, list[asyncio.Future[JobInfo]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_poll = float("-inf")
@@ -149,6 +155,22 @@ class StatusPoller:
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers \
             else None
 
+    def answer(self, job_id: str) -> asyncio.Future[JobInfo]:
+        """A future of the next word on ``job_id`` (tracked by the caller). Unlike a
+        subscriber, it costs nothing for the other jobs' changes: many callers waiting
+        at once (a hub restarting with hundreds of servers) stay one dict look-up per job.
+        Cancel it to stop waiting; :meth:`forget_answer` drops it."""
+        future: asyncio.Future[JobInfo] = asyncio.get_running_loop().create_future()
+        self._answers.setdefault(job_id, []).append(future)
+        return future
+
+    def forget_answer(self, job_id: str, future: asyncio.Future[JobInfo]) -> None:
+        waiting = self._answers.get(job_id, [])
+        if future in waiting:
+            waiting.remove(future)
+        if not waiting:
+            self._answers.pop(job_id, None)
+
     async def changes(self) -> AsyncIterator[StateChange]:
         """Every change from now on, as an async iterator."""
         queue: asyncio.Queue[StateChange] = asyncio.Queue()
@@ -188,10 +210,12 @@ class StatusPoller:
                 log.warning("status query for %d jobs failed: %s", len(ids), exc)
                 failed = True
                 infos = {j: JobInfo(j, JobState.UNKNOWN, reason=str(exc)) for j in ids}
-            for job_id in ids:
+            for n, job_id in enumerate(ids, 1):
                 info = infos.get(job_id) or JobInfo(job_id, JobState.UNKNOWN,
                                                     reason="missing from the answer")
                 await self._publish(job_id, self._checked(job_id, info))
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # thousands of jobs: let the loop serve between
         self.failures = self.failures + 1 if failed else 0
 
     def _checked(self, job_id: str, info: JobInfo) -> JobInfo:
@@ -209,6 +233,9 @@ class StatusPoller:
         self._infos[job_id] = info
         if info.state is not JobState.UNKNOWN:
             self._last_known[job_id] = info
+        for future in self._answers.pop(job_id, ()):
+            if not future.done():
+                future.set_result(info)
         if not _same(previous, info):
             change = StateChange(job_id, self._tracked[job_id], previous, info)
             for callback in list(self._subscribers):

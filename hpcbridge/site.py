@@ -111,13 +111,7 @@ class Site:
         poller = self.poller(cluster)
         if job_id in poller.tracked and poller.info(job_id) is not None:
             return poller.info(job_id)
-        answer: asyncio.Future[JobInfo] = asyncio.get_running_loop().create_future()
-
-        def on_change(change) -> None:
-            if change.job_id == job_id and not answer.done():
-                answer.set_result(change.current)
-
-        unsubscribe = poller.subscribe(on_change)
+        answer = poller.answer(job_id)
         try:
             poller.track(job_id, user)
             async with asyncio.timeout(timeout):  # never swallows the caller's cancel
@@ -125,7 +119,7 @@ class Site:
         except TimeoutError:
             return None
         finally:
-            unsubscribe()
+            poller.forget_answer(job_id, answer)
 
     async def node_address(self, cluster: str | None, node: str,
                            user: str | None = None) -> str:

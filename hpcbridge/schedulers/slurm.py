@@ -132,7 +132,8 @@ def _check_ids(job_ids: Sequence[str]) -> str:
 
 def _aggregate(job_id: str, infos: list[JobInfo]) -> JobInfo:
     if len(infos) == 1:
-        return replace(infos[0], job_id=job_id)
+        only = infos[0]
+        return only if only.job_id == job_id else replace(only, job_id=job_id)
     best = min(infos, key=lambda i: _AGGREGATE_ORDER.index(i.state))
     nodes = tuple(dict.fromkeys(n for i in infos for n in i.nodes))
     extra = dict(best.extra, array_tasks=str(len(infos)))
@@ -143,14 +144,22 @@ def match_ids(rows: list[tuple[dict[str, str], JobInfo]], job_ids: Sequence[str]
               ) -> dict[str, JobInfo]:
     """Match parsed rows to the ids asked for: by shown id, raw id, or array base id."""
     # pending array tasks share the array's raw id, so the shown id and the array base
-    # are asked first; the raw id only names a split-off task
-    index: dict[str, dict[str, list[JobInfo]]] = {"id": {}, "base": {}, "raw": {}}
-    for keys, info in rows:
-        for kind, by in index.items():
+    # are asked first; the raw id only names a split-off task. Nearly every id is found
+    # by its shown id: the other two indexes are built only when one is not.
+    def index(kind: str) -> dict[str, list[JobInfo]]:
+        by: dict[str, list[JobInfo]] = {}
+        for keys, info in rows:
             by.setdefault(keys[kind], []).append(info)
+        return by
+
+    shown = index("id")
+    others: tuple[dict[str, list[JobInfo]], ...] | None = None
     out: dict[str, JobInfo] = {}
-    for job_id in job_ids:
-        found = next((by[job_id] for by in index.values() if job_id in by), None)
+    for job_id in job_ids:  # a plain loop: this runs for every tracked job of a round
+        found = shown.get(job_id)
+        if not found:
+            others = others if others is not None else (index("base"), index("raw"))
+            found = others[0].get(job_id) or others[1].get(job_id)
         if found:
             out[job_id] = _aggregate(job_id, found)
     return out

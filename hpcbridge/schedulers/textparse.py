@@ -5,6 +5,8 @@ Shared by the dialects so that one spelling is parsed in one place.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from datetime import datetime, timedelta
 
@@ -35,6 +37,7 @@ def min_known(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+@functools.lru_cache(maxsize=4096)  # a status round repeats the same few values
 def parse_duration(text: str | None) -> timedelta | None:
     """Slurm and PBS durations: ``[D-]HH:MM:SS``, ``MM:SS``, ``D-HH``, ``MM``, ``D-HH:MM``."""
     if is_none(text):
@@ -54,6 +57,7 @@ def parse_duration(text: str | None) -> timedelta | None:
     return timedelta(minutes=a)
 
 
+@functools.lru_cache(maxsize=4096)  # a status round repeats the same few values
 def parse_iso(text: str | None) -> datetime | None:
     """Slurm timestamps, ``2026-11-23T10:00:00`` (local time of the cluster, naive)."""
     if is_none(text):
@@ -91,6 +95,7 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
     return [p for p in parts if p]
 
 
+@functools.lru_cache(maxsize=4096)  # a status round repeats the same few values
 def expand_hostlist(text: str | None) -> tuple[str, ...]:
     """Expand a Slurm host list: ``c[1-3,05],gpu1`` -> c1 c2 c3 c05 gpu1 (one bracket level)."""
     if is_none(text):

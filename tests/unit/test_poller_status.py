@@ -230,3 +230,32 @@ async def test_no_tracked_jobs_no_query(tracked: int) -> None:
     source = AllRunning()
     await StatusPoller(source).poll_once()
     assert source.calls == []
+
+
+async def test_answers_wait_for_their_own_job_and_leave_nothing_behind() -> None:
+    source = AllRunning()
+    poller = StatusPoller(source)
+    futures = {j: poller.answer(j) for j in ("1", "2")}
+    late = poller.answer("3")
+    poller.forget_answer("3", late)  # its caller gave up before the round
+    for j in ("1", "2", "3"):
+        poller.track(j, wake=False)
+    await poller.poll_once()
+    assert {j: f.result().job_id for j, f in futures.items()} == {"1": "1", "2": "2"}
+    assert not late.done()
+    assert poller._answers == {}
+
+
+async def test_fresh_info_of_many_servers_at_once_is_one_round() -> None:
+    from hpcbridge.site import Site
+
+    source, clock = AllRunning(), VirtualClock()
+    poller = StatusPoller(source, interval=30, jitter=0.0, min_gap=0.0, clock=clock)
+    site = Site.__new__(Site)
+    site.poller = lambda name=None: poller  # type: ignore[method-assign]
+    async with poller:
+        asked = [asyncio.ensure_future(site.fresh_info(None, str(n), None)) for n in range(50)]
+        await clock.advance(0.01)
+        infos = await asyncio.gather(*asked)
+    assert [i.job_id for i in infos] == [str(n) for n in range(50)]
+    assert len(source.calls) == 1 and poller._answers == {}

@@ -206,3 +206,47 @@ async def test_a_full_home_is_the_users_side_refusing_not_an_outage() -> None:
     with pytest.raises(TransportError, match="No space left on device"):
         await client.stage_private_file("alice", "/home/alice/.hpcbridge", b"x")
     assert node.programs()[-1] == "rm"  # the half-written file is removed
+
+
+async def test_a_long_answer_is_parsed_off_the_event_loop_the_same_way(monkeypatch) -> None:
+    import threading
+
+    from hpcbridge import client as client_module
+
+    queue = (SLURM / "squeue_mixed.txt").read_text()
+    threads: list[str] = []
+    parse = SlurmDialect.parse_status
+
+    def recording(self, stdout, job_ids):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return parse(self, stdout, job_ids)
+
+    monkeypatch.setattr(SlurmDialect, "parse_status", recording)
+    ids = ["101", "102", "104", "200"]
+    inline = await SchedulerClient(SlurmDialect(), ScriptedLoginNode(
+        {"squeue": ok(queue)})).status(ids)
+    monkeypatch.setattr(client_module, "PARSE_IN_THREAD", 1)
+    threaded = await SchedulerClient(SlurmDialect(), ScriptedLoginNode(
+        {"squeue": ok(queue)})).status(ids)
+    assert threaded == inline and inline["101"].state is JobState.RUNNING
+    assert threads[0] == threading.main_thread().name
+    assert threads[1] != threading.main_thread().name
+
+
+def test_ids_are_cut_where_one_command_word_would_grow_too_long() -> None:
+    from hpcbridge.client import MAX_IDS_CHARS, id_chunks
+
+    ids = [str(41_000_000 + n) for n in range(30_000)]  # 9 characters with the comma
+    chunks = id_chunks(ids)
+    assert [j for c in chunks for j in c] == ids
+    assert all(len(",".join(c)) <= MAX_IDS_CHARS for c in chunks)
+    assert len(chunks) == 3 and id_chunks([]) == [] and id_chunks(["1"]) == [["1"]]
+
+
+async def test_thirty_thousand_tracked_jobs_cost_three_queries_each_under_the_limit() -> None:
+    node = ScriptedLoginNode({"squeue": ok("")})
+    ids = [str(41_000_000 + n) for n in range(30_000)]
+    await SchedulerClient(SlurmDialect(), node).status(ids, as_user="hpcbridge")
+    squeues = [argv for argv, _, _ in node.calls if program(argv) == "squeue"]
+    assert len(squeues) == 3
+    assert all(len(word) < 128 * 1024 for argv in squeues for word in argv)

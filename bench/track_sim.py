@@ -1,0 +1,274 @@
+"""10,000 tracked jobs by simulation: what one status round costs the hub (issue M, item 3).
+
+No cluster is needed. A simulated Slurm answers the hub's real commands (``squeue`` for
+the queue, ``sacct`` for jobs that left it) with lines in the real formats, the ones the
+recorded fixtures of both generations show (tests/fixtures/slurm/recorded). It sits
+behind the real :class:`hpcbridge.client.SchedulerClient` (the Slurm adapter's argv
+builders and parsers) and the real :class:`hpcbridge.poller.StatusPoller`, so what is
+measured is the hub's own work per round: parsing, matching and publishing.
+
+For each number of tracked jobs the run measures, over several rounds in which a share of
+the jobs change state (queued jobs start, running ones end and are read from ``sacct``):
+
+* CPU time per round (``time.process_time``), and per 1,000 jobs;
+* event-loop lag during a round: a ticker task asks to run every 5 ms and records how late
+  it runs (p50, p99, max) -- what every other request of the hub waits meanwhile;
+* memory per tracked job (``tracemalloc``: what tracking and one round's state keep);
+* a hub restart: ``servers`` spawners ask :meth:`hpcbridge.site.Site.fresh_info` for their
+  jobs at once, all answered by one round (the time until the last has its answer).
+
+The simulated scheduler's own work (rendering its output) happens between rounds and is
+not counted. Run: ``python -m bench.track_sim [--quick]``; the figures go to
+``docs/benchmarks/track_sim.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import statistics
+import time
+import tracemalloc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bench._common import write_results
+from hpcbridge.client import SchedulerClient
+from hpcbridge.poller import StatusPoller
+from hpcbridge.schedulers.registry import dialect_for
+from hpcbridge.transport.base import Result
+
+SIZES = (1_000, 2_500, 5_000, 10_000)
+QUICK_SIZES = (1_000, 10_000)
+USERS = tuple(f"user{i:03d}" for i in range(200))
+NODES = tuple(f"nid{i:05d}" for i in range(1, 2001))
+#: the first job id: a center's ids have seven or eight digits
+FIRST_ID = 41_000_000
+TICK = 0.005
+
+
+@dataclass
+class Job:
+    job_id: str
+    user: str
+    state: str = "PENDING"
+    reason: str = "Priority"
+    node: str = ""
+    start: str = "N/A"
+    end: str = ""
+    exit_code: str = "0:0"
+
+
+class SimulatedSlurm:
+    """A Transport answering ``squeue``/``sacct`` as Slurm would for ``jobs``."""
+
+    def __init__(self, n: int, rng: random.Random) -> None:
+        self.rng = rng
+        self.jobs = {str(FIRST_ID + i): Job(str(FIRST_ID + i), rng.choice(USERS))
+                     for i in range(n)}
+        self.queries: list[str] = []
+        self.render()
+
+    def advance(self, share: float) -> int:
+        """A ``share`` of the jobs change: queued ones start, running ones end (leave the
+        queue; ``sacct`` has them). Returns how many changed."""
+        changed = 0
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        for job in self.rng.sample(list(self.jobs.values()), int(len(self.jobs) * share)):
+            if job.state == "PENDING":
+                job.state, job.reason = "RUNNING", "None"
+                job.node, job.start = self.rng.choice(NODES), stamp
+            elif job.state == "RUNNING":
+                job.state, job.end = self.rng.choice(("COMPLETED", "FAILED", "TIMEOUT")), stamp
+                job.exit_code = "0:0" if job.state == "COMPLETED" else "1:0"
+            changed += 1
+        self.render()
+        return changed
+
+    def render(self) -> None:
+        # squeue's --format of the Slurm adapter: %i|%A|%F|%K|%T|%r|%u|%a|%P|%N|%S|%L
+        self._queue = "".join(
+            f"{j.job_id}|{j.job_id}|{j.job_id}|N/A|{j.state}|{j.reason}|{j.user}|proj|"
+            f"regular|{j.node}|{j.start}|{'1:00:00' if j.state == 'RUNNING' else '2:00:00'}\n"
+            for j in self.jobs.values() if j.state in ("PENDING", "RUNNING"))
+        # sacct's fields: JobID,JobIDRaw,State,ExitCode,User,Account,Partition,NodeList,
+        # Start,End
+        self._history = {
+            j.job_id: f"{j.job_id}|{j.job_id}|{j.state}|{j.exit_code}|{j.user}|proj|regular|"
+                      f"{j.node}|{j.start}|{j.end}\n"
+            for j in self.jobs.values() if j.end}
+
+    async def run(self, argv: Sequence[str], *, user: str | None = None,
+                  stdin: bytes | None = None, timeout: float | None = None) -> Result:
+        self.queries.append(argv[0])
+        if argv[0] == "squeue":
+            return Result(0, self._queue, "")
+        if argv[0] == "sacct":
+            ids = next(a for a in argv if a.startswith("--jobs=")).split("=", 1)[1]
+            return Result(0, "".join(self._history.get(j, "") for j in ids.split(",")), "")
+        return Result(1, "", f"{argv[0]}: not simulated")
+
+    async def write_private_file(self, user: str | None, content: bytes) -> str:
+        raise NotImplementedError
+
+    async def remove_file(self, user: str | None, path: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class Ticker:
+    """How late a task asking to run every :data:`TICK` seconds runs."""
+
+    lags: list[float] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(TICK)
+            self.lags.append(max(0.0, time.perf_counter() - asked - TICK))
+
+    def start(self) -> None:
+        self.lags.clear()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> list[float]:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+        return list(self.lags)
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _poller(slurm: SimulatedSlurm) -> StatusPoller:
+    client = SchedulerClient(dialect_for("slurm"), slurm)
+    return StatusPoller(client, interval=3600, query_as="hpcbridge")
+
+
+async def _rounds(n: int, rounds: int, share: float, seed: int) -> dict:
+    slurm = SimulatedSlurm(n, random.Random(seed))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    poller = _poller(slurm)
+    for job in slurm.jobs.values():
+        poller.track(job.job_id, job.user, wake=False)
+    await poller.poll_once()
+    gc.collect()
+    per_job = (tracemalloc.get_traced_memory()[0] - before) / n
+    tracemalloc.stop()
+    changes: list[int] = []
+    poller.subscribe(lambda change: changes.append(1))
+    cpu: list[float] = []
+    lags: list[float] = []
+    ticker = Ticker()
+    for _ in range(rounds):
+        changed = slurm.advance(share)
+        for job in slurm.jobs.values():  # the spawners of jobs that ended submit anew
+            if job.job_id not in poller.tracked and job.end == "":
+                poller.track(job.job_id, job.user, wake=False)
+        ticker.start()
+        await asyncio.sleep(TICK * 2)
+        start = time.process_time()
+        await poller.poll_once()
+        cpu.append(time.process_time() - start)
+        await asyncio.sleep(TICK * 2)
+        lags += await ticker.stop()
+        del changed
+    return {
+        "tracked": n, "rounds": rounds, "changed_per_round": int(n * share),
+        "queries_per_round": round(len(slurm.queries) / (rounds + 1), 2),
+        "cpu_ms_per_round": {"p50": _ms(statistics.median(cpu)), "max": _ms(max(cpu))},
+        "cpu_ms_per_1000_jobs": _ms(statistics.median(cpu) / n * 1000),
+        "loop_lag_ms": {"p50": _ms(_pct(lags, 0.5)), "p99": _ms(_pct(lags, 0.99)),
+                        "max": _ms(max(lags, default=0.0))},
+        "memory_bytes_per_tracked_job": round(per_job),
+        "published_changes": len(changes),
+    }
+
+
+async def _restart(n: int, servers: int, seed: int) -> dict:
+    """``servers`` spawners of a restarted hub ask for their jobs at once, while ``n``
+    jobs are tracked: all answered by one round."""
+    from hpcbridge.site import Site
+
+    slurm = SimulatedSlurm(n, random.Random(seed))
+    slurm.advance(0.5)
+    poller = _poller(slurm)
+    site = Site.__new__(Site)  # only fresh_info's parts: the poller of the one cluster
+    site.cluster_name = lambda name=None: "sim"  # type: ignore[method-assign]
+    site.poller = lambda name=None: poller  # type: ignore[method-assign]
+    for job in slurm.jobs.values():
+        poller.track(job.job_id, job.user, wake=False)
+    asked = list(slurm.jobs.values())[:servers]
+    ticker = Ticker()
+    ticker.start()
+    start, cpu = time.perf_counter(), time.process_time()
+    waits = [asyncio.ensure_future(site.fresh_info("sim", j.job_id, j.user, timeout=600))
+             for j in asked]
+    await asyncio.sleep(0)
+    await poller.poll_once()
+    answers = await asyncio.gather(*waits)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    lags = await ticker.stop()
+    return {"tracked": n, "servers": servers, "answered": sum(a is not None for a in answers),
+            "seconds_to_all_answers": round(elapsed, 3), "cpu_ms": _ms(cpu),
+            "loop_lag_ms": {"p99": _ms(_pct(lags, 0.99)), "max": _ms(max(lags, default=0.0))}}
+
+
+def bench(args: argparse.Namespace) -> dict:
+    sizes = QUICK_SIZES if args.quick else SIZES
+    rounds = 3 if args.quick else 10
+    results = {"rounds": [asyncio.run(_rounds(n, rounds, args.share, args.seed))
+                          for n in sizes],
+               "restart": [asyncio.run(_restart(sizes[-1], servers, args.seed))
+                           for servers in ((100, 500) if args.quick else (100, 250, 500))],
+               "share_changed_per_round": args.share, "quick": args.quick,
+               # wall-clock figures (loop lag) grow with the machine's other load
+               "load_average_1min": round(os.getloadavg()[0], 1)}
+    for r in results["rounds"]:
+        print(f"{r['tracked']:>6} jobs: {r['cpu_ms_per_round']['p50']:>7} ms CPU per round, "
+              f"loop lag p99 {r['loop_lag_ms']['p99']} ms, "
+              f"{r['memory_bytes_per_tracked_job']} B per job, "
+              f"{r['queries_per_round']} queries per round")
+    for r in results["restart"]:
+        print(f"restart, {r['servers']} servers of {r['tracked']} jobs: all answered in "
+              f"{r['seconds_to_all_answers']} s ({r['cpu_ms']} ms CPU)")
+    if not args.quick:
+        write_results("track_sim", results)
+    return results
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.track_sim", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="1,000 and 10,000 jobs, 3 rounds")
+    p.add_argument("--share", type=float, default=0.05,
+                   help="share of the jobs that change state per round (default 0.05)")
+    p.add_argument("--seed", type=int, default=20261130)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    bench(parser().parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
