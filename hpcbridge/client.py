@@ -317,6 +317,12 @@ class SchedulerClient:
                                               timeout=self.timeout)
         except Unreachable as exc:
             raise SchedulerUnavailable(str(exc)) from exc
+        except TransportError as exc:
+            if isinstance(exc, PermissionDenied) or "command not found" not in str(exc):
+                raise
+            # a site's packages may leave it out (Debian's Slurm 22.05 client has none)
+            raise SubmitRefused(f"this machine has no {command.argv[0]} command, which "
+                                f"recurring jobs need; ask the site to install it") from exc
         if result.returncode != 0:
             error = self.dialect.classify_error(Operation.STATUS, result.returncode,
                                                 result.stderr)

@@ -265,6 +265,7 @@ def test_a_schedule_runs_on_the_cluster_while_no_server_runs(lab, hub, testbed) 
         assert home_text(testbed, "alice", "ls", "-AR", "/home/alice/jobs") == before
         assert _crontab(testbed) == own
 
+        created = time.monotonic()
         r = lab.call("POST", "/scheduler/job_definitions", json=definition)
         assert r.status_code == 200, r.text
         def_id = r.json()["job_definition_id"]
@@ -282,6 +283,7 @@ def test_a_schedule_runs_on_the_cluster_while_no_server_runs(lab, hub, testbed) 
             runs = _runs(testbed, folder)
         assert len(runs) >= 2, runs
         assert all(r["scheduler_job_id"] and not r["error"] for r in runs), runs
+        second = time.monotonic() - created
         start_server(hub)  # while the second run runs
 
         jobs = {}
@@ -294,6 +296,8 @@ def test_a_schedule_runs_on_the_cluster_while_no_server_runs(lab, hub, testbed) 
                 break
             time.sleep(2)
         assert len(jobs) >= 2 and {j["status"] for j in jobs.values()} == {"COMPLETED"}, jobs
+        print(f"\nrecurring: second run submitted {second:.0f} s after the definition, "
+              f"both shown completed after {time.monotonic() - created:.0f} s")
         for job in jobs.values():
             assert job["name"] == "every-minute"
             assert home_text(testbed, "alice", "cat", f"{job_folder(job)}/square.txt") == "9"

@@ -26,7 +26,7 @@ from hpcbridge.batch.definition import DefinitionSpec, RunRecord, read_runs, wri
 from hpcbridge.batch.recurring import launch, profile_for
 from hpcbridge.batch.spec import BatchSpec
 from hpcbridge.client import SchedulerClient
-from hpcbridge.errors import RequestError, SchedulerUnavailable, SubmitRefused
+from hpcbridge.errors import RequestError, SchedulerUnavailable, SubmitRefused, TransportError
 from hpcbridge.jobs import JobState
 from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
 from hpcbridge.schedulers import SlurmDialect
@@ -206,6 +206,9 @@ async def test_the_client_reads_and_writes_the_crontab_as_the_user() -> None:
                                              "cluster\n")
     with pytest.raises(SubmitRefused, match="scrontab is disabled on this cluster"):
         await client.write_crontab("alice", "")
+    node.answers["scrontab"] = TransportError("command not found: scrontab")
+    with pytest.raises(SubmitRefused, match="this machine has no scrontab command"):
+        await client.read_crontab("alice")
     node.answers["scrontab"] = Result(1, "", "scrontab: error: Unable to contact slurm "
                                              "controller (connect failure)\n")
     with pytest.raises(SchedulerUnavailable):

@@ -81,3 +81,27 @@ def test_jupyter_scheduler_internals() -> None:
     for method in ("get_job", "list_jobs", "create_job", "stop_job", "delete_job"):
         assert f"ensure_async(self.scheduler.{method}(" in source, _moved(
             f"jupyter-scheduler JobHandler awaiting scheduler.{method}", user)
+
+
+def test_jupyter_scheduler_definition_internals() -> None:
+    from jupyter_scheduler import handlers, orm, utils
+
+    user = "hpcbridge/batch/jobdefs.py"
+    # our definition methods are coroutines: the handlers must await them
+    source = inspect.getsource(handlers.JobDefinitionHandler)
+    for method in ("create_job_definition", "update_job_definition", "delete_job_definition"):
+        assert f"ensure_async(\n                self.scheduler.{method}(" in source or \
+            f"ensure_async(self.scheduler.{method}(" in source, _moved(
+                f"jupyter-scheduler JobDefinitionHandler awaiting scheduler.{method}", user)
+    assert "ensure_async(\n                self.scheduler.create_job_from_definition(" in \
+        inspect.getsource(handlers.JobFromDefinitionHandler), _moved(
+            "jupyter-scheduler JobFromDefinitionHandler awaiting the scheduler", user)
+    columns = set(orm.JobDefinition.__table__.columns.keys())
+    assert {"job_definition_id", "schedule", "timezone", "active"} <= columns, _moved(
+        "jupyter-scheduler's job definitions table", user)
+    assert "job_definition_id" in orm.Job.__table__.columns, _moved(
+        "jupyter-scheduler's jobs of a definition", user)
+    # the cron job names a run's outputs as the server's list links to them
+    assert list(inspect.signature(utils.create_output_filename).parameters)[:3] == [
+        "input_filename", "create_time", "output_format"], _moved(
+            "jupyter_scheduler.utils.create_output_filename", "hpcbridge/batch/recurring.py")

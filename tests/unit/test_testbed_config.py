@@ -80,6 +80,11 @@ def test_24_11_settings_replace_lines_and_add_no_duplicates():
     assert config.slurm_conf(3) == new  # the default generation's file
 
 
+def test_users_may_keep_a_crontab_on_both_generations():
+    for slurm in ("22.05", "24.11"):  # recurring batch notebooks (docs/batch.md)
+        assert "ScronParameters=enable" in config.slurm_conf(3, generations.get(slurm))
+
+
 def test_only_24_11_compute_nodes_may_clone_namespaces():
     assert config.compute_capabilities(generations.get("22.05")) == []
     assert config.compute_capabilities(generations.get("24.11")) == ["SYS_ADMIN"]
