@@ -70,6 +70,8 @@ class RunRecord:
     create_time: int
     scheduler_job_id: str | None = None
     error: str | None = None
+    #: the notebook's file name the run ran (names the run's folder and outputs)
+    input: str | None = None
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -100,7 +100,11 @@ class RecurringJobs:
         return Path(self.root_dir) / self.output_directory
 
     def _definition_folder(self, input_filename: str, definition_id: str) -> Path:
-        return self._jobs_folder() / RECURRING_DIR / folder_name(input_filename, definition_id)
+        """The definition's folder: named after its first notebook, found by its id
+        (an update may give it a notebook of another name)."""
+        parent = self._jobs_folder() / RECURRING_DIR
+        found = sorted(parent.glob(f"*-{definition_id}")) if parent.is_dir() else []
+        return found[0] if found else parent / folder_name(input_filename, definition_id)
 
     # -- checking -----------------------------------------------------------------------
 
@@ -296,7 +300,8 @@ class RecurringJobs:
             raise SchedulerError(f"the definition's notebook {spec.input} is missing") from None
         except HpcBridgeError as exc:
             raise SchedulerError(str(exc)) from None
-        write_run(folder, RunRecord(job_id, created, submitted.scheduler_job_id))
+        write_run(folder, RunRecord(job_id, created, submitted.scheduler_job_id,
+                                    input=spec.input))
         self._import_runs()
         return job_id
 
@@ -322,6 +327,8 @@ class RecurringJobs:
         fields = definition.dict(include={
             "runtime_environment_name", "runtime_environment_parameters", "compute_type",
             "input_filename", "output_formats", "name", "parameters", "tags"})
+        if record.input:  # the notebook of that run (the definition's may have changed)
+            fields["input_filename"] = record.input
         with self.db_session() as session:
             session.add(Job(
                 job_id=record.job_id, job_definition_id=definition.job_definition_id,

@@ -99,13 +99,15 @@ async def launch(profile: SiteProfile, client: SchedulerClient, user: str, home:
     try:
         job = prepare_run(profile, user, home, folder, spec, job_id, create_time)
         submitted = await submit(client, user, job)
-        record = RunRecord(job_id, create_time, scheduler_job_id=submitted.scheduler_job_id)
+        record = RunRecord(job_id, create_time, scheduler_job_id=submitted.scheduler_job_id,
+                           input=spec.input)
     except FileNotFoundError:
         record = RunRecord(job_id, create_time,
                            error=f"not submitted: the definition's notebook {spec.input} "
-                                 f"is missing from {folder}")
+                                 f"is missing from {folder}", input=spec.input)
     except HpcBridgeError as exc:
-        record = RunRecord(job_id, create_time, error=f"not submitted: {exc}")
+        record = RunRecord(job_id, create_time, error=f"not submitted: {exc}",
+                           input=spec.input)
     write_run(folder, record)
     return record
 

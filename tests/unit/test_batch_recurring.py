@@ -358,6 +358,15 @@ async def test_pause_resume_reschedule_and_delete(make, home: Path) -> None:
     assert definition_rows(sched)[0].schedule == "0 6 * * 1"
     assert DefinitionSpec.read(folder).schedule == "0 6 * * 1"
 
+    (home / "work" / "other.ipynb").write_text(json.dumps(PARAMETERIZED))
+    await sched.update_job_definition(def_id, UpdateJobDefinition(
+        input_uri="work/other.ipynb", parameters={"n": "4"}))
+    assert DefinitionSpec.read(folder).input == "other.ipynb"  # the same folder
+    assert (folder / "other.ipynb").is_file() and definition_rows(sched)[0].input_filename \
+        == "other.ipynb"
+    job_id = await sched.create_job_from_definition(def_id, CreateJobFromDefinition())
+    assert BatchSpec.read(home / "jobs" / f"other-{job_id}").parameters == {"n": 4}
+
     before = slurm.crontab
     with pytest.raises(SchedulerError, match="hour field has 25"):
         await sched.update_job_definition(def_id, UpdateJobDefinition(schedule="0 25 * * *"))
