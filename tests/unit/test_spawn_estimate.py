@@ -4,6 +4,7 @@ the account's budget, GPU types in requests, and one shared sinfo for every form
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from datetime import datetime, timedelta
 
 import pytest
@@ -159,3 +160,51 @@ def test_every_form_load_shares_one_availability_query():
 
     asyncio.run(main())
     assert calls == ["hpcbridge"]  # one query, as the status user, for 51 form loads
+
+
+class _Site:
+    """What preview() asks of a site: profile, client(cluster).dialect, accounts, budget."""
+
+    def __init__(self, profile, dialect, budget=None) -> None:
+        self.profile, self.budget_of = profile, budget
+        self.asked: list[str] = []
+
+        async def estimate(user, script):
+            self.asked.append(script)
+            return Estimate(datetime.now() + timedelta(minutes=30), ("c1",), "debug")
+
+        self._client = SimpleNamespace(dialect=dialect, estimate=estimate)
+
+    def client(self, cluster=None):
+        return self._client
+
+    async def user_accounts(self, cluster, user):
+        return ["proj_b"]
+
+    async def budget(self, cluster, account, user):
+        return self.budget_of
+
+
+def test_preview_on_pbs_says_the_start_is_unknown_and_asks_nothing():
+    site = _Site(load_bundled_profile("testbed-pbs", {}), PbsDialect())
+    answer = asyncio.run(estimate.preview(site, "carol", {"preset": "small"}, "hpcb-nb-carol"))
+    assert answer == {"start": "Estimated start: unknown on this scheduler.",
+                      "cost": "This request costs 2 core-hours.", "over": False}
+    assert site.asked == []
+
+
+def test_preview_on_slurm_forecasts_the_rendered_script_and_prices_it():
+    site = _Site(PROFILE, SLURM, Budget("proj_b", {"cpu": 60}, {"cpu": 45}))
+    answer = asyncio.run(estimate.preview(site, "carol", {"preset": "debug"}, "hpcb-nb-carol"))
+    assert answer["start"].startswith("Estimated start: ") and "in about 30 minutes" in \
+        answer["start"]
+    assert answer == {**answer, "cost": "This request costs 0.5 core-hours; account proj_b "
+                                        "has 0.25 left.", "over": True}
+    (script,) = site.asked
+    assert "#SBATCH --partition=debug" in script and "#SBATCH --time=00:30:00" in script
+    bad = asyncio.run(estimate.preview(site, "carol", {"cores": "99"}, "hpcb-nb-carol"))
+    assert bad == {"problems": [["cores", "Cores 99 is over partition debug's "
+                                          "cores_per_node 8."]]}
+    assert asyncio.run(estimate.unaffordable(site, validate_request(PROFILE, JobRequest(
+        user="carol", preset="debug")))) == (
+        "this request costs 0.5 core-hours; account proj_b has 0.25 left")
