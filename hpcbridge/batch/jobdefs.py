@@ -37,6 +37,7 @@ from jupyter_scheduler.models import (
 )
 from jupyter_scheduler.orm import Job, JobDefinition
 from jupyter_scheduler.utils import get_utc_timestamp
+from sqlalchemy.exc import IntegrityError
 
 from hpcbridge.batch import crontab
 from hpcbridge.batch.app import Refused
@@ -336,6 +337,10 @@ class RecurringJobs:
                 status_message=record.error if ended else f"job {sid}: submitted on schedule",
                 end_time=get_utc_timestamp() if ended else None,
                 **{k: v for k, v in fields.items() if v is not None}))
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # another server of the user's (same list) was first
+                session.rollback()
+                return
         if sid:
             self._track(record.job_id, sid)

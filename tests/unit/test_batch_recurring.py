@@ -411,8 +411,12 @@ async def test_each_run_is_checked_submitted_and_listed_as_a_job_of_the_definiti
     await let_tasks_run()
     await clock.advance(10)
     assert (await sched.get_job(first.job_id)).status_message == "job 101: running on c2"
-    # a second look adds nothing twice
+    # a second look adds nothing twice, nor does a second server of hers (one list)
     assert len((await sched.list_jobs(ListJobsQuery(job_definition_id=def_id))).jobs) == 2
+    monkeypatch.setenv(JOB_PROFILE_ENV, job_copy_json(profile))
+    other = make(FakeScron(), clock)
+    other._add_run(other._definition(def_id), read_runs(folder)[0])
+    assert len((await other.list_jobs(ListJobsQuery(job_definition_id=def_id))).jobs) == 2
 
 
 async def test_run_now_submits_at_once_and_a_refusal_stores_nothing(make, home: Path) -> None:
