@@ -54,7 +54,7 @@ from hpcbridge.batch.recurring import launcher_request, prepare_run
 from hpcbridge.batch.request import batch_request
 from hpcbridge.batch.spec import FORMATS, folder_name
 from hpcbridge.batch.submit import submit, unstage
-from hpcbridge.errors import HpcBridgeError, RequestError
+from hpcbridge.errors import HpcBridgeError, RequestError, SubmitRefused
 from hpcbridge.profiles.jobcopy import job_copy_json
 from hpcbridge.schedulers import dialect_of
 
@@ -178,7 +178,8 @@ class RecurringJobs:
 
     async def _set_block(self, definition_id: str, block: crontab.Block | None) -> None:
         """Write (or, None, remove) the definition's block, as the user; the rest of the
-        crontab stays as it was. SchedulerError with the scheduler's words."""
+        crontab stays as it was. Refused with the scheduler's words when it refuses,
+        SchedulerError when it cannot be asked."""
         async with self._crontab_lock:
             try:
                 current = crontab.parse(await self.client.read_crontab(self.user))
@@ -186,6 +187,8 @@ class RecurringJobs:
                     return
                 await self.client.write_crontab(
                     self.user, crontab.render(current, {definition_id: block}))
+            except (RequestError, SubmitRefused) as exc:  # a broken block, a refusal
+                raise Refused(f"the schedule was not changed: {exc}") from None
             except HpcBridgeError as exc:
                 raise SchedulerError(f"the schedule was not changed: {exc}") from None
 
@@ -298,7 +301,11 @@ class RecurringJobs:
                               job_id, created)
             submitted = await submit(self.client, self.user, job)
         except FileNotFoundError:
-            raise SchedulerError(f"the definition's notebook {spec.input} is missing") from None
+            raise Refused(f"the definition's notebook {spec.input} is missing") from None
+        except SubmitRefused as exc:
+            raise Refused(f"the scheduler refused the job: {exc}") from None
+        except RequestError as exc:
+            raise Refused(str(exc)) from None
         except HpcBridgeError as exc:
             raise SchedulerError(str(exc)) from None
         write_run(folder, RunRecord(job_id, created, submitted.scheduler_job_id,

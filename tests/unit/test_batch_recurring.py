@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from jupyter_scheduler.exceptions import SchedulerError
+from jupyter_scheduler.exceptions import InputUriError, SchedulerError
 from jupyter_scheduler.models import (
     CreateJobDefinition,
     CreateJobFromDefinition,
@@ -21,6 +21,7 @@ from jupyter_scheduler.models import (
 from jupyter_scheduler.orm import JobDefinition
 
 from hpcbridge.batch import crontab
+from hpcbridge.batch.app import Refused
 from hpcbridge.batch.cron import check_time_zone, parse_schedule
 from hpcbridge.batch.definition import DefinitionSpec, RunRecord, read_runs, write_run
 from hpcbridge.batch.recurring import launch, profile_for
@@ -292,7 +293,7 @@ async def test_a_refused_definition_stores_nothing(make, home: Path, tmp_path: P
     (tmp_path / "bob" / "nb.ipynb").write_text(json.dumps(PARAMETERIZED))
     slurm = FakeScron(USERS_OWN)
     sched = make(slurm, VirtualClock())
-    with pytest.raises(Exception, match=message):
+    with pytest.raises((Refused, InputUriError), match=message):  # both answered with 400
         await sched.create_job_definition(definition(**change))
     assert not (home / "jobs").exists() and definition_rows(sched) == []
     assert slurm.writes == 0 and slurm.crontab == USERS_OWN
@@ -303,8 +304,8 @@ async def test_a_schedule_the_scheduler_refuses_stores_nothing(make, home: Path)
     slurm.refuse_crontab = SubmitRefused("scrontab refused the crontab: Job violates "
                                          "accounting/QOS policy")
     sched = make(slurm, VirtualClock())
-    with pytest.raises(SchedulerError, match="the schedule was not changed: scrontab refused "
-                                             "the crontab: Job violates"):
+    with pytest.raises(Refused, match="the schedule was not changed: scrontab refused "
+                                      "the crontab: Job violates"):
         await sched.create_job_definition(definition())
     assert list((home / "jobs").iterdir()) == [] and definition_rows(sched) == []
     assert slurm.crontab == USERS_OWN
@@ -430,7 +431,7 @@ async def test_run_now_submits_at_once_and_a_refusal_stores_nothing(make, home: 
                                                                      "schedule"
     assert BatchSpec.read(home / "jobs" / f"nb-{job_id}").parameters == {"n": 5}
     folder = home / "jobs" / "recurring" / f"nb-{def_id}"
-    with pytest.raises(SchedulerError, match="parameter 'm' is not set"):
+    with pytest.raises(Refused, match="parameter 'm' is not set"):
         await sched.create_job_from_definition(def_id, CreateJobFromDefinition(
             parameters={"m": "1"}))
     assert len(read_runs(folder)) == 1 and len(slurm.scripts) == 1
