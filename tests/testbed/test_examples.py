@@ -1,15 +1,23 @@
-"""The example notebooks of docs/examples run on the testbed, as alice on the login node.
+"""The example notebooks of docs/examples run on the testbed, as alice on the login node,
+and the ensemble example also as a batch job and as a sweep over models.
 
 They are copied into alice's home, executed there with nbclient by the testbed's own
 Python (``tests/testbed/examples_runner.py``), so their Dask workers are real batch jobs
 under alice's QOS; the figures they save are copied back into docs/examples/output/,
 which the documentation shows. The notebooks can therefore never rot unnoticed.
+
+While alice's interactive run of ensemble.ipynb goes, the same notebook runs as her batch
+job and as bob's sweep over three models, each started the way the issue says:
+``ssh USER@login hpcbridge run ...`` (the command on the users' PATH there). Alice's QOS
+runs 4 jobs: the interactive run's 2 workers, the batch job and its 1 worker.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,20 +29,49 @@ from slurm_testbed.profiles import load_bundled_profile
 pytestmark = pytest.mark.testbed
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
-NOTEBOOKS = ("climatology.ipynb", "scaling.ipynb")
+NOTEBOOKS = ("ensemble.ipynb", "scaling.ipynb")
 USER = "alice"
 HOME = f"/home/{USER}"
 WORKDIR = f"{HOME}/hpcbridge-examples"
-#: where climatology.ipynb writes its Zarr store
-DATA = f"{HOME}/scratch/tas_daily.zarr"
 #: the brief for the examples: each runs in about 3 minutes on a 2-core machine
 MAX_SECONDS = 300
+#: the batch run's models (a parameter: its summary must list exactly these)
+BATCH_MODELS = ["CESM2", "MIROC6", "IPSL-CM6A-LR", "MPI-ESM1-2-LR", "CanESM5", "NorESM2-LM"]
+#: the sweep: one task of one job array per model, as bob
+SWEEP_USER = "bob"
+SWEEP_MODELS = ["CESM2", "MIROC6", "GFDL-CM4"]
+
+
+def run_as(testbed, user: str, argv: list[str], **kw):  # type: ignore[no-untyped-def]
+    proc = testbed.login_exec(user, argv, **kw)
+    assert proc.returncode == 0, (argv, proc.stderr.decode(errors="replace")[-2000:])
+    return proc
 
 
 def run_as_alice(testbed, argv: list[str], **kw):  # type: ignore[no-untyped-def]
-    proc = testbed.login_exec(USER, argv, **kw)
-    assert proc.returncode == 0, (argv, proc.stderr.decode(errors="replace")[-2000:])
-    return proc
+    return run_as(testbed, USER, argv, **kw)
+
+
+def ssh(testbed, user: str, *argv: str) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    """``ssh USER@login ARGV`` with the testbed's key, as a user types it (sshd's PATH)."""
+    info = testbed.info()
+    return subprocess.Popen(
+        ["ssh", "-i", info.hub_key, "-o", f"UserKnownHostsFile={info.known_hosts}",
+         "-o", "BatchMode=yes", f"{user}@{info.login_ip}", shlex.join(argv)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finished(proc: subprocess.Popen, timeout: float) -> str:  # type: ignore[type-arg]
+    """What ``hpcbridge run --wait`` printed; it must have exited 0."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, (out + err).decode(errors="replace")[-3000:]
+    return out.decode()
+
+
+def submitted(out: str) -> tuple[str, str]:
+    """The job id and folder from ``hpcbridge run``'s first line."""
+    first = out.splitlines()[0]
+    return first.split()[1].rstrip(":"), first.split("outputs in ")[1]
 
 
 def outputs_text(notebook: dict) -> str:
@@ -49,49 +86,96 @@ def outputs_text(notebook: dict) -> str:
     return "\n".join(parts)
 
 
-@pytest.fixture
-def workdir(testbed):  # type: ignore[no-untyped-def]
-    testbed.login_exec(USER, ["rm", "-rf", WORKDIR])
-    run_as_alice(testbed, ["mkdir", "-p", WORKDIR])
-    for name in NOTEBOOKS:
-        run_as_alice(testbed, ["tee", f"{WORKDIR}/{name}"],
-                     input=(EXAMPLES / name).read_bytes())
-    yield WORKDIR
-    testbed.login_exec(USER, ["rm", "-rf", WORKDIR, DATA])
-
-
-def test_example_notebooks_run_as_alice_on_the_login_node(testbed, workdir) -> None:  # type: ignore[no-untyped-def]
+def run_examples(testbed, workdir: str, names: tuple[str, ...]) -> list[dict]:  # type: ignore[no-untyped-def]
     # hpcbridge.dask.cluster() finds the site profile as in a server the hub started: its
     # job copy in the environment (a login shell of a center's gets HPCBRIDGE_SITE_PROFILE)
     copy = job_copy_json(load_bundled_profile("testbed", testbed.profile_env()))
     proc = testbed.login_exec(
         USER, [PYTHON, "-m", "tests.testbed.examples_runner",
-               *(f"{workdir}/{name}" for name in NOTEBOOKS)],
-        timeout=len(NOTEBOOKS) * MAX_SECONDS + 120, env={JOB_PROFILE_ENV: copy})
+               *(f"{workdir}/{name}" for name in names)],
+        timeout=len(names) * MAX_SECONDS + 120, env={JOB_PROFILE_ENV: copy})
     reports = [json.loads(line) for line in proc.stdout.decode().splitlines()
                if line.startswith("{")]
-    assert [r["notebook"] for r in reports] == list(NOTEBOOKS), proc.stderr.decode()[-3000:]
+    assert [r["notebook"] for r in reports] == list(names), proc.stderr.decode()[-3000:]
     for report in reports:
         print(f"{report['notebook']}: {report['seconds']} s")
         assert report["error"] is None, f"{report['notebook']}:\n{report['error']}"
         assert report["seconds"] < MAX_SECONDS, report
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    return reports
+
+
+@pytest.fixture
+def workdir(testbed):  # type: ignore[no-untyped-def]
+    for user, home in ((USER, WORKDIR), (SWEEP_USER, f"/home/{SWEEP_USER}/hpcbridge-examples")):
+        testbed.login_exec(user, ["rm", "-rf", home])
+        run_as(testbed, user, ["mkdir", "-p", home])
+        for name in NOTEBOOKS:
+            run_as(testbed, user, ["tee", f"{home}/{name}"], input=(EXAMPLES / name).read_bytes())
+    sweep = "".join(f"- {{models: [{m}], workers: 0}}\n" for m in SWEEP_MODELS)
+    run_as(testbed, SWEEP_USER, ["tee", "hpcbridge-examples/sweep.yaml"], input=sweep.encode())
+    yield WORKDIR
+    testbed.login_exec(USER, ["rm", "-rf", WORKDIR])
+    testbed.login_exec(SWEEP_USER, ["rm", "-rf", f"/home/{SWEEP_USER}/hpcbridge-examples"])
+
+
+def test_example_notebooks_run_interactively_as_a_batch_job_and_as_a_sweep(  # type: ignore[no-untyped-def]
+        testbed, workdir) -> None:
+    models = "[" + ", ".join(repr(m) for m in BATCH_MODELS) + "]"
+    batch = ssh(testbed, USER, "hpcbridge", "run", "hpcbridge-examples/ensemble.ipynb",
+                "-p", f"models={models}", "-p", "workers=1", "--preset", "debug", "--wait")
+    sweep = ssh(testbed, SWEEP_USER, "hpcbridge", "run", "hpcbridge-examples/ensemble.ipynb",
+                "--sweep", "hpcbridge-examples/sweep.yaml", "--preset", "debug", "--wait")
+    try:
+        run_examples(testbed, workdir, ("ensemble.ipynb",))
+        batch_out, sweep_out = finished(batch, MAX_SECONDS), finished(sweep, MAX_SECONDS)
+    finally:
+        for proc in (batch, sweep):
+            proc.kill()
+    # the scaling example wants all of alice's QOS: after the batch job
+    run_examples(testbed, workdir, ("scaling.ipynb",))
 
     executed = {name: json.loads(run_as_alice(testbed, ["cat", f"{workdir}/{name}"]).stdout)
                 for name in NOTEBOOKS}
-    climatology = outputs_text(executed["climatology.ipynb"])
-    trend = re.search(r"trend of the annual means: (-?[0-9.]+)", climatology)
-    assert trend and 0.15 < float(trend[1]) < 0.35, climatology  # made with 0.25
+    ensemble = outputs_text(executed["ensemble.ipynb"])
+    assert re.search(r"^(\d+) of \1 models, 2\d\d files", ensemble, re.M), ensemble
+    assert "on 2 workers" in ensemble, ensemble  # Dask workers, batch jobs of alice's
+    warming = re.search(r"multi-model mean warming 2005–2014: ([-+][0-9.]+) °C", ensemble)
+    assert warming and 0.5 < float(warming[1]) < 3.0, ensemble  # CMIP6: about +1.5 °C
     scaling = outputs_text(executed["scaling.ipynb"])
     assert "not 16:" in scaling and "QOS normal allows 4 jobs per user" in scaling, scaling
     assert "same result as on the laptop" in scaling, scaling
-    for text in (climatology, scaling):
+    for text in (ensemble, scaling):
         assert "worker jobs still in the queue: []" in text, text
+
+    # the batch job: alice's, with her parameters, and Dask workers of its own
+    sid, folder = submitted(batch_out)
+    assert batch_out.splitlines()[-1].startswith(f"job {sid}: completed on c"), batch_out
+    summary = json.loads(run_as_alice(testbed, ["cat", f"{folder}/ensemble-summary.json"]).stdout)
+    assert summary["models"] == BATCH_MODELS, summary
+    (notebook,) = run_as_alice(testbed, ["find", folder, "-maxdepth", "1", "-name",
+                                         "ensemble-*.ipynb"]).stdout.decode().split()
+    text = outputs_text(json.loads(run_as_alice(testbed, ["cat", notebook]).stdout))
+    assert f"{len(BATCH_MODELS)} models × 65 years" in text and "on 1 workers" in text, text
+
+    # the sweep: one array job, a task and an executed notebook per model
+    sid, folder = submitted(sweep_out)
+    assert f"submitted as one array of {len(SWEEP_MODELS)} tasks" in sweep_out, sweep_out
+    tasks = run_as(testbed, SWEEP_USER, ["sacct", "-n", "-X", "-P", "-j", sid,
+                                         "-o", "JobID,State,User"]).stdout.decode().split()
+    assert sorted(tasks) == [f"{sid}_{i}|COMPLETED|{SWEEP_USER}"
+                             for i in range(len(SWEEP_MODELS))], tasks
+    for i, model in enumerate(SWEEP_MODELS):
+        task = f"{folder}/task-{i}"
+        summary = json.loads(run_as(testbed, SWEEP_USER,
+                                    ["cat", f"{task}/ensemble-summary.json"]).stdout)
+        assert summary["models"] == [model], summary
+        files = run_as(testbed, SWEEP_USER, ["ls", task, f"{task}/output"]).stdout.decode()
+        assert f"ensemble-{model}.png" in files and ".ipynb" in files, files
 
     listing = run_as_alice(testbed, ["ls", f"{workdir}/output"]).stdout.decode().split()
     figures = sorted(name for name in listing if name.endswith(".png"))
-    assert figures == ["climatology-map.png", "climatology-timeseries.png",
-                       "scaling-times.png"], listing
+    assert figures == ["ensemble.png", "scaling-times.png"], listing
     (EXAMPLES / "output").mkdir(exist_ok=True)
     for name in figures:
         png = run_as_alice(testbed, ["cat", f"{workdir}/output/{name}"]).stdout
