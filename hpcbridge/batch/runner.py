@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hpcbridge.batch.inputs import link_inputs
 from hpcbridge.batch.spec import (
     JOB_PROFILE_ENV,
     LOG_FILE,
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = replace(spec, parameters=spec.sweep[int(task)])
         workdir = task_folder(folder, int(task))
         workdir.mkdir(mode=0o700, exist_ok=True)
+        link_inputs(spec.inputs, workdir)
     log = os.open(workdir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -68,6 +68,8 @@ class BatchSpec:
     #: the runner hands it to the notebook, so that ``hpcbridge.dask.cluster()`` in a
     #: batch job finds the profile as it does in a notebook server
     profile: dict[str, Any] | None = None
+    #: names of the input files and folders copied into the folder (``inputs.py``)
+    inputs: list[str] = field(default_factory=list)
 
     def write(self, folder: Path) -> None:
         """Write (or replace) the spec; the replacement is atomic."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hpcbridge.batch.inputs import check_inputs, copy_inputs
 from hpcbridge.batch.request import batch_request, notebook_parameters, parse_parameters
-from hpcbridge.batch.spec import JOB_NAME, BatchSpec
+from hpcbridge.batch.spec import JOB_NAME, LOG_FILE, RESULT_FILE, SPEC_FILE, BatchSpec
 from hpcbridge.batch.sweep import fit_array, room
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import RequestError
@@ -62,6 +63,8 @@ class Prepared:
     request: ValidatedRequest
     #: a sweep's job array (tasks and throttle), once :func:`fit_sweep` sized it
     array: JobArray | None = None
+    #: input files and folders, checked, to copy into the folder
+    inputs: tuple[Path, ...] = ()
 
     @property
     def script(self) -> str:
@@ -77,11 +80,13 @@ def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
             content: Mapping[str, Any], folder: Path, job_id: str, outputs: dict[str, str],
             parameters: Mapping[str, Any] | None, environment: str | None,
             compute_type: str | None, options: Mapping[str, Any] | None,
-            sweep: Sequence[Mapping[str, Any]] = ()) -> Prepared:
+            sweep: Sequence[Mapping[str, Any]] = (), inputs: Sequence[Path] = (),
+            home: Path | None = None) -> Prepared:
     """The job, checked: RequestError / LimitExceeded with the reason; nothing is stored.
 
     A ``sweep`` (parameter sets) becomes one job array of as many tasks; every set is
-    checked against the notebook's parameters cell. :func:`fit_sweep` then sizes it."""
+    checked against the notebook's parameters cell. :func:`fit_sweep` then sizes it.
+    ``inputs`` (files and folders inside ``home``) are copied into the job's folder."""
     declared = notebook_parameters(content)
     values = parse_parameters(parameters, declared)
     sets = [{**values, **parse_parameters(one, declared)} for one in sweep]
@@ -94,12 +99,15 @@ def prepare(profile: SiteProfile, user: str, *, cluster: str, notebook: Path,
     dialect = dialect_of(profile.clusters[cluster])
     if sets and not dialect.capabilities.arrays:
         raise RequestError(f"cluster {cluster}'s scheduler has no job arrays for a sweep")
+    taken = {notebook.name, *outputs.values(), SPEC_FILE, RESULT_FILE, LOG_FILE}
+    sources = check_inputs(inputs, home or Path.home(), folder, taken) if inputs else []
     spec = BatchSpec(job_id=job_id, cluster=cluster, input=notebook.name, outputs=outputs,
                      parameters=values, sweep=sets,
                      task_variables=list(dialect.array_task_variables) if sets else [],
-                     profile=json.loads(job_copy_json(profile)))
+                     profile=json.loads(job_copy_json(profile)),
+                     inputs=[p.name for p in sources])
     job = Prepared(notebook, folder, spec, profile, request,
-                   JobArray(len(sets)) if sets else None)
+                   JobArray(len(sets)) if sets else None, tuple(sources))
     job.script  # noqa: B018 -- renders once: a refusal comes before anything is stored
     return job
 
@@ -117,7 +125,7 @@ async def fit_sweep(client: SchedulerClient, user: str, job: Prepared) -> Prepar
 async def submit(client: SchedulerClient, user: str, job: Prepared) -> BatchSpec:
     """Stage the folder, submit as ``user``; the spec with the scheduler's id. On any
     failure the folder is gone again (the client's errors pass through)."""
-    _stage(job.notebook, job.folder, job.spec)
+    _stage(job.notebook, job.folder, job.spec, job.inputs)
     try:
         scheduler_id = await client.submit(user, job.script, job.log_folder)
     except BaseException:
@@ -133,11 +141,13 @@ async def submit(client: SchedulerClient, user: str, job: Prepared) -> BatchSpec
     return spec
 
 
-def _stage(notebook: Path, folder: Path, spec: BatchSpec) -> None:
-    """Make the job's folder (private) with the notebook and its record."""
+def _stage(notebook: Path, folder: Path, spec: BatchSpec, inputs: Sequence[Path] = ()
+           ) -> None:
+    """Make the job's folder (private) with the notebook, its inputs and its record."""
     folder.mkdir(mode=0o700, parents=True)
     try:
         shutil.copyfile(notebook, folder / spec.input)
+        copy_inputs(inputs, folder)
         spec.write(folder)
     except BaseException:
         unstage(folder)

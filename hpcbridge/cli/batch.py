@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         run.add_argument(f"--{name}", help=f"{name} (checked against the profile)")
     run.add_argument("--sweep", metavar="FILE.yaml", help="a YAML list of parameter sets: "
                      "one job array, a task per set, each in its own task-<i>/ folder")
+    run.add_argument("--input", action="append", default=[], metavar="PATH",
+                     help="a file or folder of your home the notebook reads: copied into "
+                     "the job's folder, its working directory (repeat for more)")
     run.add_argument("--html", action="store_true", help="also write the executed "
                      "notebook as HTML")
     run.add_argument("--wait", action="store_true", help="follow the job to its end; "
@@ -90,7 +93,8 @@ def _prepared(args: argparse.Namespace) -> tuple[Prepared, SchedulerClient]:
                   content=read_notebook(notebook, home, args.notebook),
                   folder=home / JOBS_DIR / folder_name(notebook.name, job_id), job_id=job_id,
                   outputs=outputs, parameters=_parameters(args.parameter), environment=None,
-                  compute_type=args.preset, options=options, sweep=_sweep(args.sweep))
+                  compute_type=args.preset, options=options, sweep=_sweep(args.sweep),
+                  inputs=[Path(p) for p in args.input], home=home)
     return job, client_for(profile, cluster)
 
 

@@ -173,3 +173,42 @@ def test_a_sweep_refuses_a_set_the_notebook_does_not_take(slurm, tmp_path, capsy
     assert main(["run", "nb.ipynb", "--sweep", "sweep.yaml"]) == 1
     assert "not a list of parameter sets" in capsys.readouterr().err
     assert folders(tmp_path) == [] and slurm.scripts == []
+
+
+def test_inputs_are_copied_into_the_jobs_folder(slurm, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    work = tmp_path / "work"
+    (work / "data").mkdir()
+    (work / "data" / "t.csv").write_text("1,2\n")
+    (work / "models.txt").write_text("CESM2\n")
+    assert main(["run", "nb.ipynb", "--input", "data", "--input", "models.txt"]) == 0
+    (folder,) = folders(tmp_path)
+    assert (folder / "data" / "t.csv").read_text() == "1,2\n"  # the working directory's
+    assert (folder / "models.txt").read_text() == "CESM2\n"
+    assert BatchSpec.read(folder).inputs == ["data", "models.txt"]
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    (["/etc/hostname"], "is outside your home folder"),
+    (["missing.txt"], "no input 'missing.txt'"),
+    (["~"], "holds the job's own folder"),
+    (["nb.ipynb"], "is called like another input or a file of the job (nb.ipynb)"),
+    (["a/x.txt", "b/x.txt"], "is called like another input"),
+])
+def test_inputs_outside_the_home_or_clashing_are_refused(slurm, tmp_path, capsys, inputs,  # type: ignore[no-untyped-def]
+                                                         message) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / "work" / sub).mkdir()
+        (tmp_path / "work" / sub / "x.txt").write_text(sub)
+    argv = ["run", "nb.ipynb"]
+    for path in inputs:
+        argv += ["--input", str(tmp_path) if path == "~" else path]
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert folders(tmp_path) == [] and slurm.scripts == []
+
+
+def test_an_input_link_out_of_the_home_is_refused(slurm, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "work" / "etc").symlink_to("/etc")
+    assert main(["run", "nb.ipynb", "--input", "etc"]) == 1
+    assert "outside your home folder" in capsys.readouterr().err
+    assert folders(tmp_path) == []

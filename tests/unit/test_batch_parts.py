@@ -327,3 +327,20 @@ def test_kernels_talk_over_private_unix_sockets_not_tcp_ports(monkeypatch) -> No
     runner._papermill("in.ipynb", "out.ipynb", parameters={})
     assert seen["transport"] == "ipc" and seen["mode"] == 0o700
     assert not os.path.exists(seen["folder"])  # removed after the run
+
+
+def test_a_sweep_task_sees_the_jobs_inputs(tmp_path: Path, monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr(runner, "_papermill", lambda src, out, cwd, **kw: seen.append(
+        (Path(cwd) / "data" / "t.csv").read_text()))
+    monkeypatch.setattr(runner.os, "dup2", lambda a, b: None)  # keep pytest's output
+    monkeypatch.setattr(runner.signal, "signal", lambda *a: None)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_text("1,2")
+    spec = staged(tmp_path, notebook(code("n = 1", tags=("parameters",))),
+                  {"ipynb": "in-1.ipynb"})
+    from dataclasses import replace
+    replace(spec, sweep=[{"n": 1}], inputs=["data"]).write(tmp_path)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    assert runner.main([str(tmp_path)]) == 0
+    assert seen == ["1,2"] and (tmp_path / "task-0" / "data").is_symlink()
