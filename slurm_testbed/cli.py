@@ -57,6 +57,10 @@ def _extend_hub_commands(commands: dict[str, argparse.ArgumentParser]) -> None:
     """The testbed as the default of hpcbridge's own `up`, `down` and `doctor`."""
     up, down, doctor = commands["up"], commands["down"], commands["doctor"]
     add_slurm_option(up)
+    up.add_argument("--clusters", type=int, choices=(1, 2), default=1,
+                    help="2: a second testbed of Slurm 22.05 beside the 24.11 one, each "
+                    "with its own login node, and one hub on both "
+                    "(site_profiles/testbed-two-clusters.yaml)")
     up.set_defaults(func=_hub_up(up.get_default("func")))
     down.set_defaults(func=_hub_down(down.get_default("func")))
     doctor.set_defaults(func=_doctor(doctor.get_default("func")))
@@ -68,14 +72,23 @@ def _hub_up(on_site: Command) -> Command:
             return on_site(args)
         from hpcbridge.cli.hub import print_started
         from hpcbridge.hubrun import Hub
-        from slurm_testbed import config
+        from slurm_testbed import config, generations
         from slurm_testbed.hub import up_hub
 
         try:
             tb = _testbed(args.slurm)
+            second = None
+            if args.clusters == 2:
+                if tb.generation.slurm != generations.DEFAULT:
+                    raise TestbedError(f"--clusters 2 runs Slurm {generations.DEFAULT} and "
+                                       f"{SECOND_SLURM} side by side; leave out --slurm")
+                second = companion(tb)
             tb.up()
+            if second is not None:
+                second.up()
             # the hub's database on the testbed's PostgreSQL, as a center would run it
-            st = up_hub(Hub(), tb, users=list(config.USERS), db_url=tb.hub_db_url())
+            st = up_hub(Hub(), tb, users=list(config.USERS), db_url=tb.hub_db_url(),
+                        second=second)
         except HpcBridgeError as exc:
             print(f"hpcbridge up: {exc}", file=sys.stderr)
             return 1
@@ -88,7 +101,7 @@ def _hub_down(hub_down: Command) -> Command:
     def run(args: argparse.Namespace) -> int:
         status = hub_down(args)
         try:
-            _stop_testbed()
+            _stop_testbed(with_companion=True)
         except HpcBridgeError as exc:
             print(f"hpcbridge down: {exc}", file=sys.stderr)
             return 1
@@ -165,11 +178,29 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_testbed() -> None:
+#: the generation of the second cluster of `hpcbridge up --clusters 2`
+SECOND_SLURM = "22.05"
+
+
+def companion(tb):  # -> Testbed
+    """The second testbed of `hpcbridge up --clusters 2` beside ``tb`` (named as the
+    tests name their testbed of that generation: ``<name>-slurm2205``)."""
+    from slurm_testbed import generations
+    from slurm_testbed.cluster import Testbed
+
+    generation = generations.get(SECOND_SLURM)
+    return Testbed(name=f"{tb.name}-{generation.slug}", slurm=generation.slurm)
+
+
+def _stop_testbed(with_companion: bool = False) -> None:
     from slurm_testbed import engine
 
     tb = _testbed()
     tb.down()
+    if with_companion:
+        second = companion(tb)
+        if any(second.leftovers().values()):
+            second.down()
     if not tb.other_testbeds_running():
         engine.stop_service(tb.shared_dir)
 

@@ -132,13 +132,15 @@ class Testbed:
         """The hub's SSH key: may log into the login node as every test user."""
         return self.state_dir / "id_ed25519"
 
-    def profile_env(self) -> dict[str, str]:
-        """Variables that site_profiles/testbed.yaml expands to reach this testbed."""
+    def profile_env(self, prefix: str = "HPCBRIDGE_TESTBED") -> dict[str, str]:
+        """Variables that site_profiles/testbed.yaml expands to reach this testbed
+        (``prefix``: the second cluster's of testbed-two-clusters.yaml is
+        ``HPCBRIDGE_TESTBED2``)."""
         info = self.info()
         return {
-            "HPCBRIDGE_TESTBED_SSH_HOST": info.login_ip,
-            "HPCBRIDGE_TESTBED_SSH_PORT": str(info.ssh_port),
-            "HPCBRIDGE_TESTBED_DIR": str(self.state_dir),
+            f"{prefix}_SSH_HOST": info.login_ip,
+            f"{prefix}_SSH_PORT": str(info.ssh_port),
+            f"{prefix}_DIR": str(self.state_dir),
         }
 
     @property

@@ -2,7 +2,9 @@
 this module; the same text as the repository's ``site_profiles/testbed*.yaml``).
 
 They reach the testbed through ``${HPCBRIDGE_TESTBED_*}`` variables, which
-:meth:`slurm_testbed.cluster.Testbed.profile_env` gives for a running testbed.
+:meth:`slurm_testbed.cluster.Testbed.profile_env` gives for a running testbed; the
+second cluster of ``testbed-two-clusters`` through ``${HPCBRIDGE_TESTBED2_*}``
+(:func:`two_cluster_env`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from hpcbridge.profiles import SiteProfile, load_profile_text
 from hpcbridge.site import Site
 
 #: the profiles shipped here (site_profiles/NAME.yaml)
-BUNDLED_PROFILES = ("testbed", "testbed-pbs")
+BUNDLED_PROFILES = ("testbed", "testbed-pbs", "testbed-two-clusters")
+#: the profile of two testbeds behind one hub, and the variables of its second cluster
+TWO_CLUSTERS = "testbed-two-clusters"
+SECOND_PREFIX = "HPCBRIDGE_TESTBED2"
 
 
 def _file(name: str):
@@ -40,6 +45,12 @@ def load_bundled_profile(
 ) -> SiteProfile:
     """Load a testbed profile; ``env`` fills its ``${VAR}`` settings (default: os.environ)."""
     return load_profile_text(bundled_profile_text(name), f"<bundled {name}.yaml>", env)
+
+
+def two_cluster_env(first: Any, second: Any) -> dict[str, str]:
+    """The variables of testbed-two-clusters.yaml for two running testbeds: cluster
+    ``tb`` is ``first``, cluster ``tb22`` is ``second``."""
+    return {**first.profile_env(), **second.profile_env(SECOND_PREFIX)}
 
 
 def site_on_testbed(testbed: Any, name: str = "testbed", **kw: float) -> Site:
