@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hpcbridge.errors import ProfileError
 from hpcbridge.profiles.loader import load_profile
-from hpcbridge.profiles.model import Hub, LocalTransport, SiteProfile
+from hpcbridge.profiles.model import Dask, Hub, LocalTransport, SiteProfile
 
 #: a profile file (on the machine the code runs on)
 PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE"
@@ -23,16 +23,43 @@ PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE"
 JOB_PROFILE_ENV = "HPCBRIDGE_SITE_PROFILE_JSON"
 
 
-def job_copy(profile: SiteProfile) -> SiteProfile:
-    """``profile`` without its hub settings, every cluster's transport local (no sudo)."""
+def job_copy(profile: SiteProfile, cluster: str | None = None) -> SiteProfile:
+    """``profile`` without its hub settings, every cluster's transport local (no sudo).
+
+    ``cluster``: the cluster the job runs on. The copy then holds that cluster only (its
+    local transport reaches no other), as the default of presets and Dask workers: code
+    in the job submits to its own cluster, under that cluster's limits. Presets of other
+    clusters are left out; Dask worker defaults naming another cluster fall back to this
+    cluster's defaults for what it lacks.
+    """
     local = LocalTransport(sudo=False)
-    clusters = {name: cluster.model_copy(update={"transport": local})
-                for name, cluster in profile.clusters.items()}
-    return profile.model_copy(update={"clusters": clusters, "hub": Hub()})
+    names = [cluster] if cluster else list(profile.clusters)
+    clusters = {name: profile.clusters[name].model_copy(update={"transport": local})
+                for name in names}
+    update: dict[str, object] = {"clusters": clusters, "hub": Hub()}
+    if cluster:
+        update["default_cluster"] = cluster
+        update["notebooks"] = [p for p in profile.notebooks
+                               if profile.cluster_name(p.cluster) == cluster]
+        update["dask"] = _dask_on(profile, cluster)
+    return profile.model_copy(update=update)
 
 
-def job_copy_json(profile: SiteProfile) -> str:
-    return job_copy(profile).model_dump_json(exclude_none=True)
+def _dask_on(profile: SiteProfile, cluster: str) -> Dask:
+    """The profile's Dask settings with the worker on ``cluster``."""
+    worker, config = profile.dask.worker, profile.clusters[cluster]
+    if profile.cluster_name(worker.cluster) == cluster:
+        return profile.dask
+    keep = {"partition": config.partitions, "environment": config.environments}
+    update: dict[str, object] = {"cluster": cluster, "account": None}
+    for key, known in keep.items():
+        if getattr(worker, key) not in known:
+            update[key] = None
+    return profile.dask.model_copy(update={"worker": worker.model_copy(update=update)})
+
+
+def job_copy_json(profile: SiteProfile, cluster: str | None = None) -> str:
+    return job_copy(profile, cluster).model_dump_json(exclude_none=True)
 
 
 def profile_in_job(path: str | Path | None = None) -> SiteProfile:

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 import requests
 
+from hpcbridge.errors import HpcBridgeError
 from hpcbridge.spawner import jobenv
 
 log = logging.getLogger("hpcbridge.reattach")
@@ -52,8 +53,11 @@ def detached_servers(users: list[dict]) -> Iterator[tuple[str, str, str]]:
                 yield user["name"], name, job_id
 
 
-def referenced_jobs(users: list[dict]) -> set[str]:
-    return {job for user in users for server in (user.get("servers") or {}).values()
+def referenced_jobs(users: list[dict], default_cluster: str = "") -> set[tuple[str, str]]:
+    """(cluster, job id) of every job a server's state names. Ids are per cluster (two
+    clusters both have a job 1); a state saved without a cluster is the default's."""
+    return {((server.get("state") or {}).get("cluster") or default_cluster, job)
+            for user in users for server in (user.get("servers") or {}).values()
             if (job := (server.get("state") or {}).get("job_id"))}
 
 
@@ -73,34 +77,50 @@ def owned_jobs(users: list[dict], tag: str = "") -> set[tuple[str, str]]:
 
 
 async def sweep_orphans(site, users: list[dict], again, tag: str = "") -> list[str]:
-    """Cancel this hub's notebook jobs that no server refers to; ``again()`` re-reads
-    the users after the scheduler query, so a job submitted meanwhile is never taken
-    for one."""
-    cancelled = []
+    """Cancel this hub's notebook jobs that no server refers to, cluster by cluster;
+    ``again()`` re-reads the users after the scheduler query, so a job submitted
+    meanwhile is never taken for one. A cluster that cannot be asked now is skipped (its
+    orphans wait for the next sweep); the others are swept."""
+    cancelled: list[str] = []
     found = 0
-    for name, cluster in site.profile.clusters.items():
-        client = site.client(name)
-        may = set(await site.identity.allowed_users(name, [u["name"] for u in users]))
-        allowed = [u for u in users if u["name"] in may]
-        owned = owned_jobs(allowed, tag)
-        if cluster.status_user:
-            asks = [(cluster.status_user, {n for _, n in owned})]
-        else:  # one query per user, as that user, for her own names
-            asks = [(u["name"], {n for who, n in owned if who == u["name"]}) for u in allowed]
-        jobs = []
-        for who, names in asks:
-            jobs += await client.active_jobs(sorted(names), as_user=who)
-        found += len(jobs)
-        known = referenced_jobs(users) | referenced_jobs(again())
-        for job in jobs:
-            if (job.user, job.name) in owned and job.job_id not in known:
-                log.warning("cancelling orphaned notebook job %s of %s (%s)", job.job_id,
-                            job.user, job.name)
-                await client.cancel(job.user, [job.job_id])
-                cancelled.append(job.job_id)
+    for name in site.profile.clusters:
+        try:
+            jobs, gone = await _sweep_cluster(site, name, users, again, tag)
+        except HpcBridgeError as exc:
+            log.warning("orphan sweep of cluster %s skipped: %s", name, exc)
+            continue
+        found += jobs
+        cancelled += gone
     log.info("orphan sweep done: %d notebook jobs of this hub queued or running, "
              "%d cancelled", found, len(cancelled))
     return cancelled
+
+
+async def _sweep_cluster(site, name: str, users: list[dict], again, tag: str
+                         ) -> tuple[int, list[str]]:
+    """(notebook jobs of this hub found, ids cancelled) on cluster ``name``."""
+    cluster, client = site.profile.clusters[name], site.client(name)
+    may = set(await site.identity.allowed_users(name, [u["name"] for u in users]))
+    allowed = [u for u in users if u["name"] in may]
+    owned = owned_jobs(allowed, tag)
+    if cluster.status_user:
+        asks = [(cluster.status_user, {n for _, n in owned})]
+    else:  # one query per user, as that user, for her own names
+        asks = [(u["name"], {n for who, n in owned if who == u["name"]}) for u in allowed]
+    jobs = []
+    for who, names in asks:
+        jobs += await client.active_jobs(sorted(names), as_user=who)
+    default = site.cluster_name(None)
+    known = {job for where, job in referenced_jobs(users, default)
+             | referenced_jobs(again(), default) if where == name}
+    cancelled = []
+    for job in jobs:
+        if (job.user, job.name) in owned and job.job_id not in known:
+            log.warning("cancelling orphaned notebook job %s of %s (%s) on cluster %s",
+                        job.job_id, job.user, job.name, name)
+            await client.cancel(job.user, [job.job_id])
+            cancelled.append(job.job_id)
+    return len(jobs), cancelled
 
 
 def reattach_once(api_url: str, token: str) -> list[str]:

@@ -165,8 +165,10 @@ class HpcSpawner(Spawner):
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
         # the job copy of the site profile (no hub secrets): batch notebooks and Dask in
-        # the server check requests against the same limits as this spawner
-        env[JOB_PROFILE_ENV] = job_copy_json(self.site.profile)
+        # the server check requests against the same limits as this spawner, on the
+        # server's own cluster only (its scheduler commands reach no other)
+        env[JOB_PROFILE_ENV] = job_copy_json(self.site.profile,
+                                             self.site.cluster_name(self.cluster))
         return env
 
     # -- state ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcbridge.errors import ProfileError
+from hpcbridge.errors import ProfileError, RequestError
 from hpcbridge.profiles import SiteProfile, load_profile_text, validate_request
 from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy, job_copy_json, profile_in_job
 from hpcbridge.profiles.request import JobRequest
@@ -49,3 +49,29 @@ def test_a_job_finds_its_profile(profile, monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("HPCBRIDGE_SITE_PROFILE")
     with pytest.raises(ProfileError, match="not a site profile"):
         profile_in_job()
+
+
+def test_the_job_copy_of_a_server_holds_its_own_cluster_only() -> None:
+    two = load_profile_text(bundled_profile_text("testbed-two-clusters"), "two.yaml", {})
+    copy = SiteProfile.model_validate_json(job_copy_json(two, "tb22"))
+    assert list(copy.clusters) == ["tb22"] and copy.default_cluster == "tb22"
+    assert copy.clusters["tb22"].transport.kind == "local"
+    assert {p.name for p in copy.notebooks} == {"small-old", "debug-old"}
+    # Dask from the notebook: on tb22, under tb22's limits (its debug partition: 4 cores)
+    request = JobRequest(user="alice", partition="debug", cores=2, walltime="00:20:00")
+    assert validate_request(copy, request).cluster == "tb22"
+    with pytest.raises(RequestError, match="cores_per_node 4"):
+        validate_request(copy, JobRequest(user="alice", partition="debug", cores=8))
+    with pytest.raises(RequestError, match="no such cluster 'tb'"):
+        validate_request(copy, JobRequest(user="alice", cluster="tb"))
+    assert list(job_copy(two, "tb").clusters) == ["tb"]
+    assert list(job_copy(two).clusters) == ["tb", "tb22"]  # no server: every cluster
+
+
+def test_a_dask_worker_of_another_cluster_falls_back_to_the_servers_cluster() -> None:
+    text = bundled_profile_text("testbed-two-clusters").replace(
+        "  worker:\n    partition: debug\n", "  worker:\n    cluster: tb\n    partition: gpu\n")
+    two = load_profile_text(text, "two.yaml", {})
+    worker = job_copy(two, "tb22").dask.worker
+    assert (worker.cluster, worker.partition) == ("tb22", None)
+    assert job_copy(two, "tb").dask.worker == two.dask.worker

@@ -73,7 +73,7 @@ def test_detached_servers_and_referenced_jobs():
         "old": {"ready": False, "pending": None, "state": {}},
     }}]
     assert list(detached_servers(users)) == [("alice", "second", "2")]
-    assert referenced_jobs(users) == {"1", "2", "3"}
+    assert referenced_jobs(users, "tb") == {("tb", "1"), ("tb", "2"), ("tb", "3")}
 
 
 def test_active_jobs_parsers_keep_only_the_names_asked_for():
