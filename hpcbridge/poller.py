@@ -114,10 +114,13 @@ class StatusPoller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_poll = float("-inf")
-        #: consecutive rounds in which a query failed
+        #: consecutive rounds in which a query failed, and the last failure's words
         self.failures = 0
+        self.last_error = ""
         #: status queries issued so far (one per round, or one per user per round)
         self.queries = 0
+        #: callers of next_round() waiting for the end of a round that starts after them
+        self._round_waiters: list[asyncio.Future[None]] = []
 
     # -- tracking --------------------------------------------------------------------
 
@@ -198,9 +201,25 @@ class StatusPoller:
             groups.setdefault(user, []).append(job_id)
         return groups
 
+    async def next_round(self, timeout: float) -> bool:
+        """Ask for a round now and wait until it ends; False after ``timeout`` seconds."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._round_waiters.append(waiter)
+        self.wake()
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._round_waiters:
+                self._round_waiters.remove(waiter)
+
     async def poll_once(self) -> None:
         """One round: query every tracked id, publish what changed."""
         self._last_poll = self.clock.now()
+        waiting, self._round_waiters = self._round_waiters, []
         failed = False
         for identity, ids in self._groups().items():
             self.queries += 1
@@ -209,6 +228,7 @@ class StatusPoller:
             except Exception as exc:  # noqa: BLE001 -- any failure means "cannot know", never "gone"
                 log.warning("status query for %d jobs failed: %s", len(ids), exc)
                 failed = True
+                self.last_error = str(exc)
                 infos = {j: JobInfo(j, JobState.UNKNOWN, reason=str(exc)) for j in ids}
             for n, job_id in enumerate(ids, 1):
                 info = infos.get(job_id) or JobInfo(job_id, JobState.UNKNOWN,
@@ -217,6 +237,9 @@ class StatusPoller:
                 if n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # thousands of jobs: let the loop serve between
         self.failures = self.failures + 1 if failed else 0
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _checked(self, job_id: str, info: JobInfo) -> JobInfo:
         owner = self._tracked.get(job_id)

@@ -102,6 +102,19 @@ class Site:
             self._pollers[name] = poller
         return self._pollers[name]
 
+    def outage(self, name: str | None = None) -> str | None:
+        """Why the cluster's scheduler cannot be asked now (its poller's last round
+        failed), or None while it answers or nothing was asked yet."""
+        poller = self._pollers.get(self.cluster_name(name))
+        if poller is None or not poller.failures:
+            return None
+        return poller.last_error or "its status queries fail"
+
+    async def recheck(self, name: str | None = None, timeout: float = 5.0) -> None:
+        """Ask the cluster's scheduler again now (after an outage, the poller's backoff
+        may be minutes long) and wait up to ``timeout`` seconds for the answer."""
+        await self.poller(name).next_round(timeout)
+
     async def fresh_info(self, cluster: str | None, job_id: str, user: str | None,
                          timeout: float = 60.0) -> JobInfo | None:
         """The job's state from the poller: what it knows, or its next round's answer.

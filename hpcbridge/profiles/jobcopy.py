@@ -50,11 +50,11 @@ def _dask_on(profile: SiteProfile, cluster: str) -> Dask:
     worker, config = profile.dask.worker, profile.clusters[cluster]
     if profile.cluster_name(worker.cluster) == cluster:
         return profile.dask
-    keep = {"partition": config.partitions, "environment": config.environments}
     update: dict[str, object] = {"cluster": cluster, "account": None}
-    for key, known in keep.items():
-        if getattr(worker, key) not in known:
-            update[key] = None
+    if worker.partition not in config.partitions:
+        update["partition"] = None
+    if worker.environment not in config.environments:
+        update["environment"] = None
     return profile.dask.model_copy(update={"worker": worker.model_copy(update=update)})
 
 

@@ -216,6 +216,11 @@ def _merge_preset(profile: SiteProfile, req: JobRequest, problems: Problems) -> 
         known = did_you_mean(req.preset, [p.name for p in profile.notebooks], "presets")
         problems.add("preset", f"no such preset {quote(req.preset)}{known}")
         return values
+    asked = values["cluster"]
+    if preset.cluster and asked is not None and asked != preset.cluster:
+        # its partition, account and environment are that cluster's
+        problems.add("cluster", f"preset {preset.name} runs on cluster {preset.cluster}, "
+                                f"not {quote(asked)}")
     for key in (*names, "walltime"):
         if values[key] is None:
             values[key] = getattr(preset, key)

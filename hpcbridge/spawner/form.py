@@ -22,11 +22,10 @@ from hpcbridge.profiles.model import NotebookPreset
 from hpcbridge.profiles.request import USER_OPTION_KEYS
 from hpcbridge.spawner import formparts
 
-#: the form's fields that a refusal's problems are shown next to; a problem of the
-#: cluster is one of the partition field (the form names both as "cluster/partition")
-_FIELDS = ("preset", "partition", "account", "cores", "memory", "gpus", "walltime",
-           "environment")
-_FIELD_OF = {"cluster": "partition"}
+#: the form's fields that a refusal's problems are shown next to; on a site of one
+#: cluster, a problem of the cluster is one of the partition field
+_FIELDS = ("cluster", "preset", "partition", "account", "cores", "memory", "gpus",
+           "walltime", "environment")
 #: the fields a preset or a partition fills in
 _DERIVED = ("cores", "memory", "gpus", "walltime")
 
@@ -100,19 +99,26 @@ def _form_data(profile: SiteProfile, limits: Mapping[str, Mapping[str, object]],
     """What the form's script needs: limits, each preset's partition, derived values."""
     defaults: dict[str, dict[str, dict[str, str]]] = {}
     for preset in (None, *profile.notebooks):
+        # a preset runs on its cluster only (the gate refuses it on another)
+        on = preset.cluster if preset else None
         defaults[preset.name if preset else ""] = {
             key: derived_values(profile, preset, str(lim["cluster"]), str(lim["partition"]))
-            for key, lim in limits.items()}
+            for key, lim in limits.items() if on in (None, lim["cluster"])}
     return {"limits": limits, "defaults": defaults, "derived": list(_DERIVED),
             "presets": {p.name: preset_partition(profile, p) for p in profile.notebooks},
             "placed": placed}
 
 
-def _options(pairs: Sequence[tuple[str, str]], selected: str | None = None) -> str:
-    return "".join(
-        f'<option value="{escape(v)}"{" selected" if v == selected else ""}>{escape(t)}</option>'
-        for v, t in pairs
-    )
+def _options(pairs: Sequence[tuple[str, str] | tuple[str, str, str]],
+             selected: str | None = None) -> str:
+    """``<option>``s of (value, text) or (value, text, cluster) pairs; the cluster, when
+    given, lets the form's script hide the options of the clusters not chosen."""
+    out = []
+    for value, text, *cluster in pairs:
+        mark = f' data-cluster="{escape(cluster[0])}"' if cluster and cluster[0] else ""
+        chosen = " selected" if value == selected else ""
+        out.append(f'<option value="{escape(value)}"{mark}{chosen}>{escape(text)}</option>')
+    return "".join(out)
 
 
 def sentence(message: str) -> str:
@@ -128,7 +134,8 @@ def _initial(profile: SiteProfile, limits: Mapping[str, Any], refused: Refused |
     """The values the form shows: what a refused submit sent, else the first preset's."""
     if refused is not None:
         values = {k: str(v) for k, v in refused.options.items() if k in USER_OPTION_KEYS}
-        if values.get("cluster") and len(profile.clusters) > 1:
+        if len(profile.clusters) > 1:
+            values["cluster"] = profile.cluster_name(values.get("cluster") or None)
             values["partition"] = f"{values['cluster']}/{values.get('partition', '')}"
         if ":" in values.get("gpus", ""):  # a100:2 was sent as a type and a count
             values["gpu_type"], values["gpus"] = values["gpus"].split(":", 1)
@@ -136,23 +143,28 @@ def _initial(profile: SiteProfile, limits: Mapping[str, Any], refused: Refused |
     preset = profile.notebooks[0] if profile.notebooks else None
     key = preset_partition(profile, preset) if preset else next(iter(limits))
     lim = limits[key]
-    return {"preset": preset.name if preset else "", "partition": key,
+    return {"cluster": lim["cluster"], "preset": preset.name if preset else "",
+            "partition": key,
             **derived_values(profile, preset, lim["cluster"], lim["partition"])}
 
 
-def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
+def render(profile: SiteProfile, user: str,
+           accounts: Sequence[str] | Mapping[str, Sequence[str]] = (),
            last_end: str | None = None,
            free: Mapping[tuple[str, str], Any] | None = None,
-           refused: Refused | None = None, free_age: float | None = None) -> str:
-    """HTML of the spawn form for ``user``; ``accounts``: the user's associations;
-    ``free``: (cluster, partition) -> Availability, a cached snapshot ``free_age``
-    seconds old; ``refused``: the submit just refused, whose values the form keeps and
-    whose problems it shows."""
+           refused: Refused | None = None, free_age: float | None = None,
+           down: Mapping[str, str] | None = None) -> str:
+    """HTML of the spawn form for ``user``; ``accounts``: the user's associations (by
+    cluster, on a site of several); ``free``: (cluster, partition) -> Availability, a
+    cached snapshot ``free_age`` seconds old; ``refused``: the submit just refused, whose
+    values the form keeps and whose problems it shows; ``down``: cluster -> why it does
+    not answer now."""
     limits = partition_limits(profile, free)
     values = _initial(profile, limits, refused)
+    several = len(profile.clusters) > 1
     errors: dict[str, list[str]] = {}
     for key, message in (refused.problems if refused else ()):
-        name = _FIELD_OF.get(key, key)
+        name = key if several or key != "cluster" else "partition"
         errors.setdefault(name if name in _FIELDS else "", []).append(sentence(message))
     first = limits.get(values.get("partition", "")) or next(iter(limits.values()))
     data = _form_data(profile, limits, bool(errors) and "" not in errors)
@@ -167,6 +179,9 @@ def render(profile: SiteProfile, user: str, accounts: Sequence[str] = (),
         return f' aria-describedby="hpcb-{name}-error"' if errors.get(name) else ""
 
     rows = [
+        row("Cluster", "cluster", _select("cluster", _clusters(profile, down or {}), values))
+    ] if several else []
+    rows += [
         group("preset", formparts.preset_cards(
             profile, limits, data["defaults"], data["presets"],  # type: ignore[arg-type]
             values.get("preset", ""), described("preset"))),
@@ -212,7 +227,16 @@ def _value(name: str, values: Mapping[str, str]) -> str:
     return f' value="{escape(value)}"' if value else ""
 
 
-def _select(name: str, pairs: Sequence[tuple[str, str]], values: Mapping[str, str]) -> str:
+def _clusters(profile: SiteProfile, down: Mapping[str, str]) -> list[tuple[str, str]]:
+    pairs = []
+    for name, cluster in profile.clusters.items():
+        text = f"{name}: {cluster.description}" if cluster.description else name
+        pairs.append((name, text + (" (not answering now)" if name in down else "")))
+    return pairs
+
+
+def _select(name: str, pairs: Sequence[tuple[str, str] | tuple[str, str, str]],
+            values: Mapping[str, str]) -> str:
     return (f'<select name="{name}" id="hpcb-{name}" class="form-control">'
             f'{_options(pairs, values.get(name, ""))}</select>')
 
@@ -229,15 +253,24 @@ def _number(name: str, minimum: int, maximum: object, values: Mapping[str, str])
             f'{_value(name, values)}>')
 
 
-def _account_field(accounts: Sequence[str], values: Mapping[str, str]) -> str:
-    if not accounts:
+def _account_field(accounts: Sequence[str] | Mapping[str, Sequence[str]],
+                   values: Mapping[str, str]) -> str:
+    if isinstance(accounts, Mapping):
+        pairs = [(a, a, cluster) for cluster, names in accounts.items() for a in names]
+    else:
+        pairs = [(a, a, "") for a in accounts]
+    if not pairs:
         return _text("account", "default account", "", values)
-    return _select("account", [("", "default"), *[(a, a) for a in accounts]], values)
+    return _select("account", [("", "default"), *pairs], values)
 
 
 def _environment_field(profile: SiteProfile, values: Mapping[str, str]) -> str:
-    names = sorted({e for c in profile.clusters.values() for e in c.environments})
-    return _select("environment", [("", "default"), *[(n, n) for n in names]], values)
+    if len(profile.clusters) > 1:
+        pairs = [(e, e, c) for c, cluster in profile.clusters.items()
+                 for e in cluster.environments]
+    else:
+        pairs = [(e, e, "") for c in profile.clusters.values() for e in sorted(c.environments)]
+    return _select("environment", [("", "default"), *pairs], values)
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
@@ -247,7 +280,7 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
         value = (values[0] if values else "").strip()
         if value or key not in USER_OPTION_KEYS:
             options[key] = value
-    if "/" in options.get("partition", ""):
+    if "/" in options.get("partition", ""):  # the partition's cluster wins
         options["cluster"], options["partition"] = options["partition"].split("/", 1)
     # the GPU type and count of the form are one option: gpus "a100:2"
     gpu_type = options.pop("gpu_type", "")

@@ -14,6 +14,11 @@ from hpcbridge.profiles import SiteProfile
 from hpcbridge.profiles.model import NotebookPreset
 
 
+def _of_cluster(cluster: str | None) -> str:
+    """The mark by which the form's script hides the choices of clusters not chosen."""
+    return f' data-cluster="{escape(cluster)}"' if cluster else ""
+
+
 def _radio(name: str, index: int, value: str, checked: bool) -> tuple[str, str]:
     ident = f"hpcb-{name}-{index}"
     return ident, (f'<input type="radio" class="hpcb-radio" name="{name}" id="{ident}" '
@@ -60,11 +65,13 @@ def preset_cards(profile: SiteProfile, limits: Mapping[str, Mapping[str, object]
     """A fieldset of radio cards: each preset's name, what it gives, its partition's
     limits; and *Custom*, which keeps every value to be chosen below."""
     cards = []
+    several = len(profile.clusters) > 1
     for index, preset in enumerate(profile.notebooks, start=1):
         key = presets[preset.name]
         ident, radio = _radio("preset", index, preset.name, preset.name == selected)
         cards.append(
-            f'<div class="hpcb-card">{radio}<label for="{ident}">'
+            f'<div class="hpcb-card"{_of_cluster(preset.cluster if several else None)}>'
+            f'{radio}<label for="{ident}">'
             f'<strong>{escape(preset.description or preset.name)}</strong>'
             f'<span class="hpcb-card-line">Preset {escape(preset.name)} on partition '
             f'{escape(key)}: {escape(_gives(preset, defaults[preset.name][key]))}</span>'
@@ -83,11 +90,13 @@ def partition_table(limits: Mapping[str, Mapping[str, object]], selected: str,
     """A fieldset holding a table: one row per partition with its radio button, its
     limits per job and what is free now (one shared snapshot, whose age it says)."""
     rows = []
+    several = len({lim["cluster"] for lim in limits.values()}) > 1
     for index, (key, lim) in enumerate(limits.items()):
         ident, radio = _radio("partition", index, key, key == selected)
         about = f'<br><small>{escape(str(lim["description"]))}</small>' \
             if lim["description"] else ""
-        rows.append(f'<tr>{"<td>"}{radio} <label for="{ident}">{escape(key)}</label>{about}'
+        mark = _of_cluster(str(lim["cluster"]) if several else None)
+        rows.append(f'<tr{mark}>{"<td>"}{radio} <label for="{ident}">{escape(key)}</label>{about}'
                     f'</td><td>{escape(limits_text(lim))}</td>'
                     f'<td>{escape(free_text(lim))}</td></tr>')
     when = ("the scheduler did not answer" if age is None

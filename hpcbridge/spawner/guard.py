@@ -72,7 +72,21 @@ async def check_identity(site, cluster: str | None, user: str) -> None:
     except IdentityRefused as exc:
         raise Refusal(403, str(exc)) from None
     except SchedulerUnavailable as exc:
-        raise web.HTTPError(503, exc.user_message) from None
+        raise web.HTTPError(503, f"cluster {site.cluster_name(cluster)}: "
+                                 f"{exc.user_message}") from None
+
+
+def outage_refusal(site, cluster: str) -> str | None:
+    """Why a new job on ``cluster`` is refused now: its scheduler or login node does not
+    answer the hub's status queries (the jobs it runs are UNKNOWN, not gone); naming the
+    clusters that answer. None when it answers."""
+    reason = site.outage(cluster)
+    if reason is None:
+        return None
+    others = [n for n in site.profile.clusters if n != cluster and site.outage(n) is None]
+    elsewhere = f", or choose cluster {' or '.join(others)}" if others else ""
+    return (f"cluster {cluster} does not answer now ({reason}); no job was submitted. "
+            f"Your running servers there are kept. Try again later{elsewhere}")
 
 
 def name_refused(site, cluster: str | None, user: str) -> str | None:

@@ -50,8 +50,10 @@ async def submit(spawner: HpcSpawner, request) -> None:
         await teardown.cancel_job(spawner, None, env_file)
         if isinstance(exc, SubmitRefused):
             guard.restore_options(spawner)
-        code = 400 if isinstance(exc, SubmitRefused) else 503
-        raise guard.Failure(code, f"the scheduler refused the job: {exc}") from None
+        if isinstance(exc, SubmitRefused):
+            raise guard.Failure(400, f"the scheduler refused the job: {exc}") from None
+        raise guard.Failure(503, f"cluster {request.cluster} cannot take the job now: {exc}; "
+                                 "no job was submitted, try again later") from None
     spawner.job_id = job_id
     spawner.token_digest = jobenv.token_digest(spawner.api_token)
     spawner._save_state_now()
@@ -119,7 +121,8 @@ async def write_env(spawner: HpcSpawner, request) -> str:
             raise guard.Failure(
                 507, f"your home directory {request.home} is full; free some space and "
                      f"start again (cannot prepare the job: {exc})") from None
-        raise guard.Failure(503, f"cannot prepare the job: {exc}") from None
+        raise guard.Failure(503, f"cannot prepare the job on cluster {request.cluster}: "
+                                 f"{exc}") from None
 
 
 async def wait_until_serving(spawner: HpcSpawner) -> str:

@@ -68,7 +68,9 @@ async def execute_in_kernel(base: str, token: str, kernel_id: str, code: str, ti
     from tornado.websocket import websocket_connect
 
     url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
-    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
+    ws = await websocket_connect(HTTPRequest(  # a busy machine takes more than 20 s
+        url, headers={"Authorization": f"token {token}"}, connect_timeout=timeout,
+        request_timeout=timeout))
     msg_id = uuid.uuid4().hex
     await ws.write_message(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": user,

@@ -129,6 +129,9 @@ class FakeSite:
     def poller(self, name=None):
         return self.fake
 
+    def outage(self, name=None) -> None:
+        return None  # the cluster answers
+
     def cancel_later(self, cluster, user, job_id, *, env_file=None) -> None:
         self.later.append((job_id, env_file))
 

@@ -72,10 +72,52 @@
       : answer.cost;
   }
 
+  // several clusters: the cluster comes first; presets, partitions, accounts and
+  // environments of the other clusters are hidden (and a hidden choice is replaced)
+  const cluster = field('cluster');
+  function followCluster() {
+    if (!cluster) { return; }
+    const other = function (el) {
+      return Boolean(el.dataset.cluster) && el.dataset.cluster !== cluster.value;
+    };
+    ['preset', 'partition'].forEach(function (name) {
+      const radios = document.querySelectorAll('input[name="' + name + '"]');
+      radios.forEach(function (radio) {
+        const holder = radio.closest('[data-cluster]');
+        const hide = Boolean(holder) && other(holder);
+        if (holder) { holder.hidden = hide; }
+        radio.disabled = hide;
+      });
+      if (!checked(name) || document.querySelector('input[name="' + name + '"]:checked:disabled')) {
+        const first = document.querySelector('input[name="' + name + '"]:not(:disabled)');
+        if (first) { first.checked = true; }
+      }
+    });
+    ['account', 'environment'].forEach(function (name) {
+      const select = field(name);
+      if (!select || !select.options) { return; }
+      Array.prototype.forEach.call(select.options, function (o) {
+        o.hidden = o.disabled = other(o);
+      });
+      if (select.selectedOptions[0] && select.selectedOptions[0].disabled) { select.value = ''; }
+    });
+  }
+  if (cluster) {
+    cluster.addEventListener('change', function () {
+      followCluster();
+      if (data.presets[checked('preset')]) { choose('partition', data.presets[checked('preset')]); }
+      applyLimits(); fill(); estimate();
+    });
+  }
+
   // click too: choosing the card that is already checked applies its values again
   document.querySelectorAll('input[name="preset"]').forEach(function (radio) {
     const apply = function () {
       if (data.presets[radio.value]) { choose('partition', data.presets[radio.value]); }
+      if (cluster && data.limits[checked('partition')]) {
+        cluster.value = data.limits[checked('partition')].cluster;
+        followCluster();
+      }
       applyLimits(); fill(); estimate();
     };
     radio.addEventListener('change', apply);
@@ -86,6 +128,7 @@
   });
   form.addEventListener('input', estimate);
   form.addEventListener('change', estimate);
+  followCluster();
   applyLimits();
   estimate();
   // the refusal stands next to the fields it concerns; JupyterHub's banner would repeat it
