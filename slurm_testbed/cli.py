@@ -10,6 +10,7 @@ address and users for the testbed profiles.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -130,6 +131,11 @@ def _doctor(check: Command) -> Command:
             env, users = testbed.profile_env(), list(testbed.info().users)
         except TestbedError:
             return check(args)
+        if "${HPCBRIDGE_TESTBED2_" in text:  # testbed-two-clusters.yaml: its second cluster
+            from slurm_testbed.profiles import SECOND_PREFIX
+
+            with contextlib.suppress(TestbedError):
+                env.update(companion(testbed).profile_env(SECOND_PREFIX))
         print("doctor: using the running testbed's address "
               f"({env['HPCBRIDGE_TESTBED_SSH_HOST']})", file=sys.stderr)
         os.environ.update(env)

@@ -106,16 +106,30 @@ def _report(args: argparse.Namespace, text: str, env: Mapping[str, str],
                     key=lambda item: (item[0].line, item[0].column))
     shown = [(m, f) for m, f in marked if args.verbose or f.severity is not Severity.NOTE]
     if args.json:
-        print(json.dumps([{"severity": f.severity.value, "key": dotted(f.path),
-                           "line": m.line, "column": m.column, "message": f.message,
-                           "fix": f.fix} for m, f in shown], indent=2))
+        print(json.dumps([{"severity": f.severity.value, "cluster": _cluster_of(f),
+                           "key": dotted(f.path), "line": m.line, "column": m.column,
+                           "message": f.message, "fix": f.fix} for m, f in shown],
+                         indent=2))
     else:
         for mark, f in shown:
             print(f"{args.path}:{mark.line}:{mark.column}: {f.severity.value}: "
                   f"{dotted(f.path)}: {f.message}")
             if f.fix:
                 print(f"    fix: {f.fix}")
-    counts = {s: sum(f.severity is s for f in findings) for s in Severity}
-    summary = ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in counts.items())
+    if len(clusters) > 1:  # one line per cluster, then the whole
+        for name in clusters:
+            mine = [f for f in findings if _cluster_of(f) == name]
+            print(f"doctor: cluster {name}: {_summary(mine)}", file=sys.stderr)
     print(f"doctor: {len(clusters)} cluster{'s' if len(clusters) != 1 else ''} checked: "
-          f"{summary}", file=sys.stderr)
+          f"{_summary(findings)}", file=sys.stderr)
+
+
+def _cluster_of(finding: Finding) -> str | None:
+    """The cluster a finding is about (every finding's key is under ``clusters.NAME``)."""
+    path = finding.path
+    return str(path[1]) if len(path) > 1 and path[0] == "clusters" else None
+
+
+def _summary(findings: list[Finding]) -> str:
+    counts = {s: sum(f.severity is s for f in findings) for s in Severity}
+    return ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in counts.items())

@@ -14,16 +14,19 @@ an orphan on tb22; alice's server on tb stays up and opens in her browser.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
+from hpcbridge.cli import main
 from hpcbridge.hubrun import Hub
 from hpcbridge.schedulers import SlurmDialect
 from slurm_testbed import config, faults
 from slurm_testbed.hub import up_hub
+from slurm_testbed.profiles import TWO_CLUSTERS, bundled_profile_path, two_cluster_env
 from tests.testbed.hubtools import HubApi, execute_in_kernel, log_in, port_offset, squeue
 
 #: the module's tests run with the session's 22.05 testbed, after the default
@@ -140,6 +143,24 @@ def test_a_notebook_sees_only_its_own_cluster_and_each_is_asked_once_an_interval
         queries = counts[cluster.name] / max(per_query[cluster.name], 1)
         # each cluster's own poller asks it; jitter (±10 %) allows a round more
         assert 1 <= queries <= rounds * 1.1 + 1, (cluster.name, counts, per_query)
+
+
+def test_doctor_checks_both_clusters_in_one_run(clusters, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    for key, value in two_cluster_env(*clusters).items():
+        monkeypatch.setenv(key, value)
+    status = main(["doctor", "--json", "-v", bundled_profile_path(TWO_CLUSTERS),
+                   "--user", "alice", "--user", "carol"])
+    out, err = capsys.readouterr()
+    findings = json.loads(out)
+    assert status == 0 and not [f for f in findings if f["severity"] != "note"], findings
+    # each finding names its cluster; tb22 offers less than its scheduler has (4 cores)
+    assert {f["cluster"] for f in findings} <= {"tb", "tb22"}
+    notes = {f["key"]: f["cluster"] for f in findings}
+    assert notes["clusters.tb22.partitions.debug.cores_per_node"] == "tb22"
+    assert "clusters.tb.partitions.debug.cores_per_node" not in notes
+    assert "doctor: cluster tb: 0 errors, 0 warnings, " in err
+    assert "doctor: cluster tb22: 0 errors, 0 warnings, " in err
+    assert "doctor: 2 clusters checked" in err
 
 
 def _outage_seen(page, hub: HubApi) -> str:
