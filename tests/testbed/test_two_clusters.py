@@ -197,6 +197,12 @@ def test_an_outage_of_one_cluster_leaves_the_other_and_her_server_alone(  # type
             assert "(not answering now)" in label
             assert page.locator('#hpcb-cluster option[value="tb22"]').inner_text().startswith(
                 "tb22: Slurm 22.05")
+            # choosing tb22 first: its presets and partitions only, one of them chosen
+            page.select_option("#hpcb-cluster", "tb22")
+            assert page.locator('input[name="preset"][value="small-old"]').is_visible()
+            assert not page.locator('input[name="preset"][value="small"]').is_visible()
+            chosen = page.locator('input[name="partition"]:checked').get_attribute("value")
+            assert chosen is not None and chosen.startswith("tb22/"), chosen
             refused = hub.spawn("bob", ON_TB, "refused")
             assert refused.status_code == 503, refused.text
             message = refused.json()["message"]

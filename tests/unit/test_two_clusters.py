@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 
@@ -103,8 +104,10 @@ def test_the_form_asks_for_the_cluster_first_and_marks_the_rest_by_cluster() -> 
     assert html.index('id="hpcb-cluster"') < html.index('id="hpcb-preset"')
     assert '<option value="tb" selected>tb: Slurm 24.11' in html
     assert "tb22: Slurm 22.05, the older machine" in html and "(not answering now)" in html
-    assert '<option value="tb22/debug" data-cluster="tb22">debug</option>' in html
-    assert '<option value="small-old" data-cluster="tb22">' in html
+    # each preset card and partition row says its cluster (the script hides the others')
+    assert re.search(r'<tr data-cluster="tb22"><td><input [^>]*value="tb22/debug"', html)
+    assert re.search(r'<div class="hpcb-card" data-cluster="tb22"><input [^>]*'
+                     r'value="small-old"', html)
     assert '<option value="old_a" data-cluster="tb22">old_a</option>' in html
     assert '<option value="modules-demo" data-cluster="tb">' in html
     # a preset's values are given for its own cluster's partitions only
@@ -112,6 +115,9 @@ def test_the_form_asks_for_the_cluster_first_and_marks_the_rest_by_cluster() -> 
     assert set(defaults["small-old"]) == {"tb22/debug", "tb22/regular"}
     assert form.options_from_form({"cluster": ["tb"], "partition": ["tb22/debug"]}) == {
         "cluster": "tb22", "partition": "debug"}
+    single = form.render(load_bundled_profile("testbed", {}), "alice", ["proj_a"])
+    single = single.split("<script")[0]
+    assert 'id="hpcb-cluster"' not in single and "data-cluster" not in single
 
 
 def test_a_refusal_of_the_cluster_stands_by_the_cluster_field() -> None:
@@ -119,8 +125,8 @@ def test_a_refusal_of_the_cluster_stands_by_the_cluster_field() -> None:
     sent = {"cluster": "tb22", "partition": "debug"}
     html = form.render(profile, "alice", refused=form.Refused(
         sent, (("cluster", "cluster tb22 does not answer now"),)))
-    assert 'id="hpcb-cluster-error"' in html and 'value="tb22/debug" data-cluster="tb22" ' \
-        'selected' in html
+    assert 'id="hpcb-cluster-error"' in html and '<option value="tb22" selected>' in html
+    assert re.search(r'value="tb22/debug" checked', html)
 
 
 def test_a_spawn_on_a_cluster_in_an_outage_is_refused_naming_it_and_the_others() -> None:
