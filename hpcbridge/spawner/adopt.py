@@ -26,7 +26,12 @@ async def reattachable(spawner: HpcSpawner) -> bool:
     """Can this start wait for the job of an earlier one? Else forget (or end) it."""
     info = await spawner._fresh_info()
     alive = info is not None and (info.state.is_active or info.state is JobState.UNKNOWN)
-    if alive and spawner.reported_port is None:
+    # the job may report its port to this start while the scheduler is asked (a queued
+    # job starting now): that report came with the job's own token through
+    # accepts_port_from and is this start's to take, not one an earlier start lost
+    reported_here = spawner._port is not None and spawner._port.done() and \
+        not spawner._port.cancelled()
+    if alive and (spawner.reported_port is None or reported_here):
         return True
     if alive:
         # it reported its port to an earlier start, with a token this start cannot

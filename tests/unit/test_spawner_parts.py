@@ -306,3 +306,25 @@ def test_a_refused_rest_spawn_removes_only_a_named_server_that_never_ran(
         return session.deleted
 
     assert bool(asyncio.run(refuse())) is removed
+
+
+def test_a_port_reported_to_this_start_while_it_asks_the_scheduler_is_kept():
+    """After a hub restart the queued job starts and reports its port (with its token)
+    while the re-attaching start still waits for the scheduler's answer: the job is this
+    start's, not one whose port an earlier start took (seen live: it was cancelled)."""
+    from hpcbridge.jobs import JobInfo, JobState
+    from hpcbridge.spawner import adopt
+
+    async def body():
+        spawner, _ = _reattached_spawner("job-token", "new-token")
+        spawner._port = asyncio.get_running_loop().create_future()
+
+        async def fresh_info():
+            spawner.port_reported(40123, "job-token")  # the callback, during the await
+            return JobInfo("7", JobState.RUNNING, nodes=("c1",))
+
+        spawner._fresh_info = fresh_info
+        return await adopt.reattachable(spawner), spawner
+
+    kept, spawner = asyncio.run(body())
+    assert kept and spawner.job_id == "7" and spawner._port.result() == 40123
