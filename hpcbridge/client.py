@@ -31,6 +31,7 @@ from hpcbridge.errors import (
 )
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.schedulers.base import (
+    Accounting,
     Association,
     Availability,
     Budget,
@@ -209,6 +210,33 @@ class SchedulerClient:
         for job_id in job_ids:
             found.setdefault(job_id, self.dialect.absent_info(job_id))
         return found
+
+    async def accounting(self, job_ids: Sequence[str], *, as_user: str | None = None
+                         ) -> dict[str, Accounting] | None:
+        """What ended jobs consumed; None where the scheduler keeps no such record. An
+        id the scheduler does not (yet) know is left out. SchedulerUnavailable when it
+        cannot be asked."""
+        command = self.dialect.accounting_command(list(job_ids))
+        if command is None:
+            return None
+        result = await self._run(command, as_user, Operation.HISTORY, tolerate=JobNotFound)
+        return self.dialect.parse_accounting(result.stdout, list(job_ids))
+
+    async def read_private_file(self, user: str, path: str, max_bytes: int) -> str | None:
+        """The first ``max_bytes`` of ``path`` read as ``user``; None when it is missing
+        or unreadable. SchedulerUnavailable when nobody answers."""
+        result = await self._exec(["head", "-c", str(max_bytes), "--", path], user)
+        return result.stdout if result.returncode == 0 else None
+
+    async def replace_private_file(self, user: str, path: str, content: bytes) -> None:
+        """Write ``content`` to ``path`` as ``user`` (0600; its folder 0700, made if
+        missing), replacing the file at once: a reader never sees half of it."""
+        folder = path.rsplit("/", 1)[0]
+        tmp = await self.stage_private_file(user, folder, content, prefix=".new.")
+        moved = await self._exec(["mv", "-f", "-T", "--", tmp, path], user)
+        if moved.returncode != 0:
+            await self.remove_file(user, tmp)
+            raise TransportError(f"cannot replace {path} as {user}: {moved.stderr.strip()}")
 
     async def active_jobs(self, names: Sequence[str], *, as_user: str | None = None
                           ) -> list[JobInfo]:

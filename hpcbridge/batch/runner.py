@@ -149,6 +149,16 @@ def on_sigterm(folder: Path, output: Path, started: float) -> Callable[..., None
     return handler
 
 
+def record_session(session: dict[str, Any]) -> None:
+    """The run's session record, its start written now (before the notebook runs)."""
+    from hpcbridge.sessions.capture import capture
+
+    try:
+        capture(session, os.environ, os.path.expanduser("~"))
+    except (OSError, ValueError, KeyError) as exc:  # the run matters more than its record
+        print(f"hpcbridge: cannot record the session: {exc}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -177,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[JOB_PROFILE_ENV] = json.dumps(spec.profile)  # the kernel inherits it
     signal.signal(signal.SIGTERM, on_sigterm(workdir, workdir / spec.outputs["ipynb"],
                                              time.monotonic()))
+    if spec.session and os.environ.get("SLURM_ARRAY_TASK_ID", "0") == "0":
+        record_session(spec.session)  # one record per run (a sweep's first task)
     result = run(folder, spec, workdir=workdir)
     print(f"hpcbridge: {'completed' if result['ok'] else 'failed'}", flush=True)
     return int(result["exit_code"])

@@ -50,6 +50,7 @@ from hpcbridge.batch.app import Refused
 from hpcbridge.batch.environments import CLUSTER_ENV
 from hpcbridge.batch.jobdefs import RecurringJobs
 from hpcbridge.batch.request import notebook_parameters
+from hpcbridge.sessions.complete import complete_in_background
 from hpcbridge.batch.spec import FORMATS, BatchSpec, folder_name, read_result
 from hpcbridge.batch.status import ACTIVE, shown
 from hpcbridge.batch.submit import Prepared, fit_sweep, prepare, read_notebook, submit, unstage
@@ -315,9 +316,20 @@ class HpcScheduler(RecurringJobs, Scheduler):
         if view.ended:
             updates["end_time"] = now
             self._untrack(job_id)
+            self._complete_session(model, change)
         with self.db_session() as session:
             session.query(Job).filter(Job.job_id == job_id).update(updates)
             session.commit()
+
+    def _complete_session(self, model: DescribeJob, change: StateChange) -> None:
+        """The run's session record gets its end (accounting) in the background."""
+        try:
+            session = BatchSpec.read(Path(self.get_local_output_path(model))).session
+        except (OSError, ValueError, TypeError):
+            return
+        if session:
+            complete_in_background(self.client, self.user, os.path.expanduser("~"), session,
+                                   change.job_id, change.current, by="batch")
 
     # -- reading, stopping, deleting ----------------------------------------------------
 

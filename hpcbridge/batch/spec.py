@@ -70,6 +70,8 @@ class BatchSpec:
     profile: dict[str, Any] | None = None
     #: names of the input files and folders copied into the folder (``inputs.py``)
     inputs: list[str] = field(default_factory=list)
+    #: the request part of the run's session record (``hpcbridge/sessions/record.py``)
+    session: dict[str, Any] = field(default_factory=dict)
 
     def write(self, folder: Path) -> None:
         """Write (or replace) the spec; the replacement is atomic."""

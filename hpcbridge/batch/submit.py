@@ -26,6 +26,7 @@ from hpcbridge.errors import RequestError
 from hpcbridge.profiles import SiteProfile, ValidatedRequest, render_script
 from hpcbridge.profiles.jobcopy import job_copy_json
 from hpcbridge.schedulers import JobArray, dialect_of
+from hpcbridge.sessions import origin
 
 #: a notebook larger than this is refused (it is read to find its parameters cell)
 MAX_NOTEBOOK_BYTES = 50 * 2**20
@@ -125,13 +126,18 @@ async def fit_sweep(client: SchedulerClient, user: str, job: Prepared) -> Prepar
 async def submit(client: SchedulerClient, user: str, job: Prepared) -> BatchSpec:
     """Stage the folder, submit as ``user``; the spec with the scheduler's id. On any
     failure the folder is gone again (the client's errors pass through)."""
-    _stage(job.notebook, job.folder, job.spec, job.inputs)
+    script = job.script
+    # the run's session record: its request part travels in the folder's spec
+    spec = replace(job.spec, session=origin.session_of(
+        job.profile, job.request, "batch", notebook=job.spec.input, folder=str(job.folder),
+        script=script))
+    _stage(job.notebook, job.folder, spec, job.inputs)
     try:
-        scheduler_id = await client.submit(user, job.script, job.log_folder)
+        scheduler_id = await client.submit(user, script, job.log_folder)
     except BaseException:
         unstage(job.folder)
         raise
-    spec = replace(job.spec, scheduler_job_id=scheduler_id)
+    spec = replace(spec, scheduler_job_id=scheduler_id)
     try:
         spec.write(job.folder)
     except BaseException:

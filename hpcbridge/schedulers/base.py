@@ -216,6 +216,29 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Accounting:
+    """What an ended job consumed, from the scheduler's accounting (``sacct``,
+    ``qstat -x -f``): for session records. Unknown values are None."""
+
+    job_id: str
+    state: JobState
+    #: the scheduler's own word for the end, e.g. ``NODE_FAIL``, ``CANCELLED by 1001``
+    state_text: str
+    exit_code: int | None = None
+    nodes: tuple[str, ...] = ()
+    #: cores allocated (what core-hours are charged for)
+    cores: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    elapsed_seconds: int | None = None
+    #: cores x elapsed, summed over the tasks of an array: what core-hours are made of
+    core_seconds: int | None = None
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
+    energy_joules: int | None = None
+
+
+@dataclass(frozen=True)
 class UserJob:
     """One queued or running job of a user, with what it holds (for Dask's limits)."""
 
@@ -289,6 +312,15 @@ class SchedulerDialect(Protocol):
         ...
 
     def parse_history(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]: ...
+
+    def accounting_command(self, job_ids: Sequence[str]) -> Command | None:
+        """What the jobs consumed (elapsed, CPU time, memory, energy), steps included;
+        None where the scheduler keeps no record of ended jobs."""
+        ...
+
+    def parse_accounting(self, stdout: str, job_ids: Sequence[str]) -> dict[str, Accounting]:
+        """Accounting of the ids asked for; ids not in the output are left out."""
+        ...
 
     def absent_info(self, job_id: str) -> JobInfo:
         """The job is in neither queue nor history while the scheduler answered:

@@ -33,6 +33,7 @@ from hpcbridge.errors import (
 )
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.schedulers.base import (
+    Accounting,
     Association,
     Availability,
     Budget,
@@ -169,6 +170,38 @@ def job_info(job_id: str, attrs: dict[str, str]) -> JobInfo:
         name=attrs.get("Job_Name"),
         extra={"pbs_state": code},
     )
+
+
+def _usage(job_id: str, attrs: dict[str, str]) -> Accounting:
+    """A job's ``resources_used.*`` (PBS Pro writes memory as ``123kb``, energy in kWh)."""
+    info = job_info(job_id, attrs)
+    elapsed = parse_duration(attrs.get("resources_used.walltime"))
+    cpu = parse_duration(attrs.get("resources_used.cput"))
+    cores = parse_int(attrs.get("resources_used.ncpus") or attrs.get("Resource_List.ncpus"))
+    kwh = attrs.get("resources_used.energy")
+    try:
+        energy = round(float(kwh) * 3.6e6) if kwh else None
+    except ValueError:
+        energy = None
+    seconds = int(elapsed.total_seconds()) if elapsed is not None else None
+    return Accounting(
+        job_id=job_id, state=info.state, state_text=info.reason or info.state.name,
+        exit_code=info.exit_code, nodes=info.nodes, cores=cores,
+        start=parse_ctime(attrs.get("stime")), end=parse_ctime(attrs.get("obittime")),
+        elapsed_seconds=seconds,
+        core_seconds=seconds * cores if seconds is not None and cores else None,
+        cpu_seconds=cpu.total_seconds() if cpu is not None else None,
+        max_rss_mb=parse_memory_mb(attrs.get("resources_used.mem")), energy_joules=energy)
+
+
+def parse_qstat_usage(stdout: str, job_ids: Sequence[str]) -> dict[str, Accounting]:
+    wanted = {_seq(j): j for j in job_ids}
+    found: dict[str, Accounting] = {}
+    for shown, attrs in parse_blocks(stdout, "Job Id"):
+        job_id = wanted.get(_seq(shown))
+        if job_id is not None and job_id not in found and REPEATED not in attrs:
+            found[job_id] = _usage(job_id, attrs)
+    return found
 
 
 def parse_qstat_full(stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
@@ -389,6 +422,14 @@ class PbsDialect:
 
     def parse_history(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
         return parse_qstat_full(stdout, job_ids)
+
+    def accounting_command(self, job_ids: Sequence[str]) -> Command | None:
+        if not self.history:
+            return None
+        return Command(("qstat", "-x", "-f", *self._check(job_ids)))
+
+    def parse_accounting(self, stdout: str, job_ids: Sequence[str]) -> dict[str, Accounting]:
+        return parse_qstat_usage(stdout, job_ids)
 
     def absent_info(self, job_id: str) -> JobInfo:
         return JobInfo(job_id, JobState.ENDED_UNKNOWN,

@@ -24,6 +24,7 @@ from hpcbridge.errors import (
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.schedulers import slurm_queries
 from hpcbridge.schedulers.base import (
+    Accounting,
     Association,
     Availability,
     Budget,
@@ -299,6 +300,15 @@ class SlurmDialect:
 
     def parse_history(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
         return match_ids(parse_sacct(stdout), job_ids)
+
+    def accounting_command(self, job_ids: Sequence[str]) -> Command | None:
+        if not self.use_sacct:
+            return None
+        return Command(("sacct", "--noheader", "--parsable2", f"--jobs={_check_ids(job_ids)}",
+                        f"--format={slurm_queries.USAGE_FIELDS}"))
+
+    def parse_accounting(self, stdout: str, job_ids: Sequence[str]) -> dict[str, Accounting]:
+        return slurm_queries.parse_accounting(stdout, job_ids, map_state)
 
     def absent_info(self, job_id: str) -> JobInfo:
         return JobInfo(job_id, JobState.ENDED_UNKNOWN,

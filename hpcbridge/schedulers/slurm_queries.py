@@ -8,9 +8,12 @@ the column order the parsers expect, so they live next to them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from hpcbridge.jobs import JobState
 from hpcbridge.schedulers.base import (
+    Accounting,
     Association,
     Availability,
     Budget,
@@ -278,3 +281,74 @@ def crontab_refusal(returncode: int, stdout: str, stderr: str) -> str:
     reasons = [w.split("error:", 1)[1].strip() if "error:" in w else w for w in words
                if "error" in w.lower() or "fatal" in w.lower()]
     return "; ".join(dict.fromkeys(reasons or words)) or f"exit status {returncode}"
+
+
+#: sacct fields of a job's accounting, steps included (no user-controlled text)
+USAGE_FIELDS = ("JobID,JobIDRaw,State,ExitCode,AllocCPUS,ElapsedRaw,TotalCPU,MaxRSS,"
+                "ConsumedEnergyRaw,NodeList,Start,End")
+_STEP = re.compile(r"^(\d+(?:_\d+)?)\.[A-Za-z0-9_]+$")
+
+
+def cpu_seconds(text: str | None) -> float | None:
+    """sacct's TotalCPU: ``[D-][HH:]MM:SS[.mmm]``."""
+    if is_none(text):
+        return None
+    whole, _, fraction = str(text).strip().partition(".")
+    duration = parse_duration(whole)
+    if duration is None:
+        return None
+    return duration.total_seconds() + (float(f"0.{fraction}") if fraction.isdigit() else 0.0)
+
+
+def parse_accounting(stdout: str, job_ids: Sequence[str], map_state: Callable[[str], JobState]
+                     ) -> dict[str, Accounting]:
+    """``sacct --parsable2`` rows of :data:`USAGE_FIELDS`: per id asked (shown, raw or
+    array base id), its allocation rows and the maxima of its steps (MaxRSS is a
+    step's; the allocation row's TotalCPU already sums its steps)."""
+    allocations: dict[str, list[list[str]]] = {}
+    steps: dict[str, list[list[str]]] = {}
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 12:
+            continue
+        step = _STEP.match(fields[0])
+        if step:
+            steps.setdefault(step.group(1), []).append(fields)
+        elif re.fullmatch(r"\d+(?:_\d+)?", fields[0]):
+            allocations.setdefault(fields[0], []).append(fields)
+            allocations.setdefault(fields[1], []).append(fields)
+            if "_" in fields[0]:
+                allocations.setdefault(fields[0].split("_", 1)[0], []).append(fields)
+    out = {}
+    for job_id in job_ids:
+        rows = list({id(r): r for r in allocations.get(job_id, [])}.values())
+        if rows:
+            shown = {r[0] for r in rows}
+            own_steps = [s for key in shown for s in steps.get(key, [])]
+            out[job_id] = _usage(job_id, rows, own_steps, map_state)
+    return out
+
+
+def _usage(job_id: str, rows: list[list[str]], steps: list[list[str]],
+           map_state: Callable[[str], JobState]) -> Accounting:
+    first = rows[0]
+    code = first[3].partition(":")[0]
+    elapsed = [parse_int(r[5]) for r in rows]
+    cores = [parse_int(r[4]) for r in rows]
+    rss = [m for m in (parse_memory_mb(s[7]) for s in steps) if m is not None]
+    energy = [e for e in (parse_int(r[8]) for r in rows) if e]
+    cpu = [c for c in (cpu_seconds(r[6]) for r in rows) if c is not None]
+    starts = [t for t in (parse_iso(r[10]) for r in rows) if t]
+    ends = [t for t in (parse_iso(r[11]) for r in rows) if t]
+    core_seconds = sum((e or 0) * (c or 0) for e, c in zip(elapsed, cores, strict=True))
+    return Accounting(
+        job_id=job_id, state=map_state(first[2]), state_text=first[2],
+        exit_code=int(code) if code.isdigit() else None,
+        nodes=tuple(dict.fromkeys(n for r in rows if r[9] != "None assigned"
+                                  for n in expand_hostlist(r[9]))),
+        cores=max((c for c in cores if c is not None), default=None),
+        start=min(starts, default=None), end=max(ends, default=None),
+        elapsed_seconds=max((e for e in elapsed if e is not None), default=None),
+        core_seconds=core_seconds if any(e is not None for e in elapsed) else None,
+        cpu_seconds=round(sum(cpu), 3) if cpu else None,
+        max_rss_mb=max(rss, default=None), energy_joules=sum(energy) if energy else None)

@@ -29,12 +29,16 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import MutableMapping
 from urllib.parse import urlsplit, urlunsplit
+
+from hpcbridge.sessions.capture import without_secrets
+from hpcbridge.sessions.record import SESSION_ENV
 
 #: how long the port report keeps trying while the hub does not answer
 REPORT_PATIENCE = 300.0
@@ -161,7 +165,23 @@ def lab_settings(environ: MutableMapping[str, str]) -> list[str]:
             f"--LabApp.extra_labextensions_path={walltime.LABEXTENSIONS}"]
 
 
-def serve(server_env: dict[str, str]) -> None:
+def record_session(env_file: str) -> subprocess.Popen | None:
+    """Write this session's record in a process of its own (``pip freeze`` takes a
+    second or two the server's start does not wait for), without the server's token."""
+    if not os.environ.get(SESSION_ENV):
+        return None
+    argv = [sys.executable, "-m", "hpcbridge.sessions.capture",
+            "python", "-m", "hpcbridge.spawner.launch", env_file]
+    try:
+        return subprocess.Popen(argv, env=without_secrets(os.environ),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError as exc:  # the server matters more than its record
+        print(f"hpcbridge: cannot record the session: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
+def serve(server_env: dict[str, str], env_file: str = "") -> None:
     """Report a port and run jupyterhub-singleuser in this process."""
     os.environ.update(server_env)
     for key in ("HPCBRIDGE_WARM_SECRET", "HPCBRIDGE_WARM_ID"):
@@ -169,6 +189,7 @@ def serve(server_env: dict[str, str]) -> None:
     # kernels and terminals find this Python's tools first
     bindir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
+    record_session(env_file)
     port = free_port()
     report_port(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], port)
     env = dict(os.environ)
@@ -190,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("usage: python -m hpcbridge.spawner.launch [--warm] ENV_FILE")
     env = read_env_file(args[0])
     if not warm:
-        serve(env)
+        serve(env, args[0])
         return
     import importlib
 
@@ -202,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                                 float(env.get("HPCBRIDGE_WARM_MAX_IDLE", "900")))
     if server_env is None:
         return
-    serve(server_env)
+    serve(server_env, args[0])
 
 
 if __name__ == "__main__":

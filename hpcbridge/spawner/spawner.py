@@ -35,6 +35,7 @@ from hpcbridge.spawner import (
     jobenv,
     messages,
     options,
+    records,
     serving,
     teardown,
     warm,
@@ -42,7 +43,7 @@ from hpcbridge.spawner import (
 from hpcbridge.spawner.registry import site_for
 
 _STATE_KEYS = ("job_id", "cluster", "node", "token_digest", "reported_port", "env_file",
-               "token_id")
+               "token_id", "session")
 
 
 class HpcSpawner(Spawner):
@@ -92,6 +93,8 @@ class HpcSpawner(Spawner):
     token_id = Integer(None, allow_none=True)
     #: the port the server reported; unset while the job waits in the queue
     reported_port = Integer(None, allow_none=True)
+    #: the current job's session: the request part of its record (``records.py``)
+    session = Dict(None, allow_none=True)
 
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
@@ -150,6 +153,8 @@ class HpcSpawner(Spawner):
         self._stages: list[tuple[str, float]] = []
         #: where the current start's job writes its log (named when it fails)
         self._log_folder: str | None = None
+        #: the session whose record's end is being written (once per session)
+        self._session_ended: str | None = None
 
     # -- shared site ------------------------------------------------------------------
     @property
@@ -169,6 +174,7 @@ class HpcSpawner(Spawner):
         # server's own cluster only (its scheduler commands reach no other)
         env[JOB_PROFILE_ENV] = job_copy_json(self.site.profile,
                                              self.site.cluster_name(self.cluster))
+        env.update(records.job_env(self))  # the session record's request part
         return env
 
     # -- state ------------------------------------------------------------------------
@@ -204,6 +210,7 @@ class HpcSpawner(Spawner):
             teardown.remove_file_in_background(self, self.env_file)
         self.job_id = self.node = self.token_digest = self.reported_port = None
         self.env_file = None
+        self.session = None  # type: ignore[assignment]
 
     def _save_state_now(self) -> None:
         """Write the job id to the hub database before waiting on anything (defect 5)."""
@@ -245,6 +252,7 @@ class HpcSpawner(Spawner):
         self._stages = [("start", time.monotonic())]
         request = await options.validated(self, jobenv.launch_command("ENV_FILE"))
         self.cluster, self._log_folder = request.cluster, request.log_folder
+        records.begin(self, request)
         pool = warm.pool_for(self.site)
         job = pool.take(self.user.name, request) if pool.enabled else None
         if job is not None:
@@ -333,6 +341,7 @@ class HpcSpawner(Spawner):
             self._warn_walltime(info)
             return None
         assert info is not None  # None counts as alive
+        records.ended(self, self.job_id, info, ran=self.reported_port is not None)
         self.last_end = messages.describe_end(info)
         self.log.warning("%s: job %s ended: %s", self._log_name, self.job_id, self.last_end)
         return info.exit_code if info.exit_code else 1

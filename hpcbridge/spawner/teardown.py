@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from hpcbridge.errors import HpcBridgeError, SchedulerUnavailable, Unreachable
 from hpcbridge.jobs import dask_workers_of
-from hpcbridge.spawner import following, guard
+from hpcbridge.spawner import following, guard, records
 
 if TYPE_CHECKING:
     from hpcbridge.spawner.spawner import HpcSpawner
@@ -105,6 +105,8 @@ async def discard(spawner: HpcSpawner) -> None:
     spawner._info = None
     if job_id or env_file:
         await cancel_job(spawner, job_id, env_file)
+    if job_id:  # the session record's end, from accounting once the job is over
+        records.ended(spawner, job_id, spawner._info, ran=spawner.reported_port is not None)
     if job_id:
         _in_background(cancel_dask_workers(spawner, job_id))
     spawner.job_id = spawner.env_file = spawner.token_digest = spawner.node = None

@@ -8,6 +8,7 @@ import pytest
 
 from slurm_testbed import faults
 from tests.testbed.hubtools import squeue
+from tests.testbed.test_sessions_live import wait_record
 
 pytestmark = pytest.mark.testbed
 
@@ -30,8 +31,9 @@ def test_node_kill_and_walltime_end_stop_their_servers_with_the_reason(hub, test
     assert r.status_code in (201, 202), r.text
     r = hub.spawn("alice", {"preset": "gpu"}, server="gpu")  # on the GPU node, not c1
     assert r.status_code in (201, 202), r.text
-    bob = hub.wait_ready("bob")["state"]["job_id"]
-    alice = hub.wait_ready("alice", "gpu")["state"]["job_id"]
+    bob_state = hub.wait_ready("bob")["state"]
+    alice_state = hub.wait_ready("alice", "gpu")["state"]
+    bob, alice = bob_state["job_id"], alice_state["job_id"]
     node = _node(testbed, "alice", alice)
     if node == _node(testbed, "bob", bob):
         hub.wait_stopped("bob", timeout=180)
@@ -42,3 +44,12 @@ def test_node_kill_and_walltime_end_stop_their_servers_with_the_reason(hub, test
     assert f"job {alice} ended: node fail" in log
     assert f"job {bob} reaches its walltime" in log
     assert f"job {bob} ended: timeout" in log
+    # the sessions' records say so: their ends come from accounting, not from the node
+    for user, state, word, slurm in (("alice", alice_state, "node_fail", "NODE_FAIL"),
+                                     ("bob", bob_state, "timeout", "TIMEOUT")):
+        record = wait_record(testbed, user, state["session"]["id"],
+                             lambda rec: rec.get("end"), timeout=60)
+        assert record["job_id"] == state["job_id"], record
+        assert record["end"]["state"] == word, record
+        assert record["end"]["scheduler_state"] == slurm, record
+    assert record["end"]["nodes"] and alice_state["session"]["server_name"] == "gpu"
