@@ -75,8 +75,9 @@ def test_login_prewarms_and_spawn_takes_the_warm_job(testbed, warm_hub) -> None:
     # the warm env file was read and removed; nothing secret is left behind
     left = testbed.login_exec("alice", ["ls", "-A", "/home/alice/.hpcbridge"]).stdout.split()
     # what may be there: the job logs' folder (the cluster's job_logs) and the folder of
-    # the Dask clusters' records (hpcbridge/dask/labrecords.py; other tests' clusters)
-    assert [name for name in left if name not in (b"logs", b"dask")] == [], left
+    # the Dask clusters' records (hpcbridge/dask/labrecords.py; other tests' clusters),
+    # the session records (hpcbridge/sessions/record.py)
+    assert [name for name in left if name not in (b"logs", b"dask", b"sessions")] == [], left
 
     api.stop("alice")
     api.wait_stopped("alice")
