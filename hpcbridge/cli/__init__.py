@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 
 # module name -> imported lazily so that `hpcbridge profile validate` does not import
 # JupyterHub
-_GROUPS = ("profile", "doctor", "hub", "dask", "batch")
+_GROUPS = ("profile", "doctor", "hub", "dask", "batch", "session")
 PLUGIN_GROUP = "hpcbridge.cli"
 #: what `hpcbridge testbed` and `hpcbridge up` without --site say when no plugin adds them
 TESTBED_HINT = ("the testbed commands come with the slurm_testbed package: install it "

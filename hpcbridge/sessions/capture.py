@@ -32,6 +32,14 @@ IMAGE_ENV = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
 #: words that mark a variable a capture's child must not see
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 PIP_TIMEOUT = 120.0
+#: run in the kernel's Python: distributions no installer put there (an ``.egg-info`` of
+#: a source checkout on the path) or installed from a URL or a folder (PEP 610): no
+#: index has them under their pinned version
+LOCAL_DISTS = (
+    "import importlib.metadata as m, json\n"
+    "print(json.dumps(sorted({d.metadata['Name'] for d in m.distributions()\n"
+    "    if d.metadata['Name'] and (d.read_text('INSTALLER') is None\n"
+    "                               or d.read_text('direct_url.json') is not None)})))")
 #: what the submitter passes for the capture only (the script is kept in ``start``)
 SUBMITTER_ONLY = ("job_name", "container_image", "script")
 
@@ -77,6 +85,12 @@ def packages(python: str, environ: Mapping[str, str]) -> dict[str, Any]:
     else:
         found["source"] = "pip freeze"
     found["requirements"] = frozen
+    local = _run([python, "-c", LOCAL_DISTS], environ)
+    if local:
+        try:
+            found["not_from_an_index"] = [str(n) for n in json.loads(local[-1])]
+        except ValueError:
+            pass
     if environ.get("CONDA_PREFIX"):
         explicit = _run(["conda", "list", "--explicit"], environ)
         if explicit is not None:
@@ -181,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     """``capture [COMMAND...]``: the session from the environment, the command the job
     script runs (to render the script again)."""
     args = sys.argv[1:] if argv is None else argv
+    # beside a server that is starting: its start-up (imports) comes first
+    os.nice(19)
     text = os.environ.get(record.SESSION_ENV)
     if not text:
         print("hpcbridge: no session to record", file=sys.stderr)

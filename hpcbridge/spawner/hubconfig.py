@@ -21,6 +21,8 @@ from tornado import web
 
 from hpcbridge.spawner import estimate, reattach
 from hpcbridge.spawner.api import ROUTE, WARM_ROUTE, PortCallbackHandler, WarmPollHandler
+from hpcbridge.spawner.sessionspage import ROUTE as SESSIONS_ROUTE
+from hpcbridge.spawner.sessionspage import SessionsHandler
 
 #: hpcbridge's JupyterHub page templates (home.html: "Add New Server" opens the form;
 #: spawn_pending.html: Cancel stops this server and returns to the form; spawn.html: a
@@ -77,7 +79,8 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.extra_handlers = [(ROUTE, PortCallbackHandler),
                                    (WARM_ROUTE, WarmPollHandler),
-                                   (estimate.ROUTE, estimate.EstimateHandler)]
+                                   (estimate.ROUTE, estimate.EstimateHandler),
+                                   (SESSIONS_ROUTE, SessionsHandler)]
     c.Authenticator.post_auth_hook = prewarm_after_login(
         c.Authenticator.get("post_auth_hook") if "post_auth_hook" in c.Authenticator else None)
     c.Spawner.default_url = "/lab"

@@ -7,18 +7,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.testbed.hubtools import execute_in_kernel
+from tests.testbed.hubtools import execute_in_kernel, log_in
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.testbed
 
 OPTIONS = {"partition": "debug", "cores": 2, "memory": "2G", "walltime": "00:10:00",
            "environment": "modules-demo"}
+#: wheels for the nodes' Linux (manylinux) and pure Python ones
+PLATFORMS = ("--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+             "--platform", "manylinux_2_17_x86_64", "--platform", "linux_x86_64")
+#: small pure Python packages of the nodes' environment, installed for real
+PURE = ("six", "idna", "packaging", "toolz", "decorator", "cloudpickle")
 CELL = ("import json, os, hpcbridge.session\n"
         "print(json.dumps({'token': os.environ['JUPYTERHUB_API_TOKEN'],\n"
         "                  'record': hpcbridge.session.current()}))")
@@ -56,7 +66,10 @@ def wait_record(testbed, user: str, record_id: str, pred, timeout: float = 120) 
     raise AssertionError(f"record {record_id} of {user}: condition not met: {last}")
 
 
-def test_server_session_record_start_end_current_and_no_token(hub, testbed):
+@pytest.fixture(scope="module")
+def ended(hub, testbed):
+    """One server of alice's, started, read from a kernel, stopped: its record once the
+    hub wrote the end, the kernel's view of it, and the server's token."""
     user = "alice"
     if hub.server(user):
         hub.stop(user)
@@ -65,13 +78,20 @@ def test_server_session_record_start_end_current_and_no_token(hub, testbed):
     assert r.status_code in (201, 202), r.text
     server = hub.wait_ready(user)
     session = server["state"]["session"]
-    job_id = server["state"]["job_id"]
-    assert "token" not in json.dumps(session).lower()
+    assert server["state"]["job_id"] and "token" not in json.dumps(session).lower()
     out = run_in_kernel(f"{hub.url}/user/{user}", hub.user_token(user), CELL, user)
     seen = json.loads(out.strip().splitlines()[-1])
-    token, current = seen["token"], seen["record"]
-    # the record as the notebook sees it: the request, the node, modules, packages
-    assert current["id"] == session["id"] and current["job_id"] == job_id
+    hub.stop(user)
+    hub.wait_stopped(user)
+    done = wait_record(testbed, user, session["id"], lambda rec: rec.get("end"))
+    return {"record": done, "current": seen["record"], "token": seen["token"],
+            "job_id": server["state"]["job_id"]}
+
+
+def test_server_record_start_end_current_and_no_token(ended, testbed):
+    user, current, job_id = "alice", ended["current"], ended["job_id"]
+    # the record as the notebook saw it: the request, the node, modules, packages
+    assert current["id"] == ended["record"]["id"] and current["job_id"] == job_id
     assert current["schema"] == "hpcbridge-session/1" and current["kind"] == "server"
     assert {k: current["request"][k] for k in OPTIONS} == OPTIONS
     start = current["start"]
@@ -83,18 +103,115 @@ def test_server_session_record_start_end_current_and_no_token(hub, testbed):
     # private: 0600 in a 0700 folder, alice's; bob cannot read it
     folder = f"/home/{user}/.hpcbridge/sessions"
     modes = testbed.login_exec(user, ["stat", "-c", "%a %U", folder,
-                                      f"{folder}/{session['id']}.json"]).stdout.decode()
+                                      f"{folder}/{current['id']}.json"]).stdout.decode()
     assert modes.split("\n")[:2] == ["700 alice", "600 alice"], modes
-    assert read_record(testbed, user, session["id"], as_user="bob").returncode != 0
-
-    hub.stop(user)
-    hub.wait_stopped(user)
-    ended = wait_record(testbed, user, session["id"], lambda rec: rec.get("end"))
-    end = ended["end"]
+    assert read_record(testbed, user, current["id"], as_user="bob").returncode != 0
+    # the end, from accounting, written by the hub after the stop
+    end = ended["record"]["end"]
     assert end["state"] == "cancelled" and end["recorded_by"] == "hub", end
     assert end["nodes"] == start["nodes"] and end["cores"] == 2, end
     assert end["elapsed_seconds"] > 0 and end["core_seconds"] >= 2 * end["elapsed_seconds"]
-    assert ended["start"] == start  # the job's part is kept
-    # no record of alice's holds the server's token (grep, as root over every record)
-    found = testbed.login_exec("root", ["grep", "-rlF", "--", token, folder], check=False)
+    assert ended["record"]["start"] == start  # the job's part is kept
+    # no record of alice's holds the server's token (grep, as root, every record)
+    found = testbed.login_exec("root", ["grep", "-rlF", "--", ended["token"], folder],
+                               check=False)
     assert found.returncode == 1 and not found.stdout, found.stdout
+
+
+def test_export_rebuilds_the_kernels_packages(ended, testbed, tmp_path):
+    """`hpcbridge session export` on the login node, as alice; its requirements.txt
+    resolves pin by pin for the node's Python (pip, no install), and a few of its pure
+    Python packages install into a fresh venv at exactly the recorded versions."""
+    rid = ended["record"]["id"]
+    out = f"/home/alice/export-{rid}"
+    done = testbed.login_exec("alice", ["/opt/hpcbridge/venv/bin/python", "-m", "hpcbridge",
+                                        "session", "export", rid, "--to", out])
+    assert done.returncode == 0, done.stderr
+    listed = testbed.login_exec("alice", ["ls", out]).stdout.decode().split()
+    assert {"record.json", "requirements.txt", "environment.yml", "job.sh",
+            "job.log"} <= set(listed), listed
+    text = testbed.login_exec("alice", ["cat", f"{out}/requirements.txt"]).stdout.decode()
+    testbed.login_exec("alice", ["rm", "-rf", "--", out])
+    pins = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert any(line.startswith("# not from an index: hpcbridge") for line in text.splitlines())
+    (tmp_path / "requirements.txt").write_text(text)
+    python = ".".join(ended["record"]["start"]["python_version"].split(".")[:2])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    dry = subprocess.run([*pip, "install", "-q", "--dry-run", "--no-deps", "--only-binary=:all:",
+                          "--python-version", python, "--target", str(tmp_path / "t"),
+                          *PLATFORMS, "-r", str(tmp_path / "requirements.txt")],
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    few = [p for p in pins if p.split("==")[0].lower() in PURE]
+    assert len(few) >= 2, pins
+    (tmp_path / "few.txt").write_text("\n".join(few) + "\n")
+    subprocess.run([*pip, "install", "-q", "--no-deps", "-r", str(tmp_path / "few.txt")],
+                   check=True, timeout=300)
+    frozen = subprocess.run([*pip, "freeze"], capture_output=True, text=True,
+                            check=True).stdout.lower().split()
+    assert all(p.lower() in frozen for p in few), (few, frozen)
+
+
+def put_record(testbed, user: str, record_id: str, text: str) -> None:
+    path = f"/home/{user}/.hpcbridge/sessions/{record_id}.json"
+    done = testbed.login_exec(user, ["dd", f"of={path}", "status=none"], input=text.encode())
+    assert done.returncode == 0, done.stderr
+
+
+def test_my_sessions_in_the_browser_and_start_again(ended, hub, testbed, browser):
+    """alice's page shows her stopped server's node, walltime used, core-hours and
+    packages; "Start again" spawns the same partition, cores and environment. A record
+    edited into something else, one the profile no longer allows, and another user's
+    are shown with the reason and no button; bob's page never shows alice's records."""
+    rec = ended["record"]
+    corrupt, shrunk, foreign = ("20200101T000000Z-corrup", "20200101T000001Z-shrunk",
+                                "20200101T000002Z-foreig")
+    put_record(testbed, "alice", corrupt, '{"schema": "hpcbridge-session/1", "id": 1}')
+    put_record(testbed, "alice", shrunk, json.dumps(
+        {**rec, "id": shrunk, "request": {**rec["request"], "walltime": "05:00:00"}}))
+    put_record(testbed, "alice", foreign, json.dumps({**rec, "id": foreign, "user": "bob"}))
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        log_in(page, hub, "alice", next_url="/hub/sessions")
+        row = page.locator(f'tr[data-session="{rec["id"]}"]')
+        row.wait_for(timeout=30000)
+        end = rec["end"]
+        assert row.locator(".session-nodes").inner_text() == ", ".join(end["nodes"])
+        used = end["elapsed_seconds"]
+        assert row.locator(".session-used").inner_text() == \
+            f"{used // 3600}:{used % 3600 // 60:02d}:{used % 60:02d}"
+        assert row.locator(".session-core-hours").inner_text() == \
+            f"{end['core_seconds'] / 3600:.3f}"
+        packages = len(rec["start"]["packages"]["requirements"])
+        summary = row.locator(".session-packages summary")
+        assert summary.inner_text() == f"{packages} packages, 1 modules"
+        summary.click()
+        assert row.locator(".session-packages li", has_text="jupyterhub==").count() == 1
+        page.screenshot(path=str(SHOTS / "my-sessions.png"), full_page=True)
+        for rid, said in ((corrupt, "cannot be used: id is"),
+                          (shrunk, "no longer allows"), (foreign, "not yours")):
+            other = page.locator(f'tr[data-session="{rid}"]')
+            assert said in other.locator(".session-refused").inner_text()
+            assert other.locator(".session-again").count() == 0
+        # bob's own page: none of alice's records
+        bob = browser.new_page()
+        log_in(bob, hub, "bob", next_url="/hub/sessions")
+        bob.locator("#hpcbridge-sessions").wait_for(timeout=30000)
+        assert rec["id"] not in bob.content()
+        bob.close()
+        # Start again: the same request through the spawn form's gate
+        row.locator(".session-again").click()
+        page.wait_for_url("**/user/alice/**", timeout=180000)
+        server = hub.wait_ready("alice")
+        again = server["state"]["session"]
+        assert again["id"] != rec["id"]
+        assert {k: again["request"][k] for k in OPTIONS} == OPTIONS
+    finally:
+        page.close()
+        testbed.login_exec("alice", ["rm", "-f", "--", *(
+            f"/home/alice/.hpcbridge/sessions/{rid}.json" for rid in (corrupt, shrunk, foreign))])
+        if hub.server("alice"):
+            hub.stop("alice")
+            hub.wait_stopped("alice")
