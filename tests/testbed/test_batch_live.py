@@ -201,6 +201,17 @@ def test_hpcbridge_run_and_jobs_on_the_login_node(lab, testbed) -> None:  # type
     (line,) = [ln for ln in listed.stdout.decode().splitlines() if f"job {sid}:" in ln]
     assert line.startswith("COMPLETED") and folder.rsplit("/", 1)[1] in line
 
+    # the run's session record (docs/sessions.md): its start by the runner, its end from
+    # accounting by `session list`
+    sessions = cli("session", "list", "--json")
+    assert sessions.returncode == 0, sessions.stderr.decode()
+    (record,) = [r for r in map(json.loads, sessions.stdout.decode().splitlines())
+                 if r.get("job_id") == sid]
+    assert record["kind"] == "batch" and record["folder"] == folder, record
+    assert record["request"]["preset"] == "debug" and record["start"]["packages"]["requirements"]
+    assert "#SBATCH --partition=debug" in record["start"]["script"]
+    assert record["end"]["state"] == "completed" and record["end"]["elapsed_seconds"] > 0
+
 
 def test_a_sweep_of_four_is_one_sbatch_with_an_array(lab, testbed) -> None:  # type: ignore[no-untyped-def]
     testbed.exec("login", ["tee", "/home/alice/batchtests/sweep.yaml"], user="alice",
