@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -74,7 +75,8 @@ async def complete_ended(home: Path, records: list[dict[str, Any]], site: str | 
         for rec in mine:
             info = states.get(rec["job_id"])
             if info is not None and info.state.is_terminal:
-                if await complete(client, rec["user"], str(home), rec, rec["job_id"],
+                # as the caller, whatever name a (hand-edited) record holds
+                if await complete(client, getpass.getuser(), str(home), rec, rec["job_id"],
                                   info=info, by="cli", pauses=()):
                     done += 1
     return done
