@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("usage: python -m hpcbridge.batch.runner FOLDER")
     folder = Path(args[0])
     spec = BatchSpec.read(folder)
-    workdir = folder
+    workdir, first = folder, True
     if spec.sweep:  # a task of a job array: its own parameters and folder
         names = spec.task_variables or ["SLURM_ARRAY_TASK_ID"]
         task = next((os.environ[n] for n in names if os.environ.get(n)), "")
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"a sweep of {len(spec.sweep)} runs inside its job array only "
                              f"({' / '.join(names)}: {task!r})")
         spec = replace(spec, parameters=spec.sweep[int(task)])
-        workdir = task_folder(folder, int(task))
+        workdir, first = task_folder(folder, int(task)), int(task) == 0
         workdir.mkdir(mode=0o700, exist_ok=True)
         link_inputs(spec.inputs, workdir)
     log = os.open(workdir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[JOB_PROFILE_ENV] = json.dumps(spec.profile)  # the kernel inherits it
     signal.signal(signal.SIGTERM, on_sigterm(workdir, workdir / spec.outputs["ipynb"],
                                              time.monotonic()))
-    if spec.session and os.environ.get("SLURM_ARRAY_TASK_ID", "0") == "0":
+    if spec.session and first:
         record_session(spec.session)  # one record per run (a sweep's first task)
     result = run(folder, spec, workdir=workdir)
     print(f"hpcbridge: {'completed' if result['ok'] else 'failed'}", flush=True)

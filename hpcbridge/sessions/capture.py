@@ -27,6 +27,8 @@ from hpcbridge.sessions import record
 
 #: environment variables with the job's id, per scheduler
 JOB_ID_ENV = ("SLURM_JOB_ID", "PBS_JOBID")
+#: the same for a task of a job array: the array's own id
+ARRAY_ID_ENV = ("SLURM_ARRAY_JOB_ID", "PBS_ARRAY_ID")
 #: Apptainer (and Singularity) name the image the job runs in
 IMAGE_ENV = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
 #: words that mark a variable a capture's child must not see
@@ -166,9 +168,7 @@ def _nodes(environ: Mapping[str, str]) -> list[str]:
 
 def job_id(environ: Mapping[str, str]) -> str | None:
     """The job's id; an array's own id for any of its tasks (one record per sweep)."""
-    if environ.get("SLURM_ARRAY_JOB_ID"):
-        return environ["SLURM_ARRAY_JOB_ID"]
-    return next((environ[k] for k in JOB_ID_ENV if environ.get(k)), None)
+    return next((environ[k] for k in (*ARRAY_ID_ENV, *JOB_ID_ENV) if environ.get(k)), None)
 
 
 def capture(session: Mapping[str, Any], environ: Mapping[str, str], home: str, *,
