@@ -15,10 +15,11 @@ if TYPE_CHECKING:
     from hpcbridge.profiles.request import ValidatedRequest
 
 
-def profile_digest(profile: SiteProfile) -> str:
-    """The digest of the profile as jobs see it (its job copy: no hub secrets), so a
-    batch run inside a server computes the same one from its copy as the hub did."""
-    return "sha256:" + hashlib.sha256(job_copy_json(profile).encode()).hexdigest()
+def profile_digest(profile: SiteProfile, cluster: str) -> str:
+    """The digest of the profile as a job on ``cluster`` sees it (its job copy: that
+    cluster only, no hub secrets), so a batch run inside a server computes the same one
+    from its copy as the hub did."""
+    return "sha256:" + hashlib.sha256(job_copy_json(profile, cluster).encode()).hexdigest()
 
 
 def request_part(req: ValidatedRequest) -> dict[str, Any]:
@@ -34,6 +35,6 @@ def session_of(profile: SiteProfile, req: ValidatedRequest, kind: str,
     env = profile.clusters[req.cluster].environments[req.environment]
     return json.loads(record.session_env(
         record.new_id(), kind, user=req.user, site=profile.site, cluster=req.cluster,
-        profile_digest=profile_digest(profile), request=request_part(req),
+        profile_digest=profile_digest(profile, req.cluster), request=request_part(req),
         extra={"job_name": req.job_name,
                "container_image": env.container.image if env.container else None, **extra}))

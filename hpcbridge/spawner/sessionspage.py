@@ -74,7 +74,8 @@ def row(profile: SiteProfile, user: str, name: str, text: str) -> dict[str, Any]
                     if isinstance(m, dict)],
         "packages": [str(p) for p in packages],
         "container": start.get("container"),
-        "same_profile": rec.get("profile_digest") == origin.profile_digest(profile),
+        "same_profile": rec["cluster"] in profile.clusters and
+        rec.get("profile_digest") == origin.profile_digest(profile, rec["cluster"]),
         "options": again_options(rec), "refused": refusal(profile, user, rec),
     }
 

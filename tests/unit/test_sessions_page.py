@@ -22,7 +22,7 @@ RID = "20261130T070000Z-aaaaaa"
 def a_record(**change) -> dict:
     rec = {"schema": record.SCHEMA, "id": RID, "kind": "server", "user": "alice",
            "site": "testbed", "cluster": "tb", "job_id": "7",
-           "profile_digest": origin.profile_digest(PROFILE),
+           "profile_digest": origin.profile_digest(PROFILE, "tb"),
            "request": {"preset": None, "cluster": "tb", "partition": "debug", "cores": 2,
                        "memory": "2G", "gpus": 0, "walltime": "00:10:00",
                        "environment": "modules-demo", "nodes": 1, "account": None},
@@ -56,6 +56,13 @@ def test_start_again_refused_with_the_reason():
     assert "batch run" in refused(kind="batch")
     edited = a_record()["request"] | {"partition": "debug\n#SBATCH --uid=0"}
     assert "no longer allows" in refused(request=edited)
+
+
+def test_a_batch_copy_of_the_profile_has_the_hubs_digest():
+    from hpcbridge.profiles.jobcopy import job_copy
+
+    assert origin.profile_digest(job_copy(PROFILE, "tb"), "tb") == \
+        origin.profile_digest(PROFILE, "tb")
 
 
 def test_corrupted_or_foreign_schema_records_are_named_not_shown():
