@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.testbed.batchtools import SERVER, Lab, home_text, job_folder, open_lab
 from tests.testbed.hubtools import log_in, sbatch_sleepers, squeue
@@ -28,18 +29,45 @@ def lab(hub, testbed):  # type: ignore[no-untyped-def]
     yield from open_lab(hub, testbed)
 
 
+def open_create_job(page, notebook: str) -> None:  # type: ignore[no-untyped-def]
+    """The notebook's Create Job dialog, once it names the notebook: on a loaded machine
+    a click right after the toolbar appears opened it empty ("Input path '' does not
+    exist" at Create), and the name typed into it was reset."""
+    title = re.compile(f"^{re.escape(notebook.rsplit('/', 1)[-1])}$")
+    tab = page.locator(".lm-TabBar-tab").filter(
+        has=page.locator(".lm-TabBar-tabLabel", has_text=title)).first
+    # the open notebooks' toolbars all have the button; the shown one is this notebook's
+    button = page.locator('[data-jp-item-name="create-job"]:visible').first
+    field = page.locator("#jp-create-job-inputFile")
+    for _ in range(3):
+        tab.click()
+        button.wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        button.click()
+        try:
+            field.wait_for(timeout=30_000)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if field.input_value().endswith(notebook):
+                    page.wait_for_timeout(1000)  # the form settles before it is typed in
+                    return
+                page.wait_for_timeout(500)
+        except PlaywrightTimeout:
+            pass
+    raise AssertionError(f"the Create Job dialog never named {notebook}: "
+                         f"{field.input_value() if field.count() else 'no dialog'}")
+
+
 def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testbed, browser
                                                             ) -> None:  # type: ignore[no-untyped-def]
     DEBUG.mkdir(exist_ok=True)
     name = f"square-{uuid.uuid4().hex[:6]}"  # alice's job list outlives her servers
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sleepers: list[str] = []
     try:
         log_in(page, hub, "alice",
                next_url=f"/user/alice/{SERVER}/lab/tree/batchtests/slow-square.ipynb")
-        button = page.locator('[data-jp-item-name="create-job"]').first
-        button.wait_for(timeout=120_000)
-        page.wait_for_timeout(1500)
-        button.click()
+        open_create_job(page, "batchtests/slow-square.ipynb")
         page.fill("#jp-create-job-jobName", name)
         page.get_by_text("small", exact=True).click()
         page.get_by_role("option", name="debug").click()
@@ -90,9 +118,75 @@ def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testb
     finally:
         page.screenshot(path=str(DEBUG / "last.png"), full_page=True)
         page.close()
+        if sleepers:  # left running, they would fill alice's QOS for the next tests
+            testbed.login_exec("alice", ["scancel", *sleepers])
     assert re.search(r"job \d+: completed on c\d+ \(exit code 0\)", detail), detail
     (job,) = [j for j in lab.jobs() if j["name"] == name]
     executed = json.loads(home_text(testbed, "alice", "cat", "/home/alice/" + next(
         f["file_path"] for f in job["job_files"] if f["file_format"] == "ipynb")))
     assert "square 36" in json.dumps(executed)  # the dialog's parameter took effect
     assert home_text(testbed, "alice", "cat", f"{job_folder(job)}/square.txt") == "36"
+
+
+def test_a_sweep_from_the_dialog_runs_as_one_array_and_shows_each_task(
+        lab: Lab, hub, testbed, browser) -> None:  # type: ignore[no-untyped-def]
+    # the parameter "sweep" names a YAML file of parameter sets in alice's home; first one
+    # her QOS cannot queue (MaxSubmitJobsPerUser=8): the dialog shows the sentence (HTTP 400)
+    def sweep_file(sets: list[int]) -> None:
+        testbed.exec("login", ["tee", "/home/alice/batchtests/browser-sweep.yaml"],
+                     user="alice", check=True,
+                     input="".join(f"- {{n: {n}}}\n" for n in sets).encode())
+
+    sweep_file(list(range(9)))
+    name = f"sweep-{uuid.uuid4().hex[:6]}"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        log_in(page, hub, "alice",
+               next_url=f"/user/alice/{SERVER}/lab/tree/batchtests/square.ipynb")
+        open_create_job(page, "batchtests/square.ipynb")
+        page.fill("#jp-create-job-jobName", name)
+        page.get_by_text("small", exact=True).click()
+        page.get_by_role("option", name="debug").click()
+        page.get_by_role("button", name="Add new parameter").click()
+        for field, text in (("name", "sweep"), ("value", "batchtests/browser-sweep.yaml")):
+            page.locator(f'input[name="parameter-0-{field}"]').press_sequentially(text)
+            page.keyboard.press("Tab")
+        news = page.get_by_role("button", name="No", exact=True)
+        if news.is_visible():
+            news.click()
+        page.get_by_role("button", name="Create", exact=True).click()
+        refusal = page.get_by_text("a sweep of 9 runs does not fit: your QOS normal lets you "
+                                   "queue 8 jobs at once")
+        refusal.wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "batch-sweep-refused.png"))
+        assert not [j for j in lab.jobs() if j["name"] == name]  # nothing stored
+
+        sweep_file([2, 3])
+        page.get_by_role("button", name="Create", exact=True).click()
+        row = page.locator("tr", has_text=name)
+        seen: list[str] = []
+        deadline = time.monotonic() + 300  # two papermill runs on a loaded node
+        while time.monotonic() < deadline:
+            page.get_by_role("button", name="Reload").click()
+            page.wait_for_timeout(1000)
+            if row.count():
+                status = row.first.locator("td").nth(4).inner_text().strip()
+                if not seen or seen[-1] != status:
+                    seen.append(status)
+                if status in ("Completed", "Failed", "Stopped"):
+                    break
+        assert seen and seen[-1] == "Completed", seen
+        row.first.get_by_text(name, exact=True).click()
+        page.get_by_text("Job Detail").first.wait_for(timeout=30_000)
+        page.get_by_text("Task 1 (n=3): Notebook").first.wait_for(timeout=30_000)
+        detail = page.locator("#jp-main-dock-panel").inner_text()
+        page.screenshot(path=str(SHOTS / "batch-sweep-detail.png"))
+    finally:
+        page.screenshot(path=str(DEBUG / "sweep-last.png"), full_page=True)
+        page.close()
+    assert re.search(r"job \d+: 2 of 2 completed", detail), detail
+    (job,) = [j for j in lab.jobs() if j["name"] == name]
+    links = {f["file_format"]: f["file_path"] for f in job["job_files"]}
+    for i, n in enumerate((2, 3)):  # each task's executed notebook, with its value
+        executed = home_text(testbed, "alice", "cat", "/home/alice/" + links[f"task-{i}-ipynb"])
+        assert f"square {n * n}" in executed

@@ -226,3 +226,17 @@ def test_refusals_behind_jupyter_schedulers_500_are_found() -> None:
     Handler().send_error(500, exc_info=(HTTPError, wrapped(RuntimeError("bug")), None))
     Handler().send_error(409, exc_info=(HTTPError, err, None))
     assert sent == [400, 500, 409]
+
+
+def test_the_extensions_handlers_are_jupyter_schedulers_answering_refusals_400() -> None:
+    from jupyter_scheduler.extension import SchedulerApp
+    from jupyter_scheduler.handlers import JobHandler
+
+    from hpcbridge.batch.app import HpcSchedulerApp
+
+    theirs, ours = dict(SchedulerApp.handlers), dict(HpcSchedulerApp.handlers)
+    assert ours.keys() == theirs.keys() and "scheduler/jobs" in ours
+    for route, handler in ours.items():
+        assert issubclass(handler, theirs[route]) and issubclass(handler, RefusalsAre400)
+    assert issubclass(ours["scheduler/jobs"], JobHandler)
+    assert HpcSchedulerApp.name == SchedulerApp.name  # its settings and config keep their name
