@@ -96,3 +96,24 @@ async def execute_in_kernel(base: str, token: str, kernel_id: str, code: str, ti
                 return "".join(out)
     finally:
         ws.close()
+
+
+def run_in_new_kernel(server_url: str, token: str, code: str, timeout: float = 240,
+                      user: str = "") -> str:
+    """Start a kernel in the server, run ``code`` there, delete the kernel; its stdout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(f"{server_url}/api/kernels", json={"name": "python3"}, headers=headers,
+                      timeout=60)
+    r.raise_for_status()
+    kernel_id = r.json()["id"]
+    try:
+        # a thread of its own: Playwright's sync API keeps an event loop in this one
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, execute_in_kernel(
+                server_url, token, kernel_id, code, timeout, user)).result()
+    finally:
+        requests.delete(f"{server_url}/api/kernels/{kernel_id}", headers=headers, timeout=60)

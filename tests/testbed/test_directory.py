@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.testbed.test_readme_path import run_in_new_kernel
+from tests.testbed.hubtools import run_in_new_kernel
 
 pytestmark = pytest.mark.testbed
 

@@ -19,22 +19,19 @@ logins checked, this test runs on ports of its own (8300 + the session's port of
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
 from slurm_testbed.hub import up_hub
 from tests.testbed import demo
-from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, execute_in_kernel, port_offset
+from tests.testbed.hubtools import CHROMIUM_ARGS, HubApi, port_offset, run_in_new_kernel
 
 pytestmark = pytest.mark.testbed
 
@@ -128,21 +125,6 @@ def browser():  # type: ignore[no-untyped-def]
         b.close()
 
 
-def run_in_new_kernel(server_url: str, token: str, code: str, timeout: float = 240) -> str:
-    headers = {"Authorization": f"token {token}"}
-    r = requests.post(f"{server_url}/api/kernels", json={"name": "python3"}, headers=headers,
-                      timeout=60)
-    r.raise_for_status()
-    kernel_id = r.json()["id"]
-    try:
-        # a thread of its own: Playwright's sync API keeps an event loop in this one
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, execute_in_kernel(
-                server_url, token, kernel_id, code, timeout, USER)).result()
-    finally:
-        requests.delete(f"{server_url}/api/kernels/{kernel_id}", headers=headers, timeout=60)
-
-
 def test_readme_path_hub_login_notebook_dask(testbed, readme_hub, browser) -> None:  # type: ignore[no-untyped-def]
     url = readme_hub["hub_url"]
     if PORT_ENV not in os.environ and not demo.enabled():
@@ -164,7 +146,7 @@ def test_readme_path_hub_login_notebook_dask(testbed, readme_hub, browser) -> No
         server = api.wait_ready(USER)
         assert server["state"]["job_id"]
         token = api.user_token(USER)
-        out = run_in_new_kernel(f"{url}/user/{USER}", token, DASK_CELL)
+        out = run_in_new_kernel(f"{url}/user/{USER}", token, DASK_CELL, user=USER)
         assert "answer 45" in out and "left []" in out, out
         workers = [line.split() for line in out.splitlines() if line.startswith("workers ")]
         assert workers and int(workers[0][1]) >= 1, out

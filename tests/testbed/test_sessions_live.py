@@ -5,19 +5,16 @@ record holds the server's token. A node failure's record: test_spawner_faults.py
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.testbed.hubtools import execute_in_kernel, log_in, squeue, wait_server
+from tests.testbed.hubtools import log_in, run_in_new_kernel, squeue, wait_server
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -32,20 +29,6 @@ PURE = ("six", "idna", "packaging", "toolz", "decorator", "cloudpickle")
 CELL = ("import json, os, hpcbridge.session\n"
         "print(json.dumps({'token': os.environ['JUPYTERHUB_API_TOKEN'],\n"
         "                  'record': hpcbridge.session.current()}))")
-
-
-def run_in_kernel(server_url: str, token: str, code: str, user: str) -> str:
-    headers = {"Authorization": f"token {token}"}
-    r = requests.post(f"{server_url}/api/kernels", json={"name": "python3"}, headers=headers,
-                      timeout=60)
-    r.raise_for_status()
-    kernel_id = r.json()["id"]
-    try:
-        with ThreadPoolExecutor(1) as pool:  # Playwright may keep a loop in this thread
-            return pool.submit(asyncio.run, execute_in_kernel(
-                server_url, token, kernel_id, code, 120, user)).result()
-    finally:
-        requests.delete(f"{server_url}/api/kernels/{kernel_id}", headers=headers, timeout=60)
 
 
 def read_record(testbed, user: str, record_id: str, as_user: str | None = None):
@@ -79,7 +62,7 @@ def ended(hub, testbed):
     server = hub.wait_ready(user)
     session = server["state"]["session"]
     assert server["state"]["job_id"] and "token" not in json.dumps(session).lower()
-    out = run_in_kernel(f"{hub.url}/user/{user}", hub.user_token(user), CELL, user)
+    out = run_in_new_kernel(f"{hub.url}/user/{user}", hub.user_token(user), CELL, 120, user)
     seen = json.loads(out.strip().splitlines()[-1])
     hub.stop(user)
     hub.wait_stopped(user)
