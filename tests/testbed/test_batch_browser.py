@@ -133,9 +133,10 @@ def test_a_sweep_from_the_dialog_runs_as_one_array_and_shows_each_task(
     # the parameter "sweep" names a YAML file of parameter sets in alice's home; first one
     # her QOS cannot queue (MaxSubmitJobsPerUser=8): the dialog shows the sentence (HTTP 400)
     def sweep_file(sets: list[int]) -> None:
+        # each run long enough for the list (asking every 10 s) to see it running
         testbed.exec("login", ["tee", "/home/alice/batchtests/browser-sweep.yaml"],
                      user="alice", check=True,
-                     input="".join(f"- {{n: {n}}}\n" for n in sets).encode())
+                     input="".join(f"- {{n: {n}, pause: 12}}\n" for n in sets).encode())
 
     sweep_file(list(range(9)))
     name = f"sweep-{uuid.uuid4().hex[:6]}"
@@ -165,26 +166,35 @@ def test_a_sweep_from_the_dialog_runs_as_one_array_and_shows_each_task(
         page.get_by_role("button", name="Create", exact=True).click()
         row = page.locator("tr", has_text=name)
         seen: list[str] = []
+        messages: list[str] = []  # the entry's message: the tasks summed up
         deadline = time.monotonic() + 300  # two papermill runs on a loaded node
         while time.monotonic() < deadline:
             page.get_by_role("button", name="Reload").click()
             page.wait_for_timeout(1000)
+            messages += [j.get("status_message", "") for j in lab.jobs() if j["name"] == name]
             if row.count():
                 status = row.first.locator("td").nth(4).inner_text().strip()
                 if not seen or seen[-1] != status:
                     seen.append(status)
                 if status in ("Completed", "Failed", "Stopped"):
                     break
-        assert seen and seen[-1] == "Completed", seen
+        assert seen and seen[-1] == "Completed", (seen, messages)
+        assert any(re.search(r" of 2 completed, .*running on c\d", m) for m in messages), \
+            messages
         row.first.get_by_text(name, exact=True).click()
         page.get_by_text("Job Detail").first.wait_for(timeout=30_000)
-        page.get_by_text("Task 1 (n=3): Notebook").first.wait_for(timeout=30_000)
+        page.get_by_text("Task 1 (n=3, pause=12): Notebook").first.wait_for(timeout=30_000)
         detail = page.locator("#jp-main-dock-panel").inner_text()
         page.screenshot(path=str(SHOTS / "batch-sweep-detail.png"))
     finally:
         page.screenshot(path=str(DEBUG / "sweep-last.png"), full_page=True)
         page.close()
-    assert re.search(r"job \d+: 2 of 2 completed", detail), detail
+    sid = re.search(r"job (\d+): 2 of 2 completed", detail)
+    assert sid, detail
+    # one submission: one array whose 2 tasks ran
+    tasks = home_text(testbed, "alice", "sacct", "-n", "-X", "-P", "-j", sid.group(1),
+                      "-o", "JobID,State").split()
+    assert sorted(tasks) == [f"{sid.group(1)}_{i}|COMPLETED" for i in range(2)], tasks
     (job,) = [j for j in lab.jobs() if j["name"] == name]
     links = {f["file_format"]: f["file_path"] for f in job["job_files"]}
     for i, n in enumerate((2, 3)):  # each task's executed notebook, with its value
