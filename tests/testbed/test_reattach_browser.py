@@ -6,9 +6,8 @@ makes a new API token for that start and registers the server's OAuth client wit
 the job holds the token of the start that submitted it. Opening the server then went
 through ``/user/alice/<server>/oauth_callback`` into HTTP 500 ("invalid client"). Here
 Chromium logs in through the hub's form and must see JupyterLab, for a job that starts after
-the re-attach, for one that started (and read its environment) while the hub was down, for
-one that was starting up at the kill, and for a server that was already running when the hub
-was killed.
+the re-attach, for one that started (and read its environment) while the hub was down, and
+for a server that was already running when the hub was killed.
 """
 
 from __future__ import annotations
@@ -114,13 +113,35 @@ def test_job_queued_through_the_restart_opens_after_reattach(hub, testbed, brows
         _stop_server(hub, USER, "queued")
 
 
-def _hold_servers_after_their_port(testbed, user: str, seconds: int = 30) -> str:
-    """A Jupyter config file of ``user``'s own that holds a server starting up for
-    ``seconds`` after its port report; its path."""
+def test_job_started_while_the_hub_was_down_opens_after_reattach(hub, testbed, browser):
+    """(b) The job read its environment and keeps reporting its port while the hub is down."""
+    sleepers = _fill_running_slots(testbed, USER)
+    try:
+        job_id, env_file = _queued_server(hub, testbed, "early")
+        hub.runner.kill(signal.SIGKILL)
+        testbed.login_exec(USER, ["scancel", sleepers.pop()])
+        deadline = time.monotonic() + 120
+        # the launcher has read (and deleted) its file: it now retries its port report
+        while testbed.login_exec(USER, ["test", "-e", env_file]).returncode == 0:
+            assert time.monotonic() < deadline, _job_state(testbed, USER, job_id)
+            time.sleep(0.5)
+        assert _job_state(testbed, USER, job_id) == "RUNNING"
+        hub.runner.restart()
+        server = wait_server(hub, USER, "early", lambda s: s.get("ready"), timeout=180)
+        assert server["state"]["job_id"] == job_id
+        _open_lab(browser, hub, USER, "early")
+    finally:
+        testbed.login_exec(USER, ["scancel", *sleepers])
+        _stop_server(hub, USER, "early")
+
+
+def _hold_servers_after_their_port(testbed, user: str) -> str:
+    """A Jupyter config file of ``user``'s own that holds a server starting up for 30 s
+    after its port report; its path."""
     folder = f"/home/{user}/.jupyter"
     testbed.login_exec(user, ["mkdir", "-p", folder])
     testbed.login_exec(user, ["tee", f"{folder}/jupyter_server_config.py"],
-                       input=f"import time\ntime.sleep({seconds})\n".encode())
+                       input=b"import time\ntime.sleep(30)\n")
     return f"{folder}/jupyter_server_config.py"
 
 
@@ -140,6 +161,22 @@ def _found_again(hub, user: str, name: str, job_id: str) -> None:
     server = wait_server(hub, user, name, lambda s: s.get("ready") or not s, timeout=90)
     assert server.get("ready"), "the starting server was dropped at the hub's restart"
     assert server["state"]["job_id"] == job_id
+
+
+def test_hub_killed_while_the_server_starts_up_keeps_it(hub, testbed, browser):
+    """The job reported its port and the server is starting when the hub is killed: the
+    restarted hub finds the server where it is and it opens (it was not cancelled)."""
+    user, name = "bob", "slow"
+    config = _hold_servers_after_their_port(testbed, user)
+    try:
+        r = hub.spawn(user, {"preset": "debug"}, server=name)
+        assert r.status_code == 202, r.text
+        job_id = _killed_after_port_report(hub, testbed, user, name, config)
+        _found_again(hub, user, name, job_id)
+        _open_lab(browser, hub, user, name)
+    finally:
+        testbed.login_exec(user, ["rm", "-f", config])
+        _stop_server(hub, user, name)
 
 
 def test_hub_killed_again_while_a_reattached_server_starts_up_keeps_it(hub, testbed, browser):
@@ -163,80 +200,35 @@ def test_hub_killed_again_while_a_reattached_server_starts_up_keeps_it(hub, test
         _stop_server(hub, USER, "twice")
 
 
-def _wait_env_file_read(testbed, user: str, env_file: str, job_id: str) -> None:
-    """Until the job's launcher has read (and deleted) its environment file."""
-    deadline = time.monotonic() + 120
-    while testbed.login_exec(user, ["test", "-e", env_file]).returncode == 0:
-        assert time.monotonic() < deadline, _job_state(testbed, user, job_id)
-        time.sleep(0.5)
-
-
-def _token_answers(hub, token: str) -> int:
-    import requests
-
-    return requests.get(f"{hub.url}/hub/api/user", timeout=30,
-                        headers={"Authorization": f"token {token}"}).status_code
-
-
-def test_one_hub_kill_while_servers_start_end_and_wait(hub, testbed, browser):
-    """One SIGKILL of the hub lands on three servers at once (one kill, so CI pays one
-    restart):
-    (b) alice's "early" job waits in the queue at the kill, then starts, reads its
-        environment and keeps reporting its port while the hub is down;
-    (c) bob's "slow" server reported its port and is still starting up;
-    (d) alice's "gone" job is cancelled while the hub is down.
-    After the restart "early" and "slow" open in Chromium with the jobs they had (neither
-    was cancelled nor submitted again); "gone" is dropped, the token its job was given is
-    revoked and its unread file removed, and its next start opens."""
+def test_job_ended_while_the_hub_was_down_leaves_no_token_and_no_file(hub, testbed, browser):
+    """The queued job is cancelled while the hub is down: the restarted hub drops the
+    server, revokes the token the job was given and removes its unread file; the next
+    start opens."""
     import json
 
+    import requests
+
     sleepers = _fill_running_slots(testbed, USER)
-    # held longer than the kill, the re-queue and the restart take: "slow" is still
-    # starting up when the hub comes back
-    config = _hold_servers_after_their_port(testbed, "bob", seconds=45)
     try:
-        r = hub.spawn("bob", {"preset": "debug"}, server="slow")
-        assert r.status_code == 202, r.text
-        early, early_env = _queued_server(hub, testbed, "early")
-        gone, gone_env = _queued_server(hub, testbed, "gone")
+        job_id, env_file = _queued_server(hub, testbed, "gone")
         # the test reads alice's own file as alice, as her job would
-        token = json.loads(testbed.login_exec(USER, ["cat", gone_env]).stdout)[
-            "JUPYTERHUB_API_TOKEN"]
-        assert _token_answers(hub, token) == 200
-        slow = wait_server(hub, "bob", "slow", lambda s: (s.get("state") or {}).get(
-            "reported_port"), timeout=120)["state"]["job_id"]
-        assert not hub.server("bob", "slow").get("ready")
-
+        env = json.loads(testbed.login_exec(USER, ["cat", env_file]).stdout)
+        whoami = f"{hub.url}/hub/api/user"
+        auth = {"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"}
+        assert requests.get(whoami, headers=auth, timeout=30).status_code == 200
         hub.runner.kill(signal.SIGKILL)
-        testbed.login_exec("bob", ["rm", "-f", config])
-        testbed.login_exec(USER, ["scancel", gone])
-        testbed.login_exec(USER, ["scancel", sleepers.pop()])
-        _wait_env_file_read(testbed, USER, early_env, early)
-        assert _job_state(testbed, USER, early) == "RUNNING"
+        testbed.login_exec(USER, ["scancel", job_id])
         hub.runner.restart()
-
-        _found_again(hub, "bob", "slow", slow)
-        server = wait_server(hub, USER, "early", lambda s: s.get("ready"), timeout=180)
-        assert server["state"]["job_id"] == early
         hub.wait_stopped(USER, "gone", timeout=60)
-        assert _token_answers(hub, token) == 403
+        assert requests.get(whoami, headers=auth, timeout=30).status_code == 403
         deadline = time.monotonic() + 30  # removed in the background, as alice
-        while testbed.login_exec(USER, ["test", "-e", gone_env]).returncode == 0:
-            assert time.monotonic() < deadline, f"{gone_env} left behind"
+        while testbed.login_exec(USER, ["test", "-e", env_file]).returncode == 0:
+            assert time.monotonic() < deadline, f"{env_file} left behind"
             time.sleep(0.5)
-        _open_lab(browser, hub, "bob", "slow")
-        _open_lab(browser, hub, USER, "early")
-
         testbed.login_exec(USER, ["scancel", sleepers.pop()])
         assert hub.spawn(USER, server="gone").status_code in (201, 202)
-        assert hub.wait_ready(USER, "gone")["state"]["job_id"] != gone
+        assert hub.wait_ready(USER, "gone")["state"]["job_id"] != job_id
         _open_lab(browser, hub, USER, "gone")
     finally:
-        testbed.login_exec("bob", ["rm", "-f", config])
         testbed.login_exec(USER, ["scancel", *sleepers])
-        started = [(u, n) for u, n in (("bob", "slow"), (USER, "early"), (USER, "gone"))
-                   if hub.server(u, n)]
-        for user, name in started:  # all stops at once, then the waits
-            hub.stop(user, name)
-        for user, name in started:
-            hub.wait_stopped(user, name, timeout=180)
+        _stop_server(hub, USER, "gone")
