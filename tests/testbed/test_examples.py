@@ -112,6 +112,11 @@ def workdir(testbed):  # type: ignore[no-untyped-def]
         run_as(testbed, user, ["mkdir", "-p", home])
         for name in NOTEBOOKS:
             run_as(testbed, user, ["tee", f"{home}/{name}"], input=(EXAMPLES / name).read_bytes())
+    # the batch job runs its own copy, in a folder of its own: the interactive run's
+    # executed notebook in WORKDIR is read back below
+    run_as(testbed, USER, ["mkdir", "-p", f"{WORKDIR}/batch"])
+    run_as(testbed, USER, ["tee", f"{WORKDIR}/batch/ensemble.ipynb"],
+           input=(EXAMPLES / "ensemble.ipynb").read_bytes())
     sweep = "".join(f"- {{models: [{m}], workers: 0}}\n" for m in SWEEP_MODELS)
     run_as(testbed, SWEEP_USER, ["tee", "hpcbridge-examples/sweep.yaml"], input=sweep.encode())
     yield WORKDIR
@@ -122,7 +127,7 @@ def workdir(testbed):  # type: ignore[no-untyped-def]
 def test_example_notebooks_run_interactively_as_a_batch_job_and_as_a_sweep(  # type: ignore[no-untyped-def]
         testbed, workdir) -> None:
     models = "[" + ", ".join(repr(m) for m in BATCH_MODELS) + "]"
-    batch = ssh(testbed, USER, "hpcbridge", "run", "hpcbridge-examples/ensemble.ipynb",
+    batch = ssh(testbed, USER, "hpcbridge", "run", "hpcbridge-examples/batch/ensemble.ipynb",
                 "-p", f"models={models}", "-p", "workers=1", "--preset", "debug", "--wait")
     sweep = ssh(testbed, SWEEP_USER, "hpcbridge", "run", "hpcbridge-examples/ensemble.ipynb",
                 "--sweep", "hpcbridge-examples/sweep.yaml", "--preset", "debug", "--wait")

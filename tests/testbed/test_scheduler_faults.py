@@ -213,7 +213,9 @@ async def test_hundred_jobs_cost_one_query_per_interval(testbed, client) -> None
     assert poller.queries <= elapsed / (interval * (1 - poller.jitter)) + 1
     # one squeue per round: one REQUEST_JOB_INFO (+ the partition list squeue reads)
     assert stats.by_type.get("REQUEST_JOB_INFO") == poller.queries, stats
-    assert "REQUEST_JOB_INFO_SINGLE" not in stats.by_type
+    # per-job queries (REQUEST_JOB_INFO_SINGLE on 24.11) would be the status user's too:
+    # 100 jobs a round. Other users' single-job queries (a running server's walltime
+    # display asks about its own job) are not the poller's.
     assert stats.user(STATUS_USER, uid) <= 2 * poller.queries, stats
 
 
