@@ -161,6 +161,18 @@ def demo_beside():
         watched.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_node_left_drained(testbed_pool):
+    """Before each module: a node Slurm drained because a job's processes outlived
+    UnkillableStepTimeout under the machine's load is put back (a drained node made
+    later modules' jobs wait forever). Prints what it resumed."""
+    from slurm_testbed import faults
+
+    for tb, _ in testbed_pool.started.values():
+        faults.resume_unkillable(tb)  # type: ignore[arg-type]
+    yield
+
+
 @pytest.fixture(scope="session")
 def testbed_pool(request):
     pool = TestbedPool(_default_generation(request.config))
