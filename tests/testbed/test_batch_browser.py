@@ -58,6 +58,25 @@ def open_create_job(page, notebook: str) -> None:  # type: ignore[no-untyped-def
                          f"{field.input_value() if field.count() else 'no dialog'}")
 
 
+def fill_create_job(page, hub, notebook: str, name: str,  # type: ignore[no-untyped-def]
+                    parameter: tuple[str, str]) -> None:
+    """Log alice in at ``notebook``, open Create Job and fill it: ``name``, the debug
+    preset and one parameter (the dialog stays open)."""
+    log_in(page, hub, "alice", next_url=f"/user/alice/{SERVER}/lab/tree/{notebook}")
+    open_create_job(page, notebook)
+    page.fill("#jp-create-job-jobName", name)
+    page.get_by_text("small", exact=True).click()
+    page.get_by_role("option", name="debug").click()
+    page.get_by_role("button", name="Add new parameter").click()
+    # typed, then left: the dialog checks each field when it loses focus
+    for field, text in zip(("name", "value"), parameter, strict=True):
+        page.locator(f'input[name="parameter-0-{field}"]').press_sequentially(text)
+        page.keyboard.press("Tab")
+    news = page.get_by_role("button", name="No", exact=True)
+    if news.is_visible():
+        news.click()  # JupyterLab's news question covers the form's corner
+
+
 def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testbed, browser
                                                             ) -> None:  # type: ignore[no-untyped-def]
     DEBUG.mkdir(exist_ok=True)
@@ -65,20 +84,7 @@ def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testb
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sleepers: list[str] = []
     try:
-        log_in(page, hub, "alice",
-               next_url=f"/user/alice/{SERVER}/lab/tree/batchtests/slow-square.ipynb")
-        open_create_job(page, "batchtests/slow-square.ipynb")
-        page.fill("#jp-create-job-jobName", name)
-        page.get_by_text("small", exact=True).click()
-        page.get_by_role("option", name="debug").click()
-        page.get_by_role("button", name="Add new parameter").click()
-        # typed, then left: the dialog checks each field when it loses focus
-        for field, text in (("name", "n"), ("value", "6")):
-            page.locator(f'input[name="parameter-0-{field}"]').press_sequentially(text)
-            page.keyboard.press("Tab")
-        news = page.get_by_role("button", name="No", exact=True)
-        if news.is_visible():
-            news.click()  # JupyterLab's news question covers the form's corner
+        fill_create_job(page, hub, "batchtests/slow-square.ipynb", name, ("n", "6"))
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "batch-create-job.png"))
         # alice's QOS runs 4 jobs at once: her server and 3 sleepers make the job queue
@@ -142,19 +148,8 @@ def test_a_sweep_from_the_dialog_runs_as_one_array_and_shows_each_task(
     name = f"sweep-{uuid.uuid4().hex[:6]}"
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        log_in(page, hub, "alice",
-               next_url=f"/user/alice/{SERVER}/lab/tree/batchtests/square.ipynb")
-        open_create_job(page, "batchtests/square.ipynb")
-        page.fill("#jp-create-job-jobName", name)
-        page.get_by_text("small", exact=True).click()
-        page.get_by_role("option", name="debug").click()
-        page.get_by_role("button", name="Add new parameter").click()
-        for field, text in (("name", "sweep"), ("value", "batchtests/browser-sweep.yaml")):
-            page.locator(f'input[name="parameter-0-{field}"]').press_sequentially(text)
-            page.keyboard.press("Tab")
-        news = page.get_by_role("button", name="No", exact=True)
-        if news.is_visible():
-            news.click()
+        fill_create_job(page, hub, "batchtests/square.ipynb", name,
+                        ("sweep", "batchtests/browser-sweep.yaml"))
         page.get_by_role("button", name="Create", exact=True).click()
         refusal = page.get_by_text("a sweep of 9 runs does not fit: your QOS normal lets you "
                                    "queue 8 jobs at once")
