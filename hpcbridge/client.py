@@ -74,6 +74,13 @@ class SchedulerClient:
             raise SchedulerUnavailable(
                 str(exc), user_message="The login node is not answering right now.") from exc
 
+    async def run_tool(self, user: str, argv: list[str], *, stdin: bytes,
+                       timeout: float) -> Result:
+        """One of hpcbridge's own commands (``python -m hpcbridge.…``) on the login node
+        as ``user``, its request on stdin (never in the argv); the result as it is.
+        SchedulerUnavailable when nobody answers."""
+        return await self._exec(argv, user, stdin=stdin, timeout=timeout)
+
     async def make_private_folders(self, user: str, folders: Sequence[str]) -> None:
         """Make ``folders`` (0700 each, parents as needed) as ``user``, in one command."""
         made = await self._exec(["mkdir", "-p", "-m", "0700", "--", *folders], user)

@@ -9,10 +9,16 @@ record's request as the form's fields: the same gate as every spawn decides. The
 checks the same gate first and shows a record it refuses (corrupted, edited by hand into
 something else, another user's, or no longer allowed by the profile) with the reason
 instead of the button.
+
+A batch run's "Start again" is a post to this page: the hub runs
+``python -m hpcbridge.sessions.again`` (``hpcbridge/sessions/again.py``) as the user on the
+record's cluster's login node, which submits the same notebook run again through the
+same checks as every batch submission and answers with the job or the refusal.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -21,6 +27,7 @@ from tornado import web
 
 from hpcbridge.errors import HpcBridgeError, RequestError
 from hpcbridge.profiles import JobRequest, SiteProfile, validate_request
+from hpcbridge.profiles.jobcopy import job_copy_json
 from hpcbridge.sessions import origin, record
 from hpcbridge.site import Site
 
@@ -44,8 +51,8 @@ def refusal(profile: SiteProfile, user: str, rec: dict[str, Any]) -> str | None:
     """Why "Start again" must not run this record; None when the gate takes it."""
     if rec.get("user") != user:
         return f"this is a record of {str(rec.get('user'))[:40]!r}, not yours"
-    if rec.get("kind") != "server":
-        return "a batch run: run it again with `hpcbridge run` or the Notebook Jobs panel"
+    if rec.get("kind") == "batch" and not isinstance(rec.get("folder"), str):
+        return "a batch run's record without its folder: cannot run it again"
     try:
         validate_request(profile, JobRequest.from_options(again_options(rec), user=user))
     except RequestError as exc:
@@ -101,11 +108,63 @@ async def user_rows(site: Site, user: str) -> tuple[list[dict[str, Any]], list[s
     return rows, problems
 
 
-class SessionsHandler(BaseHandler):
-    """``GET /hub/sessions``: the logged-in user's records."""
+#: how long the login node may take to check and submit a batch run again
+AGAIN_TIMEOUT = 120.0
 
-    @web.authenticated
-    async def get(self) -> None:
+
+def again_argv(profile: SiteProfile, rec: dict[str, Any]) -> list[str]:
+    """The command that starts a batch run again: the Python of the record's environment
+    (hpcbridge is installed there: the run's job needs it too), else ``python3``."""
+    cluster = profile.clusters[rec["cluster"]]
+    env = cluster.environments.get((rec.get("request") or {}).get("environment") or "")
+    return [str(env.python) if env and env.python else "python3", "-m",
+            "hpcbridge.sessions.again"]
+
+
+def again_answer(stdout: str, stderr: str) -> dict[str, Any]:
+    """The command's JSON line; a refusal naming its error output when there is none."""
+    lines = stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and ("job_id" in answer or "refused" in answer):
+        return answer
+    return {"refused": "the login node could not start it again: "
+                       f"{(stderr.strip() or stdout.strip())[-300:] or 'no answer'}"}
+
+
+async def start_batch_again(site: Site, user: str, record_id: str) -> dict[str, Any]:
+    """Start the batch run of ``user``'s record ``record_id`` again, as her: the answer
+    (``job_id`` and ``folder``, or ``refused`` with the reason)."""
+    record.check_id(record_id)
+    for name, cluster in site.profile.clusters.items():
+        path = str(record.path_of(record.home_of(cluster.home, user), record_id))
+        text = await site.client(name).read_private_file(user, path, record.MAX_BYTES)
+        if text is None:
+            continue
+        try:
+            rec = record.loads(text)
+        except ValueError as exc:
+            return {"refused": f"this record cannot be used: {exc}"}
+        why = refusal(site.profile, user, rec)
+        if why is None and rec.get("kind") != "batch":
+            why = "not a batch run's record: start it again from its own button"
+        if why is not None:
+            return {"refused": why}
+        stdin = json.dumps({"id": record_id, "profile": json.loads(
+            job_copy_json(site.profile, rec["cluster"]))}).encode()
+        done = await site.client(rec["cluster"]).run_tool(
+            user, again_argv(site.profile, rec), stdin=stdin, timeout=AGAIN_TIMEOUT)
+        return again_answer(done.stdout, done.stderr)
+    return {"refused": f"you have no session record {record_id}"}
+
+
+class SessionsHandler(BaseHandler):
+    """``GET /hub/sessions``: the logged-in user's records; ``POST`` (``id``): start a
+    batch run's record again."""
+
+    async def _page(self, notice: dict[str, Any] | None = None) -> None:
         from hpcbridge.spawner import guard
 
         user = self.current_user
@@ -116,6 +175,33 @@ class SessionsHandler(BaseHandler):
         rows, problems = await user_rows(site, user.name)
         html = await self.render_template(
             "sessions.html", rows=rows, problems=problems, running=spawner.active,
+            notice=notice, again_url=f"{self.hub.base_url}sessions",
+            xsrf=self.xsrf_token.decode("ascii"),
             spawn_url=f"{self.hub.base_url}spawn/{user.escaped_name}"
                       f"?_xsrf={self.xsrf_token.decode('ascii')}")
         self.finish(html)
+
+    @web.authenticated
+    async def get(self) -> None:
+        await self._page()
+
+    @web.authenticated
+    async def post(self) -> None:
+        from hpcbridge.spawner import guard
+
+        user = self.current_user
+        site = user.spawner.site
+        record_id = self.get_body_argument("id", "")
+        try:
+            record.check_id(record_id)
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        for name in site.profile.clusters:
+            await guard.check_identity(site, name, user.name)
+        try:
+            answer = await start_batch_again(site, user.name, record_id)
+        except HpcBridgeError as exc:
+            answer = {"refused": f"cannot start it again now: {exc}"}
+        log.info("start again of %s's record %s: %s", user.name, record_id, answer)
+        self.set_status(200 if "job_id" in answer else 400)
+        await self._page({"id": record_id, **answer})

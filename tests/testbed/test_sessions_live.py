@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.testbed.batchtools import SQUARE, home_text
 from tests.testbed.hubtools import log_in, run_in_new_kernel, squeue, wait_server
 
+HPCBRIDGE = ["/opt/hpcbridge/venv/bin/python", "-m", "hpcbridge"]
+SITE = "/opt/hpcbridge/src/site_profiles/testbed.yaml"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.testbed
@@ -50,7 +53,24 @@ def wait_record(testbed, user: str, record_id: str, pred, timeout: float = 120) 
 
 
 @pytest.fixture(scope="module")
-def ended(hub, testbed):
+def batch_run(testbed) -> dict:
+    """A batch run of alice's (`hpcbridge run` on the login node, n=6), submitted before
+    the server of ``ended`` starts so that both run at once: its folder and record id."""
+    testbed.login_exec("alice", ["mkdir", "-p", "/home/alice/sessiontests"])
+    testbed.login_exec("alice", ["tee", "/home/alice/sessiontests/square.ipynb"],
+                       input=json.dumps(SQUARE).encode(), check=True)
+    done = testbed.exec("login", [*HPCBRIDGE, "run", "sessiontests/square.ipynb", "-p", "n=6",
+                                  "--preset", "debug", "--site", SITE], user="alice",
+                        env={"HOME": "/home/alice"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    folder = done.stdout.decode().split("outputs in ")[1].strip()
+    spec = json.loads(testbed.login_exec(
+        "alice", ["cat", f"{folder}/hpcbridge-job.json"]).stdout)
+    return {"folder": folder, "id": spec["session"]["id"]}
+
+
+@pytest.fixture(scope="module")
+def ended(hub, testbed, batch_run):
     """One server of alice's, started, read from a kernel, stopped: its record once the
     hub wrote the end, the kernel's view of it, and the server's token."""
     user = "alice"
@@ -153,18 +173,28 @@ def put_record(testbed, user: str, record_id: str, text: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_my_sessions_in_the_browser_and_start_again(ended, hub, testbed, browser):
+def test_my_sessions_in_the_browser_and_start_again(ended, batch_run, hub, testbed, browser):
     """alice's page shows her stopped server's node, walltime used, core-hours and
     packages; "Start again" spawns the same partition, cores and environment. A record
     edited into something else, one the profile no longer allows, and another user's
-    are shown with the reason and no button; bob's page never shows alice's records."""
+    are shown with the reason and no button; bob's page never shows alice's records.
+    A batch run's "Start again" submits the same notebook run again as alice (the login
+    node's answer on the page; its parameter's effect in the new folder); a batch record
+    whose folder is gone is refused by the login node with the reason."""
     rec = ended["record"]
-    corrupt, shrunk, foreign = ("20200101T000000Z-corrup", "20200101T000001Z-shrunk",
-                                "20200101T000002Z-foreig")
+    batch = wait_record(testbed, "alice", batch_run["id"], lambda r: r.get("start"))
+    corrupt, shrunk, foreign, gone, batch_shrunk = (
+        "20200101T000000Z-corrup", "20200101T000001Z-shrunk", "20200101T000002Z-foreig",
+        "20200101T000003Z-gone", "20200101T000004Z-bshrunk")
     put_record(testbed, "alice", corrupt, '{"schema": "hpcbridge-session/1", "id": 1}')
     put_record(testbed, "alice", shrunk, json.dumps(
         {**rec, "id": shrunk, "request": {**rec["request"], "walltime": "05:00:00"}}))
     put_record(testbed, "alice", foreign, json.dumps({**rec, "id": foreign, "user": "bob"}))
+    put_record(testbed, "alice", gone, json.dumps(
+        {**batch, "id": gone, "folder": "/home/alice/jobs/square-gone"}))
+    put_record(testbed, "alice", batch_shrunk, json.dumps(
+        {**batch, "id": batch_shrunk, "request": {**batch["request"], "cores": 64}}))
+    made = [corrupt, shrunk, foreign, gone, batch_shrunk]
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         log_in(page, hub, "alice", next_url="/hub/sessions")
@@ -184,10 +214,27 @@ def test_my_sessions_in_the_browser_and_start_again(ended, hub, testbed, browser
         summary.click()
         assert row.locator(".session-packages li", has_text="jupyterhub==").count() == 1
         for rid, said in ((corrupt, "cannot be used: id is"),
-                          (shrunk, "no longer allows"), (foreign, "not yours")):
+                          (shrunk, "no longer allows"), (foreign, "not yours"),
+                          (batch_shrunk, "no longer allows")):
             other = page.locator(f'tr[data-session="{rid}"]')
             assert said in other.locator(".session-refused").inner_text()
             assert other.locator(".session-again").count() == 0
+        # a batch run's Start again: refused by the login node when its folder is gone,
+        # else the same run submitted again as alice
+        notice = page.locator("#session-again-notice")
+        page.locator(f'tr[data-session="{gone}"] .session-again').click()
+        notice.wait_for(timeout=60000)
+        assert "/home/alice/jobs/square-gone' is gone" in notice.inner_text(), \
+            notice.inner_text()
+        page.locator(f'tr[data-session="{batch["id"]}"] .session-again').click()
+        page.locator("#session-again-notice.alert-success").wait_for(timeout=60000)
+        said = notice.inner_text()
+        rerun = said.split("batch job ")[1].split()[0]
+        refolder = said.split("outputs in ")[1].split(" ")[0]
+        assert refolder.startswith("/home/alice/jobs/square-") and \
+            refolder != batch_run["folder"], said
+        assert [r for r in squeue(testbed, "alice", "%i", "%u", "%P")
+                if r[0] == rerun] in ([], [[rerun, "alice", "debug"]])  # [] when ended
         # bob's own page: none of alice's records
         bob = browser.new_page()
         log_in(bob, hub, "bob", next_url="/hub/sessions")
@@ -205,10 +252,20 @@ def test_my_sessions_in_the_browser_and_start_again(ended, hub, testbed, browser
         job = [r for r in squeue(testbed, "alice", "%i", "%P", "%C")
                if r[0] == server["state"]["job_id"]]
         assert job and job[0][1:] == ["debug", "2"], job
+        # the run again: its parameter's effect (n=6) in its own folder, its own record
+        respec = json.loads(home_text(testbed, "alice", "cat", f"{refolder}/hpcbridge-job.json"))
+        assert respec["parameters"] == {"n": 6} and respec["scheduler_job_id"] == rerun
+        assert respec["session"]["request"]["partition"] == "debug"
+        wait_record(testbed, "alice", respec["session"]["id"], lambda r: r.get("start"))
+        deadline = time.monotonic() + 120
+        while testbed.login_exec("alice", ["test", "-e", f"{refolder}/square.txt"],
+                                 check=False).returncode and time.monotonic() < deadline:
+            time.sleep(1)
+        assert home_text(testbed, "alice", "cat", f"{refolder}/square.txt") == "36"
     finally:
         page.close()
         testbed.login_exec("alice", ["rm", "-f", "--", *(
-            f"/home/alice/.hpcbridge/sessions/{rid}.json" for rid in (corrupt, shrunk, foreign))])
+            f"/home/alice/.hpcbridge/sessions/{rid}.json" for rid in made)])
         if hub.server("alice"):
             hub.stop("alice")
             hub.wait_stopped("alice")

@@ -53,7 +53,8 @@ def test_start_again_refused_with_the_reason():
     shrunk = a_record()["request"] | {"walltime": "02:00:00"}
     assert "no longer allows" in refused(request=shrunk) and "walltime" in refused(request=shrunk)
     assert "not yours" in refused(user="bob")
-    assert "batch run" in refused(kind="batch")
+    assert "without its folder" in refused(kind="batch")
+    assert refused(kind="batch", folder="/home/alice/jobs/nb-1") is None
     edited = a_record()["request"] | {"partition": "debug\n#SBATCH --uid=0"}
     assert "no longer allows" in refused(request=edited)
 
