@@ -90,8 +90,11 @@ class Testbed:
 
     def __init__(self, state_dir: Path | None = None,
                  progress: Callable[[str], None] = _stderr_progress,
-                 name: str | None = None, slurm: str | None = None) -> None:
+                 name: str | None = None, slurm: str | None = None,
+                 cpus_per_node: int = config.CPUS_PER_NODE) -> None:
         self.name = name or testbed_name()
+        #: CPUs each compute node declares at `up` (more only for load benchmarks)
+        self.cpus_per_node = cpus_per_node
         #: the generation `up` starts: ``slurm``, else HPCBRIDGE_TESTBED_SLURM, else the
         #: running testbed's (when neither asks for one), else the default
         self.generation = generations.get(slurm)
@@ -242,7 +245,8 @@ class Testbed:
 
         etc = self.state_dir / "etc"
         shutil.rmtree(etc, ignore_errors=True)
-        hub = config.write_run_config(etc, self.hub_key, nodes, self.generation)
+        hub = config.write_run_config(etc, self.hub_key, nodes, self.generation,
+                                      self.cpus_per_node)
         self._testcontainers_env()
 
         client = self.engine.docker_client()

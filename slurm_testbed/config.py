@@ -68,13 +68,17 @@ def gpu_node(nodes: int) -> str:
     return node_names(nodes)[-1]
 
 
-def slurm_conf(nodes: int, gen: Generation | None = None) -> str:
+def slurm_conf(nodes: int, gen: Generation | None = None,
+               cpus_per_node: int = CPUS_PER_NODE) -> str:
+    """``cpus_per_node``: declared CPUs of each compute node (memory grows with them, 2G a
+    CPU); more than the default only for load benchmarks (``python -m bench scale``)."""
     gen = gen or GENERATIONS[DEFAULT]
     names = node_names(nodes)
     gpu = gpu_node(nodes)
+    memory = MEMORY_MB_PER_NODE * max(1, cpus_per_node // CPUS_PER_NODE)
     node_line = (
-        f"CPUs={CPUS_PER_NODE} Boards=1 SocketsPerBoard=1 CoresPerSocket={CPUS_PER_NODE} "
-        f"ThreadsPerCore=1 RealMemory={MEMORY_MB_PER_NODE} State=UNKNOWN"
+        f"CPUs={cpus_per_node} Boards=1 SocketsPerBoard=1 CoresPerSocket={cpus_per_node} "
+        f"ThreadsPerCore=1 RealMemory={memory} State=UNKNOWN"
     )
     lines = [
         f"ClusterName={CLUSTER}",
@@ -247,13 +251,14 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def write_run_config(etc_dir: Path, hub_key: Path, nodes: int,
-                     gen: Generation | None = None) -> KeyPair:
+                     gen: Generation | None = None,
+                     cpus_per_node: int = CPUS_PER_NODE) -> KeyPair:
     """Write /etc/testbed's content into etc_dir and the hub's SSH key to hub_key.
 
     The hub's private key stays outside etc_dir: etc_dir is mounted into every container.
     """
     (etc_dir / "slurm").mkdir(parents=True, exist_ok=True)
-    (etc_dir / "slurm" / "slurm.conf").write_text(slurm_conf(nodes, gen))
+    (etc_dir / "slurm" / "slurm.conf").write_text(slurm_conf(nodes, gen, cpus_per_node))
     (etc_dir / "slurm" / "gres.conf").write_text(gres_conf(nodes))
     (etc_dir / "slurm" / "slurmdbd.conf").write_text(slurmdbd_conf())
     (etc_dir / "gpu").mkdir(exist_ok=True)

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hpcbridge.sessions.capture import without_secrets
 from hpcbridge.sessions.record import SESSION_ENV
+from hpcbridge.spawner import standin
 
 #: how long the port report keeps trying while the hub does not answer
 REPORT_PATIENCE = 300.0
@@ -182,7 +183,13 @@ def record_session(env_file: str) -> subprocess.Popen | None:
 
 
 def serve(server_env: dict[str, str], env_file: str = "") -> None:
-    """Report a port and run jupyterhub-singleuser in this process."""
+    """Report a port and run jupyterhub-singleuser in this process (or, when the hub
+    asked for it, the benchmarks' stand-in server: ``standin.py``)."""
+    if standin.wanted(server_env):
+        port = free_port()
+        report_port(server_env["JUPYTERHUB_API_URL"], server_env["JUPYTERHUB_API_TOKEN"], port)
+        standin.run(server_env, port, time.time())
+        return
     os.environ.update(server_env)
     for key in ("HPCBRIDGE_WARM_SECRET", "HPCBRIDGE_WARM_ID"):
         os.environ.pop(key, None)

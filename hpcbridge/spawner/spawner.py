@@ -37,6 +37,7 @@ from hpcbridge.spawner import (
     options,
     records,
     serving,
+    standin,
     teardown,
     warm,
 )
@@ -77,6 +78,12 @@ class HpcSpawner(Spawner):
         30.0, config=True,
         help="Seconds a warm job that was waiting at the hub may take to report its port "
         "after the hand-over before the spawn falls back to a job of its own.",
+    )
+    bench_standin_server = Bool(
+        False, config=True,
+        help="Benchmarks only (``python -m bench scale``): jobs run a stand-in HTTP server "
+        "(hpcbridge/spawner/standin.py) instead of JupyterLab. It serves no notebook and "
+        "authenticates nobody; never set it on a hub people use.",
     )
 
     #: JupyterHub's traitlet, re-set by port_reported() after a re-attach
@@ -175,6 +182,8 @@ class HpcSpawner(Spawner):
         env[JOB_PROFILE_ENV] = job_copy_json(self.site.profile,
                                              self.site.cluster_name(self.cluster))
         env.update(records.job_env(self))  # the session record's request part
+        if self.bench_standin_server:
+            env[standin.STANDIN_ENV] = "1"
         return env
 
     # -- state ------------------------------------------------------------------------

@@ -131,3 +131,14 @@ def test_cli_refuses_an_unknown_generation_with_the_choices(monkeypatch, capsys)
     monkeypatch.setenv("HPCBRIDGE_TESTBED_NAME", "h-unit-never-started")
     assert main(["testbed", "up", "--slurm", "21.08"]) == 1
     assert "choose one of: 22.05, 24.11" in capsys.readouterr().err
+
+
+def test_oversubscribed_nodes_only_when_asked():
+    default = [line for line in config.slurm_conf(2).splitlines() if line.startswith("NodeName")]
+    assert all(f"CPUs={config.CPUS_PER_NODE} " in line and
+               f"RealMemory={config.MEMORY_MB_PER_NODE} " in line for line in default)
+    big = [line for line in config.slurm_conf(2, cpus_per_node=64).splitlines()
+           if line.startswith("NodeName")]
+    assert len(big) == 2
+    assert all("CPUs=64 " in line and "CoresPerSocket=64 " in line and
+               f"RealMemory={config.MEMORY_MB_PER_NODE * 8} " in line for line in big)
