@@ -21,6 +21,8 @@ import os
 
 import pytest
 
+from tests import generation_split
+
 #: the test session's own testbed when none is named (the demo's is ``hpcbridge-testbed``)
 TEST_TESTBED = "hpcbridge-test"
 
@@ -63,9 +65,11 @@ def pytest_collection_modifyitems(config, items):
         return 2 if other else 1
 
     items.sort(key=rank)  # stable: keeps file order inside each group
+    generation_split.plan(config, items, {item.nodeid for item in items if rank(item) == 2})
 
 
 def pytest_configure(config):
+    config.pluginmanager.register(generation_split, "generation_split")
     if config.getoption("--slurm"):  # the CLI the tests run (`hpcbridge up`) starts it too
         os.environ["HPCBRIDGE_TESTBED_SLURM"] = config.getoption("--slurm")
     config.addinivalue_line("markers", "testbed_last: runs after every other testbed test")
@@ -129,6 +133,8 @@ class TestbedPool:
                 self.failed[slurm] = exc
                 raise
             self.started[slurm] = (tb, was_up)
+            if slurm == self.default:
+                generation_split.default_testbed_up()
         return self.started[slurm][0]
 
     def close(self) -> None:
