@@ -38,7 +38,7 @@ def render_script(profile: SiteProfile, request: JobRequest | ValidatedRequest,
         if not dialect.capabilities.arrays:
             raise RequestError(f"cluster {req.cluster}'s scheduler ({dialect.name}) has no "
                                "job arrays")
-        directives += dialect.array_directives(array)
+        directives = dialect.array_directives(array, directives)
     lines = ["#!/bin/bash -l", *directives]
     lines.append(
         f"# rendered by hpcbridge for site {req.site}, cluster {req.cluster}, "

@@ -275,9 +275,10 @@ class SchedulerDialect(Protocol):
     #: one counts (``SLURM_ARRAY_TASK_ID``, ``PBS_ARRAY_INDEX``, ``PBS_ARRAYID``)
     array_task_variables: tuple[str, ...]
 
-    def array_directives(self, array: JobArray) -> list[str]:
-        """The directive lines making the script a job array (after ``directives``);
-        only where ``capabilities.arrays``."""
+    def array_directives(self, array: JobArray, directives: list[str]) -> list[str]:
+        """The directive lines of a job array of the script whose single-job lines are
+        ``directives``: those with the array's added, and any line the tasks must not
+        share changed (PBS Pro's one output path); only where ``capabilities.arrays``."""
         ...
 
     def array_task_id(self, job_id: str, task: int) -> str | None:

@@ -375,9 +375,16 @@ class PbsDialect:
     def directives(self, req: ValidatedRequest) -> list[str]:
         return FLAVORS[self.flavor](req)
 
-    def array_directives(self, array: JobArray) -> list[str]:
+    def array_directives(self, array: JobArray, directives: list[str]) -> list[str]:
         throttle = f"%{array.limit}" if array.limit and self.array_throttle else ""
-        return [f"#PBS {self._array_option} 0-{array.tasks - 1}{throttle}"]
+        lines = [*directives, f"#PBS {self._array_option} 0-{array.tasks - 1}{throttle}"]
+        if self.flavor != "pbspro":
+            # Torque names each task's output itself; Slurm's wrappers hand -o to sbatch
+            return lines
+        # PBS Pro copies every subjob's output to the one -o path, the last one winning:
+        # ^array_index^ is its placeholder for the subjob's index
+        return [re.sub(r"^(#PBS -o .*)\.log$", r"\1.^array_index^.log", line)
+                for line in lines]
 
     def array_task_id(self, job_id: str, task: int) -> str | None:
         """``1234[].server`` -> ``1234[3].server``; an id without ``[]`` (Slurm's torque

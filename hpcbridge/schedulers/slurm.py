@@ -408,9 +408,10 @@ class SlurmDialect:
 
     array_task_variables = ("SLURM_ARRAY_TASK_ID",)
 
-    def array_directives(self, array: JobArray) -> list[str]:
+    def array_directives(self, array: JobArray, directives: list[str]) -> list[str]:
+        # each task writes its own output already: %j is the task's job id
         throttle = f"%{array.limit}" if array.limit else ""
-        return [f"#SBATCH --array=0-{array.tasks - 1}{throttle}"]
+        return [*directives, f"#SBATCH --array=0-{array.tasks - 1}{throttle}"]
 
     def array_task_id(self, job_id: str, task: int) -> str | None:
         return f"{job_id}_{task}"

@@ -35,8 +35,23 @@ from tests.unit.virtual_time import VirtualClock, let_tasks_run
     (PbsDialect(flavor="torque"), JobArray(10, 4), "#PBS -t 0-9%4"),
 ])
 def test_each_adapter_writes_its_array_directive(dialect, array, line) -> None:  # type: ignore[no-untyped-def]
-    assert dialect.array_directives(array) == [line]
+    assert dialect.array_directives(array, []) == [line]
     assert dialect.capabilities.arrays
+
+
+@pytest.mark.parametrize(("flavor", "output"), [
+    # PBS Pro copies each subjob's output to -o: one path per task, its own placeholder
+    ("pbspro", "#PBS -o /home/bob/jobs/sweep.^array_index^.log"),
+    # Torque suffixes each task's output itself
+    ("torque", "#PBS -o /home/bob/jobs/sweep.log"),
+])
+def test_pbs_array_tasks_do_not_share_one_output_path(flavor, output) -> None:  # type: ignore[no-untyped-def]
+    single = ["#PBS -N sweep", "#PBS -j oe", "#PBS -o /home/bob/jobs/sweep.log", "#PBS -r n"]
+    lines = PbsDialect(flavor=flavor).array_directives(JobArray(3), single)
+    assert lines[:2] == single[:2] and lines[3] == "#PBS -r n"
+    assert lines[2] == output
+    assert lines[-1].startswith(("#PBS -J 0-2", "#PBS -t 0-2"))
+    assert single[2] == "#PBS -o /home/bob/jobs/sweep.log"  # the single job's lines stay
 
 
 def test_task_ids_and_index_variables_per_scheduler() -> None:
