@@ -11,6 +11,8 @@ Dask (:mod:`bench.dask_bench`: plain dask-jobqueue), and the warm pool
 A benchmark that fails is recorded as failed and the others still run.
 
 ``python -m bench report`` regenerates plots and ``docs/benchmarks.md`` only.
+``python -m bench scale [--quick]`` runs one hub at scale on a testbed of its own
+(:mod:`bench.scale`; not part of ``all``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -166,6 +169,12 @@ def _results() -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["scale"]:  # its own options (python -m bench scale --help)
+        from bench import scale
+
+        os.environ.setdefault("MPLBACKEND", "Agg")
+        return scale.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_all = sub.add_parser("all", help="every benchmark, then plots and docs/benchmarks.md")
@@ -174,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p_all.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
     p_all.add_argument("--skip", nargs="+", choices=STEPS, help="leave these steps out")
     sub.add_parser("report", help="plots and docs/benchmarks.md from the results only")
+    sub.add_parser("scale", help="one hub at 50 to 500 servers, on a testbed of its own")
     args = parser.parse_args(argv)
     if args.command == "report":
         finish()

@@ -173,6 +173,83 @@ def plot_warm(warm: dict, out: Path) -> Path | None:
     return _save(fig, out)
 
 
+def scale_series(scale: dict, pick: Callable[[dict], float | None]
+                 ) -> list[tuple[int, float]]:
+    return [(s["n"], v) for s in scale.get("steps", []) if (v := pick(s)) is not None]
+
+
+def plot_scale_rpc(scale: dict, out: Path) -> Path | None:
+    """bench.scale: slurmctld RPCs/min against running servers (log), batchspawner's
+    measured points solid and computed ones hollow."""
+    ours = scale_series(scale, lambda s: s["slurmctld"]["rpc_per_min"])
+    if not ours:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs, ys = zip(*ours, strict=True)
+    ax.plot(xs, [max(y, 0.1) for y in ys], "o-", color=COLORS[OURS], label=OURS)
+    for kind, marker in (("measured", "s-"), ("computed", "s--")):
+        pts = [(s["n"], bs["rpc_per_min_at_30s"]) for s in scale["steps"]
+               if (bs := s.get("batchspawner"))
+               and bool(bs.get("computed")) == (kind == "computed")]
+        if pts:
+            bx, by = zip(*pts, strict=True)
+            ax.plot(bx, by, marker, color=COLORS["batchspawner"],
+                    mfc="none" if kind == "computed" else None,
+                    label=f"batchspawner ({kind})")
+    ax.axhline(6, color="#2ca02c", lw=0.8, ls=":", label="goal: 6 per minute")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(list(xs))
+    ax.get_xaxis().set_major_formatter(_plain_ticks())
+    ax.get_xaxis().set_minor_formatter(_plain_ticks(minor=True))
+    ax.get_yaxis().set_major_formatter(_plain_ticks())
+    ax.set_xlabel("running notebook servers")
+    ax.set_ylabel("slurmctld RPCs per minute (sdiag)")
+    ax.set_title("One hub at scale: scheduler load")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def _scale_lines(scale: dict, out: Path, lines: dict[str, Callable[[dict], float | None]],
+                 ylabel: str, title: str) -> Path | None:
+    series = {label: pts for label, pick in lines.items() if (pts := scale_series(scale, pick))}
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, pts in series.items():
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, "o-", label=label)
+        for x, y in pts:
+            ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(4, 6),
+                        fontsize=8)
+    ax.set_xticks(sorted({x for pts in series.values() for x, _ in pts}))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("running notebook servers")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_scale_rss(scale: dict, out: Path) -> Path | None:
+    """bench.scale: the hub's and the proxy's RSS against running servers."""
+    return _scale_lines(scale, out, {"hub": lambda s: s.get("hub_rss_mib"),
+                                     "proxy": lambda s: s.get("proxy_rss_mib")},
+                        "resident memory (MiB)", "One hub at scale: memory")
+
+
+def plot_scale_lag(scale: dict, out: Path) -> Path | None:
+    """bench.scale: event-loop lag inside the hub against running servers."""
+    lag = lambda w, q: lambda s: s["loop_lag"][w][f"{q}_ms"]  # noqa: E731
+    return _scale_lines(scale, out, {"p50": lag("all", "p50"), "p99": lag("all", "p99"),
+                                     "p99 during polls": lag("during_polls", "p99")},
+                        "event-loop lag (ms)", "One hub at scale: event-loop lag")
+
+
 def _save(fig, out: Path) -> Path:  # type: ignore[no-untyped-def]
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -189,6 +266,9 @@ PLOTS: dict[str, tuple[str, Callable[[dict, Path], Path | None]]] = {
     "rpc_per_min.png": ("spawn", plot_rpc),
     "dask_time.png": ("dask_scale", plot_dask),
     "spawn_warm.png": ("spawn_warm", plot_warm),
+    "scale_rpc.png": ("scale", plot_scale_rpc),
+    "scale_rss.png": ("scale", plot_scale_rss),
+    "scale_lag.png": ("scale", plot_scale_lag),
 }
 
 

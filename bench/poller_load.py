@@ -51,7 +51,7 @@ def _side(rpcs: int, queries: int, rounds: int, busy: float, interval: float) ->
                 round(per_round * 60 / interval, 1), round(per_round * 60 / DEFAULT_INTERVAL, 1))
 
 
-async def _per_job_round(client: SchedulerClient, jobs: dict[str, str]) -> int:
+async def per_job_round(client: SchedulerClient, jobs: dict[str, str]) -> int:
     async def one(job_id: str, user: str) -> None:
         argv = [a.format(job_id=job_id) for a in PER_JOB_QUERY]
         await client.transport.run(argv, user=user, timeout=60)
@@ -78,7 +78,7 @@ async def measure(tb: Testbed, client: SchedulerClient, jobs: dict[str, str],
     for i in range(rounds):
         tick = time.monotonic()
         _, n = await asyncio.gather(timed("ours", poller.poll_once()),
-                                    timed("per_job", _per_job_round(client, jobs)))
+                                    timed("per_job", per_job_round(client, jobs)))
         queries += n
         if i < rounds - 1:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))

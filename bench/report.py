@@ -24,8 +24,9 @@ TITLES = {
     "poller_load": "Scheduler load of status queries: one batched poller vs per-job squeue",
     "dask_scale": "Dask workers as batch jobs: hpcbridge vs dask-jobqueue",
     "testbed_up": "The testbed's own costs",
+    "scale": "Scale: one hub with 50 to 500 running servers",
 }
-ORDER = ("spawn", "spawn_warm", "poller_load", "dask_scale", "testbed_up")
+ORDER = ("spawn", "spawn_warm", "poller_load", "dask_scale", "scale", "testbed_up")
 RUN = "run"  # the facts of `python -m bench all`, rendered at the top
 INTRO = """# Benchmarks
 
@@ -38,7 +39,10 @@ To run it: `pip install -e '.[bench]'` (matplotlib for the plots), then
 `HPCBRIDGE_TESTBED_NAME=... python -m bench all` (about half an hour; `--quick` for a
 few minutes with small sizes, `--only STEP...` for some steps). Each benchmark also runs
 alone: `python -m bench.spawn`, `python -m bench.poller_load`, `python -m bench.dask_bench`,
-`python -m bench.testbed_up`.
+`python -m bench.testbed_up`. One hub at scale (50 to 500 running servers, stand-in
+servers instead of JupyterLab, on a testbed of its own) is not part of `all`:
+`python -m bench scale` (about half an hour; `--quick`, 50 and 100 servers, under ten
+minutes).
 """
 #: figures the issue asks for: (results file, words in a summary row's measure)
 REQUIRED = (
@@ -59,6 +63,13 @@ PLOTS = {
     "rpc_per_min.png": "slurmctld RPCs per minute against running notebook servers",
     "dask_time.png": "Dask: time to N workers, hpcbridge vs dask-jobqueue",
     "spawn_warm.png": "Warm pool vs cold spawn",
+}
+
+#: plots shown in one results file's own section: stem -> {file: caption}
+SECTION_PLOTS = {
+    "scale": {"scale_rpc.png": "slurmctld RPCs per minute against running servers (log)",
+              "scale_rss.png": "Hub and proxy memory against running servers",
+              "scale_lag.png": "Event-loop lag inside the hub against running servers"},
 }
 
 Scalar = str | int | float | bool | None
@@ -164,6 +175,9 @@ def render_file(stem: str, data: dict) -> list[str]:
              + (f", in {env['elapsed_s']:.0f} s" if "elapsed_s" in env else "")
              + f"; `python -m bench.{stem}`.")
     lines = [f"## {TITLES.get(stem, stem)}", "", where, ""]
+    lines += [f"![{caption}]({RESULTS.name}/{name})\n"
+              for name, caption in SECTION_PLOTS.get(stem, {}).items()
+              if (RESULTS / name).exists()]
     if env.get("complete") is False:
         lines += ["**Partial run**: the benchmark stopped before its last phase.", ""]
     if is_rows(data.get("summary")):
