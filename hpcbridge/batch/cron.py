@@ -128,6 +128,39 @@ def parse_schedule(text: object) -> Schedule:
                     values=tuple(v for _, v in parsed))
 
 
+#: how far :func:`next_run` looks ahead (a 29 February schedule runs every 4 to 8 years)
+_HORIZON_DAYS = 8 * 366 + 1
+
+
+def _day_matches(schedule: Schedule, day: datetime) -> bool:
+    """Classic cron: with both day fields restricted, either one selects a day."""
+    _, _, days, months, weekdays = schedule.values
+    if day.month not in months:
+        return False
+    dom_any, dow_any = (schedule.spec.split()[i].startswith("*") for i in (2, 4))
+    in_month, in_week = day.day in days, (day.weekday() + 1) % 7 in weekdays
+    if dom_any or dow_any:
+        return in_month and in_week
+    return in_month or in_week
+
+
+def next_run(schedule: Schedule, after: datetime) -> datetime | None:
+    """The first minute strictly after ``after`` the schedule selects (naive local time,
+    as a crontab reads it); None when none comes within eight years."""
+    minutes, hours = sorted(schedule.values[0]), sorted(schedule.values[1])
+    start = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    day = start.replace(hour=0, minute=0)
+    for _ in range(_HORIZON_DAYS):
+        if _day_matches(schedule, day):
+            for hour in hours:
+                for minute in minutes:
+                    moment = day.replace(hour=hour, minute=minute)
+                    if moment >= start:
+                        return moment
+        day += timedelta(days=1)
+    return None
+
+
 def local_zone_name() -> str:
     """The name of this machine's time zone (the cluster's, on a node), as best known."""
     tz = os.environ.get("TZ", "").lstrip(":")

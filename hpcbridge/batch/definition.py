@@ -49,6 +49,8 @@ class DefinitionSpec:
     compute_type: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     active: bool = True
+    #: who starts the runs: ``scrontab`` (the user's crontab) or ``hub``
+    keeper: str = "scrontab"
 
     def write(self, folder: Path) -> None:
         _write_json(folder / DEFINITION_FILE, asdict(self))

@@ -1,6 +1,9 @@
 """Recurring batch notebooks in the notebook server: jupyter-scheduler's *job definitions*
 with a schedule, kept as entries of the user's own crontab of the scheduler (Slurm's
-scrontab), so that they run while no server of the user runs.
+scrontab) or, where the cluster has none, by the hub (``hpcbridge/batch/hubcron.py``,
+registered through ``hpcbridge/batch/hubclient.py``), so that they run while no server
+of the user runs. The site profile's ``recurring`` says which; each definition records
+which keeps it.
 
 :class:`RecurringJobs` is a part of :class:`hpcbridge.batch.scheduler.HpcScheduler`.
 Creating a definition checks everything first (the cluster allows schedules, the cron
@@ -39,7 +42,7 @@ from jupyter_scheduler.orm import Job, JobDefinition
 from jupyter_scheduler.utils import get_utc_timestamp
 from sqlalchemy.exc import IntegrityError
 
-from hpcbridge.batch import crontab
+from hpcbridge.batch import crontab, hubclient
 from hpcbridge.batch.app import Refused
 from hpcbridge.batch.cron import check_time_zone, parse_schedule
 from hpcbridge.batch.definition import (
@@ -54,7 +57,7 @@ from hpcbridge.batch.recurring import launcher_request, prepare_run
 from hpcbridge.batch.request import batch_request
 from hpcbridge.batch.spec import FORMATS, folder_name
 from hpcbridge.batch.submit import submit, unstage
-from hpcbridge.errors import HpcBridgeError, RequestError, SubmitRefused
+from hpcbridge.errors import HpcBridgeError, RequestError, SchedulerUnavailable, SubmitRefused
 from hpcbridge.profiles.jobcopy import job_copy_json
 from hpcbridge.schedulers import dialect_of
 
@@ -67,7 +70,9 @@ class _Plan:
 
     spec: DefinitionSpec
     folder: Path
-    block: crontab.Block
+    #: the crontab block (scrontab), or what the hub is asked to keep (hub)
+    block: crontab.Block | None
+    hub_entry: dict[str, Any] | None
     #: the notebook to copy into the folder (None: keep the folder's copy)
     notebook: Path | None
     log_folder: str
@@ -109,14 +114,35 @@ class RecurringJobs:
 
     # -- checking -----------------------------------------------------------------------
 
-    def _plan(self, definition_id: str, want: dict[str, Any], folder: Path | None) -> _Plan:
+    async def _keeper(self) -> str:
+        """Who keeps this server's new schedules: ``scrontab`` or ``hub`` (``auto``:
+        scrontab where the user's ``scrontab -l`` works, asked once per server)."""
+        config = self.profile.clusters[self.cluster]
+        mode, crontab_ok = config.recurring, dialect_of(config).capabilities.crontab
+        if mode == "off" or (mode == "scrontab" and not crontab_ok):
+            raise Refused(f"cluster {self.cluster} does not run notebooks on a schedule "
+                          f"(the site profile's recurring is {mode}); create a job "
+                          f"without a schedule")
+        if mode != "auto":
+            return str(mode)
+        if "_keeper_" not in self.__dict__:
+            keeper = "hub"
+            if crontab_ok:
+                try:
+                    await self.client.read_crontab(self.user)
+                    keeper = "scrontab"
+                except SchedulerUnavailable as exc:
+                    raise SchedulerError(f"the scheduler cannot be asked: {exc}") from None
+                except HpcBridgeError as exc:  # no scrontab command here, or refused
+                    self.log.info("recurring jobs: the hub keeps them (%s)", exc)
+            self.__dict__["_keeper_"] = keeper
+        return str(self.__dict__["_keeper_"])
+
+    def _plan(self, definition_id: str, want: dict[str, Any], folder: Path | None,
+              keeper: str) -> _Plan:
         """The definition ``want`` (CreateJobDefinition's fields) checked; RequestError
         with the reason. ``folder``: the existing definition's, when updating."""
         config = self.profile.clusters[self.cluster]
-        if config.recurring != "scrontab" or not dialect_of(config).capabilities.crontab:
-            raise RequestError(f"cluster {self.cluster} does not run notebooks on a "
-                               f"schedule (the site profile's recurring is "
-                               f"{config.recurring}); create a job without a schedule")
         if want.get("package_input_folder"):
             raise RequestError("running with the input folder is not supported yet: the "
                                "job's folder receives the notebook only")
@@ -138,7 +164,7 @@ class RecurringJobs:
             environment=want.get("runtime_environment_name"),
             compute_type=want.get("compute_type"),
             options=dict(want.get("runtime_environment_parameters") or {}),
-            active=want.get("active", True) is not False)
+            active=want.get("active", True) is not False, keeper=keeper)
         if source is not None:  # the gate reads the new notebook before it is copied
             self._check_run(spec, source.parent, source.name)
         else:
@@ -152,10 +178,17 @@ class RecurringJobs:
             raise RequestError(f"the path {bad[0]!r} has characters a crontab line cannot "
                                f"carry (letters, digits and _ . / + = : - only)")
         launcher = launcher_request(self.profile, run, command)
+        if keeper == "hub":
+            entry = {"cluster": self.cluster, "schedule": schedule.spec,
+                     "timezone": want.get("timezone"), "folder": str(folder),
+                     "python": self.launcher_python, "environment": spec.environment,
+                     "compute_type": spec.compute_type, "options": spec.options,
+                     "active": spec.active}
+            return _Plan(spec, folder, None, entry, source, launcher.log_folder)
         block = crontab.block(definition_id, schedule.spec,
                               dialect_of(config).crontab_directives(launcher), command,
                               active=spec.active)
-        return _Plan(spec, folder, block, source, launcher.log_folder)
+        return _Plan(spec, folder, block, None, source, launcher.log_folder)
 
     def _check_run(self, spec: DefinitionSpec, where: Path, name: str) -> None:
         """A run of ``spec`` with the notebook ``where/name`` passes the gate."""
@@ -163,10 +196,10 @@ class RecurringJobs:
         prepare_run(self.profile, self.user, Path(self.root_dir), where, probe,
                     str(uuid.uuid4()), get_utc_timestamp())
 
-    def _checked(self, definition_id: str, want: dict[str, Any],
+    def _checked(self, definition_id: str, want: dict[str, Any], keeper: str,
                  folder: Path | None = None) -> _Plan:
         try:
-            return self._plan(definition_id, want, folder)
+            return self._plan(definition_id, want, folder, keeper)
         except FileNotFoundError:
             raise InputUriError(want.get("input_uri") or want.get("input_filename")) from None
         except RequestError as exc:  # the gate's refusal: answered with 400
@@ -174,7 +207,29 @@ class RecurringJobs:
         except HpcBridgeError as exc:
             raise SchedulerError(str(exc)) from None
 
-    # -- the crontab --------------------------------------------------------------------
+    # -- the crontab, or the hub ----------------------------------------------------------
+
+    async def _apply(self, definition_id: str, plan: _Plan | None, keeper: str) -> None:
+        """Put the definition's schedule in place (None: remove it) where ``keeper`` keeps it."""
+        if keeper == "scrontab":
+            await self._set_block(definition_id, plan.block if plan else None)
+            return
+        try:
+            if plan is None:
+                await hubclient.remove(definition_id)
+            else:
+                await hubclient.register(definition_id, plan.hub_entry or {})
+        except RequestError as exc:
+            raise Refused(f"the schedule was not changed: {exc}") from None
+        except HpcBridgeError as exc:
+            raise SchedulerError(f"the schedule was not changed: {exc}") from None
+
+    def _keeper_of(self, folder: Path) -> str:
+        """Who keeps an existing definition's schedule (as it was made)."""
+        try:
+            return DefinitionSpec.read(folder).keeper
+        except (OSError, ValueError, TypeError):
+            return "scrontab"
 
     async def _set_block(self, definition_id: str, block: crontab.Block | None) -> None:
         """Write (or, None, remove) the definition's block, as the user; the rest of the
@@ -196,22 +251,23 @@ class RecurringJobs:
 
     async def create_job_definition(self, model: CreateJobDefinition) -> str:
         definition_id = str(uuid.uuid4())
-        plan = self._checked(definition_id, model.dict())
+        keeper = await self._keeper()
+        plan = self._checked(definition_id, model.dict(), keeper)
         try:
             self._stage(plan)
-            await self._set_block(definition_id, plan.block)
+            await self._apply(definition_id, plan, keeper)
             self._save_row(definition_id, model.dict(exclude_none=True,
                                                      exclude={"input_uri"}), plan)
         except BaseException:
             self._unstage(plan.folder)
             try:  # the block may be in (the row failed) or not (the scheduler refused)
-                await self._set_block(definition_id, None)
+                await self._apply(definition_id, None, keeper)
             except SchedulerError as exc:
-                self.log.warning("job definition %s: its crontab entry stays: %s",
+                self.log.warning("job definition %s: its schedule stays: %s",
                                  definition_id, exc)
             raise
-        self.log.info("job definition %s: %s, as crontab entries of %s", definition_id,
-                      plan.spec.schedule, self.user)
+        self.log.info("job definition %s: %s, kept by %s for %s", definition_id,
+                      plan.spec.schedule, keeper, self.user)
         return definition_id
 
     @staticmethod
@@ -259,8 +315,9 @@ class RecurringJobs:
         if not changes.get("input_uri"):
             want.pop("input_uri", None)
         folder = self._definition_folder(old.input_filename, job_definition_id)
-        plan = self._checked(job_definition_id, want, folder)
-        await self._set_block(job_definition_id, plan.block)
+        keeper = self._keeper_of(folder)
+        plan = self._checked(job_definition_id, want, keeper, folder)
+        await self._apply(job_definition_id, plan, keeper)
         self._stage(plan)
         updates = {**{k: v for k, v in changes.items() if k != "input_uri"},
                    "schedule": plan.spec.schedule, "input_filename": plan.spec.input,
@@ -274,13 +331,14 @@ class RecurringJobs:
         """No more runs (the block leaves the crontab), its jobs leave the list (runs
         still queued or running are cancelled); the runs' folders stay."""
         old = self._definition(job_definition_id)
-        await self._set_block(job_definition_id, None)
+        folder = self._definition_folder(old.input_filename, job_definition_id)
+        await self._apply(job_definition_id, None, self._keeper_of(folder))
         with self.db_session() as session:
             jobs = [j for (j,) in session.query(Job.job_id).filter(
                 Job.job_definition_id == job_definition_id)]
         for job_id in jobs:
             await self.delete_job(job_id)  # type: ignore[attr-defined]
-        self._unstage(self._definition_folder(old.input_filename, job_definition_id))
+        self._unstage(folder)
         with self.db_session() as session:
             session.query(JobDefinition).filter(
                 JobDefinition.job_definition_id == job_definition_id).delete()

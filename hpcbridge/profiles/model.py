@@ -264,11 +264,14 @@ class Cluster(_Model):
         "declared, else the first one.",
     )
 
-    recurring: Literal["scrontab", "off"] = Field(
+    recurring: Literal["scrontab", "hub", "auto", "off"] = Field(
         "off",
         description="How recurring batch notebooks (job definitions with a schedule) run "
         "without a notebook server: `scrontab` (the user's own Slurm crontab; the cluster "
-        "needs `ScronParameters=enable`) or `off` (schedules are refused).",
+        "needs `ScronParameters=enable` and the `scrontab` command on its nodes), `hub` "
+        "(the hub keeps the schedule and submits each run as the user), `auto` "
+        "(scrontab where the user's `scrontab -l` works, else the hub) or `off` "
+        "(schedules are refused).",
     )
 
     @field_validator("scheduler")

@@ -19,7 +19,8 @@ from typing import Any
 
 from tornado import web
 
-from hpcbridge.spawner import estimate, reattach
+from hpcbridge.batch import hubcron
+from hpcbridge.spawner import estimate, reattach, recurringapi
 from hpcbridge.spawner.api import ROUTE, WARM_ROUTE, PortCallbackHandler, WarmPollHandler
 from hpcbridge.spawner.sessionspage import ROUTE as SESSIONS_ROUTE
 from hpcbridge.spawner.sessionspage import SessionsHandler
@@ -57,7 +58,7 @@ def assert_safe_routes() -> None:
 
 
 def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = None,
-              job_tag: str = "") -> None:
+              job_tag: str = "", recurring_state: str = "") -> None:
     """Apply hpcbridge's hub settings to a JupyterHub config object ``c``.
 
     ``site_profile`` is required (an empty one stops the hub with that word); the
@@ -67,7 +68,11 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     hub here, before it starts, with one line per problem.
     ``job_tag``: for a second hub on the same cluster (e.g. a test hub beside production);
     its jobs are named ``hpcb-nb.<tag>-*`` and its orphan sweep leaves other hubs' alone.
+    ``recurring_state``: the file of the schedules the hub keeps for clusters with
+    ``recurring: hub`` or ``auto`` (default: ``hpcbridge-recurring.json`` in the hub's
+    working folder, beside its database); the hub runs them from its start on.
     """
+    recurring_state = os.path.abspath(recurring_state or hubcron.STATE_FILE)
     if not site_profile:
         # never silently the testbed: a hub without its site's profile is misconfigured
         raise SystemExit("hpcbridge: configure(c, site_profile=PATH) needs the path of the "
@@ -80,7 +85,12 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
     c.JupyterHub.extra_handlers = [(ROUTE, PortCallbackHandler),
                                    (WARM_ROUTE, WarmPollHandler),
                                    (estimate.ROUTE, estimate.EstimateHandler),
-                                   (SESSIONS_ROUTE, SessionsHandler)]
+                                   (SESSIONS_ROUTE, SessionsHandler),
+                                   (recurringapi.ROUTE, type(
+                                       "RecurringHandler", (recurringapi.RecurringHandler,),
+                                       {"profile_path": site_profile,
+                                        "state_file": recurring_state}))]
+    _start_recurring(site_profile, recurring_state)
     c.Authenticator.post_auth_hook = prewarm_after_login(
         c.Authenticator.get("post_auth_hook") if "post_auth_hook" in c.Authenticator else None)
     c.Spawner.default_url = "/lab"
@@ -100,6 +110,20 @@ def configure(c: Any, *, site_profile: str = "", hub_connect_url: str | None = N
         "name": reattach.SERVICE, "scopes": reattach.SCOPES, "services": [reattach.SERVICE],
     })
     remove_vulnerable_route()
+
+
+def _start_recurring(site_profile: str, state_file: str) -> None:
+    """Run the schedules the hub keeps from the hub's start (JupyterHub reads this config
+    inside its event loop), not only once a server registers one."""
+    from hpcbridge.profiles import load_profile
+
+    if not hubcron.uses_hub(load_profile(site_profile)):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # read outside a hub (a test, a tool): the first request starts it
+        return
+    loop.call_soon(lambda: hubcron.service(site_profile, state_file).start())
 
 
 def _add_templates(c: Any) -> None:
