@@ -195,3 +195,44 @@ def test_a_sweep_from_the_dialog_runs_as_one_array_and_shows_each_task(
     for i, n in enumerate((2, 3)):  # each task's executed notebook, with its value
         executed = home_text(testbed, "alice", "cat", "/home/alice/" + links[f"task-{i}-ipynb"])
         assert f"square {n * n}" in executed
+
+
+def test_run_on_a_schedule_from_the_dialog_becomes_an_entry_of_her_crontab(
+        lab: Lab, hub, testbed, browser) -> None:  # type: ignore[no-untyped-def]
+    # the dialog's default schedule (weekdays at 00:00) runs no run during the test; the
+    # runs themselves: tests/testbed/test_batch_live.py and test_batch_hubcron_live.py
+    name = f"nightly-{uuid.uuid4().hex[:6]}"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    def_id = None
+    try:
+        fill_create_job(page, hub, "batchtests/square.ipynb", name, ("n", "5"))
+        page.get_by_text("Run on a schedule", exact=True).click()
+        page.get_by_role("button", name="Create", exact=True).click()
+        # the dialog gives way to the list of definitions, which shows the new one
+        row = page.locator("tr", has_text=name).first
+        row.wait_for(timeout=30_000)
+        assert "Monday through Friday" in row.inner_text() and "Active" in row.inner_text()
+        (found,) = [d for d in lab.call("GET", "/scheduler/job_definitions").json()[
+            "job_definitions"] if d["name"] == name]
+        def_id = found["job_definition_id"]
+        assert (found["schedule"], found["active"], found["parameters"]) == (
+            "0 0 * * 1-5", True, {"n": "5"}), found
+
+        def entry() -> str:  # the line of her crontab that starts the runs
+            tab = testbed.login_exec("alice", ["scrontab", "-l"]).stdout.decode()
+            block = tab.split(f"# hpcbridge job definition {def_id}: begin", 1)[1]
+            return "".join(ln for ln in block.split(": end", 1)[0].splitlines()[1:]
+                           if ln and not ln.startswith("#"))
+
+        assert entry().startswith("0 0 * * 1-5 /"), entry()
+        row.get_by_role("button", name="Pause").click()  # the list's own button
+        row.get_by_text("Paused").wait_for(timeout=30_000)
+        page.screenshot(path=str(DEBUG / "definition-paused.png"))
+        assert entry() == ""  # no runs while paused
+    finally:
+        page.screenshot(path=str(DEBUG / "schedule-last.png"), full_page=True)
+        page.close()
+        if def_id:
+            lab.call("DELETE", f"/scheduler/job_definitions/{def_id}")
+    assert f"{def_id}: begin" not in testbed.login_exec(
+        "alice", ["scrontab", "-l"]).stdout.decode()
