@@ -420,6 +420,8 @@ MAX_IDS_CHARS = 100_000
 
 def id_chunks(job_ids: list[str], max_chars: int = MAX_IDS_CHARS) -> list[list[str]]:
     """``job_ids`` in order, cut where the next id would pass ``max_chars``."""
+    if sum(map(len, job_ids)) + len(job_ids) <= max_chars:  # all in one: the common case
+        return [list(job_ids)] if job_ids else []
     chunks: list[list[str]] = []
     size = max_chars + 1
     for job_id in job_ids:

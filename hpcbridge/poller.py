@@ -20,8 +20,9 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol, Self
 
 from hpcbridge.jobs import JobInfo, JobState
@@ -135,8 +136,10 @@ class StatusPoller:
         self._last_known.pop(job_id, None)
 
     @property
-    def tracked(self) -> dict[str, str | None]:
-        return dict(self._tracked)
+    def tracked(self) -> Mapping[str, str | None]:
+        """Job id -> owner, read-only and live: asking whether one of 10,000 jobs is
+        tracked (every spawner's poll does) copies nothing."""
+        return MappingProxyType(self._tracked)
 
     def info(self, job_id: str) -> JobInfo | None:
         """The latest word on a job (UNKNOWN during an outage)."""
@@ -233,7 +236,9 @@ class StatusPoller:
             for n, job_id in enumerate(ids, 1):
                 info = infos.get(job_id) or JobInfo(job_id, JobState.UNKNOWN,
                                                     reason="missing from the answer")
-                await self._publish(job_id, self._checked(job_id, info))
+                change = self._store(job_id, self._checked(job_id, info))
+                if change is not None:
+                    await self._announce(change)
                 if n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # thousands of jobs: let the loop serve between
         self.failures = self.failures + 1 if failed else 0
@@ -249,22 +254,30 @@ class StatusPoller:
                            reason=f"scheduler reports owner {info.user}, expected {owner}")
         return info
 
-    async def _publish(self, job_id: str, info: JobInfo) -> None:
+    def _store(self, job_id: str, info: JobInfo) -> StateChange | None:
+        """Keep ``info`` and answer those waiting for it; the change to announce, if any.
+        Synchronous: the thousands of jobs whose state stayed cost no coroutine each."""
         if job_id not in self._tracked:
-            return  # untracked while the query ran
+            return None  # untracked while the query ran
         previous = self._infos.get(job_id)
         self._infos[job_id] = info
         if info.state is not JobState.UNKNOWN:
             self._last_known[job_id] = info
-        for future in self._answers.pop(job_id, ()):
-            if not future.done():
-                future.set_result(info)
-        if not _same(previous, info):
-            change = StateChange(job_id, self._tracked[job_id], previous, info)
-            for callback in list(self._subscribers):
-                await _deliver(callback, change)
+        if job_id in self._answers:
+            for future in self._answers.pop(job_id):
+                if not future.done():
+                    future.set_result(info)
+        if previous is not info and not _same(previous, info):
+            return StateChange(job_id, self._tracked[job_id], previous, info)
         if info.state.is_terminal and self.forget_terminal:
             self.untrack(job_id)
+        return None
+
+    async def _announce(self, change: StateChange) -> None:
+        for callback in list(self._subscribers):
+            await _deliver(callback, change)
+        if change.current.state.is_terminal and self.forget_terminal:
+            self.untrack(change.job_id)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 from hpcbridge.errors import (
@@ -38,51 +37,25 @@ from hpcbridge.schedulers.base import (
     UserJob,
     name_chunks,
 )
-from hpcbridge.schedulers.textparse import (
-    expand_hostlist,
-    is_none,
-    parse_duration,
-    parse_int,
-    parse_iso,
-    parse_memory_mb,
+from hpcbridge.schedulers.slurm_status import (
+    STATES as STATES,  # re-exported: the chaos tests read Slurm's state words here
+    LineMemo,
+    is_job_id,
+    map_state,
+    match_ids,
+    parse_sacct,
+    parse_squeue,
 )
+from hpcbridge.schedulers.textparse import is_none, parse_int, parse_memory_mb
 
 if TYPE_CHECKING:
     from hpcbridge.profiles.request import ValidatedRequest
-
-STATES: dict[str, JobState] = {
-    "PENDING": JobState.PENDING,
-    "CONFIGURING": JobState.PENDING,  # nodes allocated and booting; the script has not started
-    "RESV_DEL_HOLD": JobState.PENDING,
-    "RUNNING": JobState.RUNNING,
-    "SIGNALING": JobState.RUNNING,
-    "RESIZING": JobState.RUNNING,
-    "SUSPENDED": JobState.SUSPENDED,
-    "STOPPED": JobState.SUSPENDED,
-    "REQUEUED": JobState.REQUEUED,
-    "REQUEUE_HOLD": JobState.REQUEUED,
-    "REQUEUE_FED": JobState.REQUEUED,
-    "SPECIAL_EXIT": JobState.REQUEUED,  # requeued and held after a special exit code
-    "COMPLETING": JobState.COMPLETING,
-    "STAGE_OUT": JobState.COMPLETING,
-    "COMPLETED": JobState.COMPLETED,
-    "CANCELLED": JobState.CANCELLED,
-    "REVOKED": JobState.CANCELLED,  # a federation sibling started elsewhere
-    "FAILED": JobState.FAILED,
-    "BOOT_FAIL": JobState.NODE_FAIL,
-    "NODE_FAIL": JobState.NODE_FAIL,
-    "TIMEOUT": JobState.TIMEOUT,
-    "DEADLINE": JobState.TIMEOUT,
-    "PREEMPTED": JobState.PREEMPTED,
-    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
-}
 
 #: squeue fields, in order: display id, raw id, array base id, array task id, state,
 #: reason, user, account, partition, node list, start (estimated when pending), time left
 SQUEUE_FORMAT = "%i|%A|%F|%K|%T|%r|%u|%a|%P|%N|%S|%L"
 SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,User,Account,Partition,NodeList,Start,End"
 
-_JOB_ID = re.compile(r"^\d+(?:_(?:\d+|\[[\d,\-%]+\]))?(?:\+\d+)?$")
 _SUBMIT_FAILED = re.compile(r"submission failed:\s*(.+)", re.IGNORECASE)
 
 _UNAVAILABLE = (
@@ -105,119 +78,11 @@ _HARMLESS_CANCEL = ("already completing or completed",)
 _PERMISSION = ("access/permission denied", "permission denied", "invalid user id",
                "user not found")
 
-#: when several array tasks answer for one base id, the most alive one speaks for all
-_AGGREGATE_ORDER = (
-    JobState.RUNNING, JobState.COMPLETING, JobState.SUSPENDED, JobState.REQUEUED,
-    JobState.PENDING, JobState.UNKNOWN, JobState.NODE_FAIL, JobState.OUT_OF_MEMORY,
-    JobState.TIMEOUT, JobState.FAILED, JobState.PREEMPTED, JobState.CANCELLED,
-    JobState.COMPLETED, JobState.ENDED_UNKNOWN,
-)
-
-
-def map_state(text: str) -> JobState:
-    """A Slurm state word (``CANCELLED by 1000``, ``PD`` not accepted) as a JobState."""
-    word = text.strip().split(" ", 1)[0].rstrip("+").upper()
-    return STATES.get(word, JobState.UNKNOWN)
-
-
-def is_job_id(job_id: str) -> bool:
-    return bool(_JOB_ID.match(job_id))
-
-
 def _check_ids(job_ids: Sequence[str]) -> str:
     bad = [j for j in job_ids if not is_job_id(j)]
     if bad or not job_ids:
         raise ValueError(f"not Slurm job ids: {bad!r}" if bad else "no job ids given")
     return ",".join(job_ids)
-
-
-def _aggregate(job_id: str, infos: list[JobInfo]) -> JobInfo:
-    if len(infos) == 1:
-        only = infos[0]
-        return only if only.job_id == job_id else replace(only, job_id=job_id)
-    best = min(infos, key=lambda i: _AGGREGATE_ORDER.index(i.state))
-    nodes = tuple(dict.fromkeys(n for i in infos for n in i.nodes))
-    extra = dict(best.extra, array_tasks=str(len(infos)))
-    return replace(best, job_id=job_id, nodes=nodes, extra=extra)
-
-
-def match_ids(rows: list[tuple[dict[str, str], JobInfo]], job_ids: Sequence[str]
-              ) -> dict[str, JobInfo]:
-    """Match parsed rows to the ids asked for: by shown id, raw id, or array base id."""
-    # pending array tasks share the array's raw id, so the shown id and the array base
-    # are asked first; the raw id only names a split-off task. Nearly every id is found
-    # by its shown id: the other two indexes are built only when one is not.
-    def index(kind: str) -> dict[str, list[JobInfo]]:
-        by: dict[str, list[JobInfo]] = {}
-        for keys, info in rows:
-            by.setdefault(keys[kind], []).append(info)
-        return by
-
-    shown = index("id")
-    others: tuple[dict[str, list[JobInfo]], ...] | None = None
-    out: dict[str, JobInfo] = {}
-    for job_id in job_ids:  # a plain loop: this runs for every tracked job of a round
-        found = shown.get(job_id)
-        if not found:
-            others = others if others is not None else (index("base"), index("raw"))
-            found = others[0].get(job_id) or others[1].get(job_id)
-        if found:
-            out[job_id] = _aggregate(job_id, found)
-    return out
-
-
-def parse_squeue(stdout: str) -> list[tuple[dict[str, str], JobInfo]]:
-    rows = []
-    for line in stdout.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 12 or not is_job_id(fields[0]):
-            continue  # not a record of our format; never guess
-        shown, raw, base, _task, state_word, reason, user, account, part, nodes, start, left = (
-            fields
-        )
-        state = map_state(state_word)
-        info = JobInfo(
-            job_id=shown,
-            state=state,
-            reason=None if is_none(reason) else reason,
-            user=user or None,
-            partition=part or None,
-            nodes=expand_hostlist(nodes),
-            start_time=parse_iso(start),
-            time_left=parse_duration(left) if state in _CLOCK_RUNS else None,
-            extra={"slurm_state": state_word, "account": account, "raw_id": raw},
-        )
-        rows.append(({"id": shown, "raw": raw, "base": base}, info))
-    return rows
-
-
-_CLOCK_RUNS = frozenset({JobState.RUNNING, JobState.SUSPENDED, JobState.COMPLETING})
-
-
-def parse_sacct(stdout: str) -> list[tuple[dict[str, str], JobInfo]]:
-    rows = []
-    for line in stdout.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 10 or not is_job_id(fields[0]):
-            continue  # job steps (123.batch) and foreign lines
-        shown, raw, state_word, exit_code, user, account, part, nodes, start, end = fields
-        code, _, signal = exit_code.partition(":")
-        state = map_state(state_word)
-        info = JobInfo(
-            job_id=shown,
-            state=state,
-            reason=state_word if " " in state_word else None,
-            user=user or None,
-            partition=part or None,
-            nodes=expand_hostlist(nodes) if nodes != "None assigned" else (),
-            start_time=parse_iso(start),
-            exit_code=int(code) if code.isdigit() else None,
-            extra={"slurm_state": state_word, "account": account, "raw_id": raw,
-                   "end_time": end, "signal": signal},
-        )
-        base = shown.split("_", 1)[0]
-        rows.append(({"id": shown, "raw": raw, "base": base}, info))
-    return rows
 
 
 def classify(operation: Operation, returncode: int, stderr: str
@@ -263,6 +128,8 @@ class SlurmDialect:
         self.capabilities = Capabilities(arrays=True, history=history, budgets=True,
                                          availability=True, estimates=True, dask="slurm",
                                          crontab=True)
+        #: the last large queue answer's rows: a poll round parses only lines that changed
+        self._queue_memo = LineMemo()
 
     def is_job_id(self, job_id: str) -> bool:
         return is_job_id(job_id)
@@ -289,7 +156,7 @@ class SlurmDialect:
                         f"--jobs={ids}", f"--format={SQUEUE_FORMAT}"))
 
     def parse_status(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobInfo]:
-        return match_ids(parse_squeue(stdout), job_ids)
+        return match_ids(parse_squeue(stdout, self._queue_memo), job_ids)
 
     def history_command(self, job_ids: Sequence[str]) -> Command | None:
         if not self.use_sacct:
