@@ -189,7 +189,8 @@ class SchedulerClient:
         of a command line holds at most 128 KiB on Linux (about 14,000 eight-digit ids
         in Slurm's ``--jobs=``), locally and in the login node's shell alike."""
         ids = list(dict.fromkeys(job_ids))
-        infos = {j: self.dialect.absent_info(j) for j in ids if not self.dialect.is_job_id(j)}
+        valid = self.dialect.is_job_id
+        infos = {j: self.dialect.absent_info(j) for j in ids if not valid(j)}
         asked = [j for j in ids if j not in infos]
         for chunk in id_chunks(asked):
             result = await self._run(self.dialect.status_command(chunk), as_user,

@@ -76,11 +76,15 @@ Subscriber = Callable[[StateChange], Awaitable[None] | None]
 
 
 def _same(a: JobInfo | None, b: JobInfo) -> bool:
-    if a is None:
+    if a is None or a.state is not b.state:
         return False
-    if a.state is JobState.UNKNOWN and b.state is JobState.UNKNOWN:
-        return True  # the outage goes on; its error text may vary
-    return (a.state, a.reason, a.nodes) == (b.state, b.reason, b.nodes)
+    # UNKNOWN twice: the outage goes on; its error text may vary
+    return a.state is JobState.UNKNOWN or (a.reason == b.reason and a.nodes == b.nodes)
+
+
+#: the terminal states as a tuple: ``in`` compares by identity, where a set would call
+#: the enum's hash (Python code) for each of thousands of jobs a round
+_ENDED = tuple(state for state in JobState if state.is_terminal)
 
 
 #: jobs published between two yields to the event loop within a round
@@ -236,7 +240,7 @@ class StatusPoller:
             for n, job_id in enumerate(ids, 1):
                 info = infos.get(job_id) or JobInfo(job_id, JobState.UNKNOWN,
                                                     reason="missing from the answer")
-                change = self._store(job_id, self._checked(job_id, info))
+                change = self._store(job_id, info)
                 if change is not None:
                     await self._announce(change)
                 if n % YIELD_EVERY == 0:
@@ -246,19 +250,16 @@ class StatusPoller:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _checked(self, job_id: str, info: JobInfo) -> JobInfo:
-        owner = self._tracked.get(job_id)
-        if owner and info.user and info.user != owner:
-            # output naming another owner is not about our job (forged or mismatched)
-            return JobInfo(job_id, JobState.UNKNOWN,
-                           reason=f"scheduler reports owner {info.user}, expected {owner}")
-        return info
-
     def _store(self, job_id: str, info: JobInfo) -> StateChange | None:
         """Keep ``info`` and answer those waiting for it; the change to announce, if any.
         Synchronous: the thousands of jobs whose state stayed cost no coroutine each."""
         if job_id not in self._tracked:
             return None  # untracked while the query ran
+        owner = self._tracked[job_id]
+        if owner and info.user and info.user != owner:
+            # output naming another owner is not about our job (forged or mismatched)
+            info = JobInfo(job_id, JobState.UNKNOWN,
+                           reason=f"scheduler reports owner {info.user}, expected {owner}")
         previous = self._infos.get(job_id)
         self._infos[job_id] = info
         if info.state is not JobState.UNKNOWN:
@@ -268,8 +269,8 @@ class StatusPoller:
                 if not future.done():
                     future.set_result(info)
         if previous is not info and not _same(previous, info):
-            return StateChange(job_id, self._tracked[job_id], previous, info)
-        if info.state.is_terminal and self.forget_terminal:
+            return StateChange(job_id, owner, previous, info)
+        if self.forget_terminal and info.state in _ENDED:
             self.untrack(job_id)
         return None
 
