@@ -10,7 +10,7 @@ import pytest
 
 from hpcbridge.client import SchedulerClient
 from hpcbridge.errors import HostKeyError
-from hpcbridge.jobs import JobState
+from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.poller import StatusPoller
 from hpcbridge.schedulers import PbsDialect, SlurmDialect
 from hpcbridge.transport import SshTransport
@@ -117,3 +117,36 @@ async def test_poller_sees_a_job_start(slurm: SchedulerClient) -> None:
             await changes.aclose()
     finally:
         await slurm.cancel("alice", [job_id])
+
+
+async def test_a_later_round_parses_no_line_again_yet_reads_the_time_left_anew(
+        slurm: SchedulerClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Real squeue lines two rounds apart: the running job's line differs only in its time
+    left, the held job's not at all. The later round parses neither field by field (the
+    adapter's memo of the last answer) and reads what a fresh adapter reads."""
+    from hpcbridge.schedulers import slurm_status
+
+    running = await slurm.submit("alice", SCRIPT)
+    held = await slurm.submit("alice", SCRIPT.replace("sleep", "#SBATCH --hold\nsleep"))
+    try:
+        assert await _wait_for(slurm, running, JobState.RUNNING) is JobState.RUNNING
+        first = await slurm.status([running, held])
+        await asyncio.sleep(1.5)  # squeue's time left counts whole seconds
+        parsed: list[str] = []
+        parse = slurm_status._squeue_row
+        monkeypatch.setattr(slurm_status, "_squeue_row",
+                            lambda line: parsed.append(line) or parse(line))
+        second = await slurm.status([running, held])
+        monkeypatch.undo()
+        fresh = await SchedulerClient(SlurmDialect(), slurm.transport).status([running, held])
+    finally:
+        await slurm.cancel("alice", [running, held])
+    assert parsed == []
+    assert second[held] is first[held] and second[held].state is JobState.PENDING
+    left = [i[running].time_left for i in (first, second, fresh)]
+    assert None not in left and left[0] > left[1] >= left[2]  # type: ignore[operator]
+    def read(info: JobInfo) -> tuple[object, ...]:  # all but the time left
+        return (info.state, info.reason, info.user, info.partition, info.nodes,
+                info.start_time, info.extra)
+
+    assert [read(second[j]) for j in (running, held)] == [read(fresh[j]) for j in (running, held)]
