@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 
 from hpcbridge.jobs import JobInfo, JobState
 from hpcbridge.schedulers.textparse import expand_hostlist, is_none, parse_duration, parse_iso
@@ -151,10 +152,10 @@ class LineMemo:
     KEEP = 8
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[str, Row]] = {}
+        self.rows: dict[str, Row] = {}
         self._passed = 0
 
-    def keep(self, seen: dict[str, tuple[str, Row]]) -> None:
+    def keep(self, seen: dict[str, Row]) -> None:
         # a small answer in between (one job asked about elsewhere) leaves the last large
         # one in place; a queue that shrank for good replaces it after KEEP answers
         if 2 * len(seen) >= len(self.rows) or self._passed >= self.KEEP:
@@ -166,7 +167,7 @@ class LineMemo:
 def parse_squeue(stdout: str, memo: LineMemo | None = None) -> list[Row]:
     """Rows of squeue's status format; lines ``memo`` holds are not parsed again."""
     known = memo.rows if memo is not None else {}
-    seen: dict[str, tuple[str, Row]] = {}
+    seen: dict[str, Row] = {}
     rows: list[Row] = []
     share = threading.current_thread() is not threading.main_thread()
     for n, line in enumerate(stdout.splitlines()):
@@ -177,31 +178,30 @@ def parse_squeue(stdout: str, memo: LineMemo | None = None) -> list[Row]:
             time.sleep(0)
         line = line.strip()
         head, _, left = line.rpartition("|")
-        hit = known.get(head)
-        if hit is None:
-            parsed = _squeue_row(line)
-            if parsed is None:
+        row = known.get(head)
+        if row is None:
+            row = _squeue_row(line)
+            if row is None:
                 continue  # not a record of our format; never guess
-            row = parsed
-        else:
-            row = hit[1]
-            if hit[0] != left and row[3].state in _CLOCK_RUNS:
-                row = (row[0], row[1], row[2], _with_time_left(row[3], left))
-        seen[head] = (left, row)
+        elif row[3].state in _CLOCK_RUNS:
+            time_left = parse_duration(left)
+            if time_left != row[3].time_left:
+                row = (row[0], row[1], row[2], _with_time_left(row[3], time_left))
+        seen[head] = row
         rows.append(row)
     if memo is not None:
         memo.keep(seen)
     return rows
 
 
-def _with_time_left(info: JobInfo, left: str) -> JobInfo:
+def _with_time_left(info: JobInfo, time_left: timedelta | None) -> JobInfo:
     """``info`` with another time left: the rest of the line is the same, so are the other
     fields (``extra`` is shared, not copied). Made as a copy of the new object's fields,
     not through the frozen dataclass's ``__init__`` (a guarded setattr per field): a
     quarter of the cost, paid for every running job of every round."""
     new = object.__new__(JobInfo)
     new.__dict__.update(info.__dict__)
-    new.__dict__["time_left"] = parse_duration(left)
+    new.__dict__["time_left"] = time_left
     return new
 
 
