@@ -203,7 +203,7 @@ class LoopWatch:
             finally:
                 holds.append(time.thread_time() - start)
 
-        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
