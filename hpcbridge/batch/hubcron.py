@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -168,9 +169,12 @@ class Store:
 class HubRecurring:
     """The hub's schedule keeper: registrations in, launcher jobs out (see the module)."""
 
-    def __init__(self, site: Any, state_file: Path) -> None:
+    def __init__(self, site: Any, state_file: Path,
+                 user_exists: Callable[[str], bool] | None = None) -> None:
         self.site = site
         self.store = Store(state_file)
+        #: is the user still one of the hub's? (a user the admin deleted runs nothing)
+        self.user_exists = user_exists or (lambda name: True)
         self._task: asyncio.Task | None = None
 
     @property
@@ -212,6 +216,10 @@ class HubRecurring:
 
     async def tick(self, now: float) -> list[Entry]:
         """Submit every due definition's launcher, concurrently; the entries fired."""
+        for entry in [e for e in self.store.entries.values() if not self.user_exists(e.user)]:
+            log.info("recurring %s of %s: the user is no longer the hub's; removed",
+                     entry.definition_id, entry.user)
+            self.remove(entry.user, entry.definition_id)
         due = [e for e in self.store.entries.values() if e.due(now)]
         if not due:
             return []
@@ -262,8 +270,19 @@ def service(profile_path: str, state_file: str) -> HubRecurring:
         from hpcbridge.site import Site
 
         _SERVICES[state_file] = HubRecurring(Site.load(profile_path, env=os.environ),
-                                             Path(state_file).absolute())
+                                             Path(state_file).absolute(), _hub_users())
     return _SERVICES[state_file]
+
+
+def _hub_users() -> Callable[[str], bool] | None:
+    """Whether a name is a user of the running hub (its database), None outside a hub."""
+    from jupyterhub import orm
+    from jupyterhub.app import JupyterHub
+
+    if not JupyterHub.initialized():
+        return None
+    app = JupyterHub.instance()
+    return lambda name: app.db.query(orm.User).filter_by(name=name).first() is not None
 
 
 def uses_hub(profile: SiteProfile) -> bool:

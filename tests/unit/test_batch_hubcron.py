@@ -165,6 +165,14 @@ def test_nothing_runs_paused_deleted_or_for_a_refused_user(tmp_path: Path) -> No
     assert "does not act as" in (k.store.entries[("alice", DEF_ID)].last_error or "")
 
 
+def test_a_user_the_hub_no_longer_has_runs_nothing_and_leaves_the_file(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    register(k, at("2026-11-30 11:31:10"))
+    k.user_exists = lambda name: name != "alice"  # the admin deleted her
+    assert asyncio.run(k.tick(at("2026-11-30 11:35:01"))) == []
+    assert k.site.recorder.submitted == [] and keeper(tmp_path).store.entries == {}
+
+
 def test_a_scheduler_that_cannot_be_asked_keeps_the_run_due(tmp_path: Path) -> None:
     k = keeper(tmp_path, fail=SchedulerUnavailable("slurmctld does not answer"))
     register(k, at("2026-11-30 11:31:10"))
