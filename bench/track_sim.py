@@ -18,6 +18,8 @@ the jobs change state (queued jobs start, running ones end and are read from ``s
   the longest the loop was held by one of its callbacks (:class:`LoopWatch`): the lag the
   hub's own work causes, whatever the load; and the load averages at the time;
 * memory per tracked job (``tracemalloc``: what tracking and one round's state keep);
+* subscribers: 0, 100 or 500 spawners following one job each (every change is offered to
+  every subscriber: the CPU grows with changes x subscribers);
 * a hub restart: ``servers`` spawners ask :meth:`hpcbridge.site.Site.fresh_info` for their
   jobs at once, all answered by one round (the time until the last has its answer).
 
@@ -38,120 +40,20 @@ import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from bench._common import write_results
+from bench.sim_slurm import SimulatedSlurm
 from hpcbridge.client import SchedulerClient
-from hpcbridge.poller import StatusPoller
+from hpcbridge.poller import StateChange, StatusPoller
 from hpcbridge.schedulers.registry import dialect_for
-from hpcbridge.transport.base import Result
 
 SIZES = (1_000, 2_500, 5_000, 10_000)
 QUICK_SIZES = (1_000, 10_000)
 #: the goals of issue M at 10,000 tracked jobs
 GOAL_CPU_MS, GOAL_LAG_MS = 200, 50
-USERS = tuple(f"user{i:03d}" for i in range(200))
-NODES = tuple(f"nid{i:05d}" for i in range(1, 2001))
-#: the first job id: a center's ids have seven or eight digits
-FIRST_ID = 41_000_000
 TICK = 0.005
-#: simulated seconds between two rounds (the poller's default interval)
-INTERVAL = 30
-#: every job's time limit
-LIMIT = 2 * 3600
-#: the simulated cluster's clock at the first round
-EPOCH = datetime(2026, 11, 30, 8, 0, 0)
-
-
-@dataclass
-class Job:
-    job_id: str
-    user: str
-    state: str = "PENDING"
-    reason: str = "Priority"
-    node: str = ""
-    start: str = "N/A"
-    started: float = 0.0
-    end: str = ""
-    exit_code: str = "0:0"
-
-
-def _slurm_duration(seconds: float) -> str:
-    """squeue's %L: ``[D-]H:MM:SS``, or ``M:SS`` under an hour."""
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class SimulatedSlurm:
-    """A Transport answering ``squeue``/``sacct`` as Slurm would for ``jobs``."""
-
-    def __init__(self, n: int, rng: random.Random) -> None:
-        self.rng = rng
-        self.jobs = {str(FIRST_ID + i): Job(str(FIRST_ID + i), rng.choice(USERS))
-                     for i in range(n)}
-        self.queries: list[str] = []
-        self.now = 0.0  # seconds since EPOCH
-        self.render()
-
-    def advance(self, share: float) -> int:
-        """One poll interval passes and a ``share`` of the jobs change: queued ones start,
-        running ones end (leave the queue; ``sacct`` has them). Returns how many changed."""
-        changed = 0
-        self.now += INTERVAL
-        stamp = (EPOCH + timedelta(seconds=self.now)).strftime("%Y-%m-%dT%H:%M:%S")
-        for job in self.rng.sample(list(self.jobs.values()), int(len(self.jobs) * share)):
-            if job.state == "PENDING":
-                job.state, job.reason = "RUNNING", "None"
-                job.node, job.start, job.started = self.rng.choice(NODES), stamp, self.now
-            elif job.state == "RUNNING":
-                job.state, job.end = self.rng.choice(("COMPLETED", "FAILED", "TIMEOUT")), stamp
-                job.exit_code = "0:0" if job.state == "COMPLETED" else "1:0"
-            changed += 1
-        self.render()
-        return changed
-
-    def render(self) -> None:
-        # squeue's --format of the Slurm adapter: %i|%A|%F|%K|%T|%r|%u|%a|%P|%N|%S|%L;
-        # %L is the time limit of a queued job, the time left of a running one
-        self._queue = "".join(
-            f"{j.job_id}|{j.job_id}|{j.job_id}|N/A|{j.state}|{j.reason}|{j.user}|proj|"
-            f"regular|{j.node}|{j.start}|{_slurm_duration(self._left(j))}\n"
-            for j in self.jobs.values() if j.state in ("PENDING", "RUNNING"))
-        # sacct's fields: JobID,JobIDRaw,State,ExitCode,User,Account,Partition,NodeList,
-        # Start,End
-        self._history = {
-            j.job_id: f"{j.job_id}|{j.job_id}|{j.state}|{j.exit_code}|{j.user}|proj|regular|"
-                      f"{j.node}|{j.start}|{j.end}\n"
-            for j in self.jobs.values() if j.end}
-
-    def _left(self, job: Job) -> float:
-        return LIMIT - (self.now - job.started) if job.state == "RUNNING" else LIMIT
-
-    async def run(self, argv: Sequence[str], *, user: str | None = None,
-                  stdin: bytes | None = None, timeout: float | None = None) -> Result:
-        self.queries.append(argv[0])
-        if argv[0] == "squeue":
-            return Result(0, self._queue, "")
-        if argv[0] == "sacct":
-            ids = next(a for a in argv if a.startswith("--jobs=")).split("=", 1)[1]
-            return Result(0, "".join(self._history.get(j, "") for j in ids.split(",")), "")
-        return Result(1, "", f"{argv[0]}: not simulated")
-
-    async def write_private_file(self, user: str | None, content: bytes) -> str:
-        raise NotImplementedError
-
-    async def remove_file(self, user: str | None, path: str) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -331,6 +233,34 @@ async def _restart(n: int, servers: int, seed: int) -> dict:
             "loop_hold_cpu_ms": _ms(hold)}
 
 
+async def _subscribers(n: int, servers: int, share: float, seed: int) -> dict:
+    """``servers`` spawners follow one job each, as ``spawner.following`` does: each
+    subscribes and ignores other jobs' changes, so a round costs changes x subscribers."""
+    slurm = SimulatedSlurm(n, random.Random(seed))
+    poller = _poller(slurm)
+    for job in slurm.jobs.values():
+        poller.track(job.job_id, job.user, wake=False)
+    await poller.poll_once()
+    heard: list[str] = []
+
+    def follower(job_id: str) -> Callable[[StateChange], None]:
+        def on_change(change: StateChange) -> None:
+            if change.job_id == job_id:
+                heard.append(job_id)
+        return on_change
+
+    for job_id in list(slurm.jobs)[:servers]:
+        poller.subscribe(follower(job_id))
+    cpu: list[float] = []
+    for _ in range(3):
+        slurm.advance(share)
+        start = time.process_time()
+        await poller.poll_once()
+        cpu.append(time.process_time() - start)
+    return {"tracked": n, "subscribers": servers, "changed_per_round": int(n * share),
+            "cpu_ms_per_round_p50": _ms(statistics.median(cpu))}
+
+
 def _summary(largest: dict) -> list[dict]:
     n = f"{largest['tracked']:,} tracked jobs"
     return [
@@ -368,6 +298,9 @@ def bench(args: argparse.Namespace) -> dict:
                "rounds": measured,
                "restart": [asyncio.run(_restart(sizes[-1], servers, args.seed))
                            for servers in ((100, 500) if args.quick else (100, 250, 500))],
+               "subscribers": [asyncio.run(_subscribers(sizes[-1], servers, args.share,
+                                                        args.seed))
+                               for servers in (0, 100, 500)],
                "share_changed_per_round": args.share, "quick": args.quick,
                # wall-clock figures (loop lag) grow with the machine's other load
                "load_average_1min": round(load_before[0], 1),
@@ -381,6 +314,9 @@ def bench(args: argparse.Namespace) -> dict:
               f"longest loop hold {r['loop_hold_cpu_ms']['max']} ms CPU, "
               f"{r['memory_bytes_per_tracked_job']} B per job, "
               f"{r['queries_per_round']} queries per round")
+    for r in results["subscribers"]:
+        print(f"{r['subscribers']} spawners subscribed, {r['tracked']} jobs: "
+              f"{r['cpu_ms_per_round_p50']} ms CPU per round")
     for r in results["restart"]:
         print(f"restart, {r['servers']} servers of {r['tracked']} jobs: all answered in "
               f"{r['seconds_to_all_answers']} s ({r['cpu_ms']} ms CPU)")

@@ -276,7 +276,16 @@ class StatusPoller:
 
     async def _announce(self, change: StateChange) -> None:
         for callback in list(self._subscribers):
-            await _deliver(callback, change)
+            # called here, awaited only when it returns an awaitable: hundreds of spawners
+            # subscribe, each callback mostly returns at once (not its job), and a
+            # coroutine per call would double what a change costs
+            try:
+                result = callback(change)
+            except Exception:
+                log.exception("subscriber %r failed on %s", callback, change.job_id)
+                continue
+            if inspect.isawaitable(result):
+                await _finish(result, callback, change)
         if change.current.state.is_terminal and self.forget_terminal:
             self.untrack(change.job_id)
 
@@ -312,10 +321,8 @@ class StatusPoller:
         await self.stop()
 
 
-async def _deliver(callback: Subscriber, change: StateChange) -> None:
+async def _finish(result: Awaitable[None], callback: Subscriber, change: StateChange) -> None:
     try:
-        result = callback(change)
-        if inspect.isawaitable(result):
-            await result
+        await result
     except Exception:
         log.exception("subscriber %r failed on %s", callback, change.job_id)
