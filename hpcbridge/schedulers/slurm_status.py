@@ -146,7 +146,9 @@ class LineMemo:
     """The rows of the last large ``squeue`` answer, by line without its time left.
 
     Parses may run in worker threads: the memo is only ever replaced, never changed in
-    place, so two parses at once can at worst miss each other's lines."""
+    place, so two parses at once can at worst miss each other's lines. A poller asking per
+    user (``per_user``) gets answers of similar size in turn, each replacing the last: no
+    line is found again, and a round costs what it cost without the memo."""
 
     #: answers in a row too small to displace the memo before it is replaced anyway
     KEEP = 8
