@@ -232,6 +232,17 @@ class SchedulerClient:
         result = await self._run(command, as_user, Operation.HISTORY, tolerate=JobNotFound)
         return self.dialect.parse_accounting(result.stdout, list(job_ids))
 
+    async def memory_sampling(self, *, as_user: str | None = None) -> int | None:
+        """Seconds between the scheduler's samples of a job's memory (0: it takes
+        none); None where the adapter cannot say. SchedulerUnavailable when it cannot
+        be asked."""
+        build = getattr(self.dialect, "memory_sampling_command", None)
+        command = build() if build is not None else None
+        if command is None:
+            return None
+        result = await self._run(command, as_user, Operation.QUERY)
+        return self.dialect.parse_memory_sampling(result.stdout)  # type: ignore[attr-defined]
+
     async def read_private_file(self, user: str, path: str, max_bytes: int) -> str | None:
         """The first ``max_bytes`` of ``path`` read as ``user``; None when it is missing
         or unreadable. SchedulerUnavailable when nobody answers."""

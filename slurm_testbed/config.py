@@ -56,8 +56,12 @@ def compute_capabilities(gen: Generation) -> list[str]:
     our scripts use) in a child it clones into new namespaces; without CAP_SYS_ADMIN
     that clone fails and slurmd exits (``fatal: clone: Operation not permitted``).
     A real node's slurmd runs as root with every capability.
+
+    Both generations: CAP_SYS_PTRACE, without which slurmstepd may open but not read a
+    job's ``/proc/PID/io`` (the kernel checks ptrace access at the read), and
+    jobacct_gather/linux then drops the whole sample: no job ever had a MaxRSS.
     """
-    return ["SYS_ADMIN"] if gen.slurm != "22.05" else []
+    return ["SYS_ADMIN", "SYS_PTRACE"] if gen.slurm != "22.05" else ["SYS_PTRACE"]
 
 
 def node_names(nodes: int) -> list[str]:
@@ -113,7 +117,9 @@ def slurm_conf(nodes: int, gen: Generation | None = None,
         "AccountingStorageEnforce=associations,limits,qos,safe",
         "AccountingStorageTRES=gres/gpu",
         "JobAcctGatherType=jobacct_gather/linux",
-        "JobAcctGatherFrequency=30",
+        # a memory sample every 5 s (Slurm's default is 30): a job shorter than the
+        # interval has no MaxRSS, and the testbed's jobs are short
+        "JobAcctGatherFrequency=task=5",
         # GrpTRESMins budgets need usage, which only multifactor priority records.
         "PriorityType=priority/multifactor",
         "PriorityDecayHalfLife=0",

@@ -236,6 +236,10 @@ class Accounting:
     cpu_seconds: float | None = None
     max_rss_mb: float | None = None
     energy_joules: int | None = None
+    #: every step of the job has ended too: its usage (peak memory) is final. A
+    #: cancelled job ends at once, its steps only when their processes are gone
+    #: (Slurm's KillWait later)
+    settled: bool = True
 
 
 @dataclass(frozen=True)
@@ -322,6 +326,11 @@ class SchedulerDialect(Protocol):
     def parse_accounting(self, stdout: str, job_ids: Sequence[str]) -> dict[str, Accounting]:
         """Accounting of the ids asked for; ids not in the output are left out."""
         ...
+
+    # Optional (an adapter without them is asked nothing): how often the scheduler
+    # samples a job's memory, in seconds (0: never), so that a record can say why it
+    # has no peak memory. ``memory_sampling_command`` -> Command | None,
+    # ``parse_memory_sampling(stdout)`` -> int | None. Slurm: ``scontrol show config``.
 
     def absent_info(self, job_id: str) -> JobInfo:
         """The job is in neither queue nor history while the scheduler answered:

@@ -177,6 +177,12 @@ class SlurmDialect:
     def parse_accounting(self, stdout: str, job_ids: Sequence[str]) -> dict[str, Accounting]:
         return slurm_queries.parse_accounting(stdout, job_ids, map_state)
 
+    def memory_sampling_command(self) -> Command | None:
+        return Command(("scontrol", "show", "config"))
+
+    def parse_memory_sampling(self, stdout: str) -> int | None:
+        return slurm_queries.parse_memory_sampling(stdout)
+
     def absent_info(self, job_id: str) -> JobInfo:
         return JobInfo(job_id, JobState.ENDED_UNKNOWN,
                        reason="left the queue; no record of how it ended",

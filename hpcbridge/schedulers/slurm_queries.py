@@ -351,4 +351,27 @@ def _usage(job_id: str, rows: list[list[str]], steps: list[list[str]],
         elapsed_seconds=max((e for e in elapsed if e is not None), default=None),
         core_seconds=core_seconds if any(e is not None for e in elapsed) else None,
         cpu_seconds=round(sum(cpu), 3) if cpu else None,
-        max_rss_mb=max(rss, default=None), energy_joules=sum(energy) if energy else None)
+        max_rss_mb=max(rss, default=None), energy_joules=sum(energy) if energy else None,
+        settled=all(map_state(s[2]).is_terminal for s in steps))
+
+
+#: ``scontrol show config``: how often jobacct_gather samples a job's tasks
+_GATHER_TYPE = re.compile(r"^JobAcctGatherType\s*=\s*(\S+)\s*$", re.M)
+_GATHER_FREQUENCY = re.compile(r"^JobAcctGatherFrequency\s*=\s*(\S+)\s*$", re.M)
+
+
+def parse_memory_sampling(stdout: str) -> int | None:
+    """Seconds between two samples of a job's memory (``JobAcctGatherFrequency``: ``30``
+    or ``task=30,energy=…``), 0 when nothing samples it (``jobacct_gather/none``, or a
+    task interval of 0); None when the output does not say."""
+    kind = _GATHER_TYPE.search(stdout)
+    if kind and kind.group(1).endswith("/none"):
+        return 0
+    found = _GATHER_FREQUENCY.search(stdout)
+    if not found:
+        return None
+    value = found.group(1)
+    if "=" in value:
+        tasks = [v.split("=", 1)[1] for v in value.split(",") if v.startswith("task=")]
+        value = tasks[0] if tasks else "30"  # Slurm's default task interval
+    return int(value) if value.isdigit() else None

@@ -27,11 +27,34 @@ log = logging.getLogger(__name__)
 
 #: seconds between asks while accounting does not have the job's end yet, and how many
 PAUSES = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 60.0, 120.0, 300.0, 600.0)
+#: how long an ended job's steps may take to report their usage (peak memory): a
+#: cancelled job ends at once, its batch step when its processes are gone (up to
+#: Slurm's KillWait later; until then the step may already read CANCELLED, without its
+#: usage). After this the end is written as it is: a job shorter than the scheduler's
+#: sampling interval never has a peak memory. A failed node's steps never report.
+SETTLE_SECONDS = 35.0
 
 
-def end_part(acct: Accounting | None, info: JobInfo | None, by: str) -> dict[str, Any]:
+def rss_note(acct: Accounting | None, sampling: int | None) -> str | None:
+    """Why the record has no peak memory (``max_rss_mb`` null): the scheduler took no
+    sample of a job shorter than its sampling interval (``sampling`` seconds), or
+    takes none at all; None when there is a peak, or no accounting."""
+    if acct is None or acct.max_rss_mb is not None:
+        return None
+    if sampling == 0:
+        return "not measured: the scheduler samples no job's memory"
+    elapsed = acct.elapsed_seconds
+    if sampling and elapsed is not None and elapsed < sampling:
+        return (f"not sampled: the job ran {elapsed} s, shorter than the scheduler's "
+                f"sampling interval ({sampling} s)")
+    return "not measured by the scheduler"
+
+
+def end_part(acct: Accounting | None, info: JobInfo | None, by: str,
+             sampling: int | None = None) -> dict[str, Any]:
     """The record's ``end`` from accounting (or, where the scheduler keeps none, from
-    the last state the queue showed)."""
+    the last state the queue showed); ``sampling``: the scheduler's memory sampling
+    interval, for :func:`rss_note`."""
     state = acct.state if acct else info.state if info else JobState.ENDED_UNKNOWN
     end: dict[str, Any] = {"state": state.value, "description": state.description,
                            "recorded_at": record.now_iso(), "recorded_by": by}
@@ -49,7 +72,22 @@ def end_part(acct: Accounting | None, info: JobInfo | None, by: str) -> dict[str
         "cpu_seconds": acct.cpu_seconds, "max_rss_mb": acct.max_rss_mb,
         "energy_joules": acct.energy_joules,
     })
+    note = rss_note(acct, sampling)
+    if note:
+        end["max_rss_note"] = note
     return end
+
+
+async def memory_sampling(client: SchedulerClient, user: str, acct: Accounting | None
+                          ) -> int | None:
+    """The scheduler's sampling interval, asked only for a job without a peak memory
+    (one cheap query); None when it cannot be asked or has none to say."""
+    if acct is None or acct.max_rss_mb is not None:
+        return None
+    try:
+        return await client.memory_sampling(as_user=user)
+    except HpcBridgeError:
+        return None
 
 
 def merged(existing: str | None, session: Mapping[str, Any], job_id: str,
@@ -77,13 +115,22 @@ def never_ran(acct: Accounting | None) -> bool:
         not acct.elapsed_seconds
 
 
+def settled(acct: Accounting) -> bool:
+    """The ended job's usage is final: its steps ended with their peak memory, its
+    node failed (whose steps report nothing more), or it never ran."""
+    return acct.state is JobState.NODE_FAIL or never_ran(acct) or \
+        (acct.settled and acct.max_rss_mb is not None)
+
+
 async def ended_accounting(client: SchedulerClient, job_id: str, user: str,
                            pauses=PAUSES, sleep=asyncio.sleep
                            ) -> tuple[bool, Accounting | None]:
     """(known, accounting) once the scheduler has the job's end: (True, None) where it
     keeps no accounting; (False, None) when it never had it within ``pauses``."""
+    waited, last = 0.0, None
     for pause in (0.0, *pauses):
         await sleep(pause)
+        waited += pause
         try:
             found = await client.accounting([job_id], as_user=user)
         except SchedulerUnavailable:
@@ -92,8 +139,10 @@ async def ended_accounting(client: SchedulerClient, job_id: str, user: str,
             return True, None
         acct = found.get(job_id)
         if acct is not None and acct.state.is_terminal:
-            return True, acct
-    return False, None
+            if settled(acct) or waited >= SETTLE_SECONDS:
+                return True, acct
+            last = acct  # its steps' usage may still come
+    return (True, last) if last is not None else (False, None)
 
 
 async def complete(client: SchedulerClient, user: str, home: str,
@@ -110,7 +159,8 @@ async def complete(client: SchedulerClient, user: str, home: str,
     existing = await client.read_private_file(user, path, record.MAX_BYTES)
     if existing is None and acct is None and not ran:
         return None
-    done = merged(existing, session, job_id, end_part(acct, info, by))
+    sampling = await memory_sampling(client, user, acct)
+    done = merged(existing, session, job_id, end_part(acct, info, by, sampling))
     await client.replace_private_file(user, path, record.dumps(done).encode())
     return done
 

@@ -42,6 +42,15 @@ def duration(seconds: Any) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def peak_memory(end: dict[str, Any]) -> tuple[str, str]:
+    """The largest resident memory a record's job had, and why none when it has none
+    (``hpcbridge/sessions/complete.py``'s note)."""
+    mb = end.get("max_rss_mb")
+    if isinstance(mb, int | float) and not isinstance(mb, bool):
+        return (f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"), ""
+    return "–", str(end.get("max_rss_note") or "")[:200]
+
+
 def again_options(rec: dict[str, Any]) -> dict[str, str]:
     request = rec.get("request") or {}
     return {k: str(request[k]) for k in record.OPTION_KEYS if request.get(k) is not None}
@@ -77,6 +86,7 @@ def row(profile: SiteProfile, user: str, name: str, text: str) -> dict[str, Any]
         "request": req, "state": end.get("description") or end.get("state") or "running",
         "used": duration(end.get("elapsed_seconds")),
         "core_hours": "–" if hours is None else f"{hours:.3f}",
+        "memory": peak_memory(end),
         "modules": [f"{m.get('name')}/{m.get('version')}" for m in start.get("modules") or []
                     if isinstance(m, dict)],
         "packages": [str(p) for p in packages],

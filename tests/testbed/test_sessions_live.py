@@ -80,10 +80,13 @@ def ended(hub, testbed, batch_run):
     r = hub.spawn(user, OPTIONS)
     assert r.status_code in (201, 202), r.text
     server = hub.wait_ready(user)
+    ready = time.monotonic()
     session = server["state"]["session"]
     assert server["state"]["job_id"] and "token" not in json.dumps(session).lower()
     out = run_in_new_kernel(f"{hub.url}/user/{user}", hub.user_token(user), CELL, 120, user)
     seen = json.loads(out.strip().splitlines()[-1])
+    # run at least two of the testbed's memory sampling intervals (5 s): a peak memory
+    time.sleep(max(0.0, 11 - (time.monotonic() - ready)))
     hub.stop(user)
     hub.wait_stopped(user)
     done = wait_record(testbed, user, session["id"], lambda rec: rec.get("end"))
@@ -114,6 +117,8 @@ def test_server_record_start_end_current_and_no_token(ended, testbed):
     assert end["state"] == "cancelled" and end["recorded_by"] == "hub", end
     assert end["nodes"] == start["nodes"] and end["cores"] == 2, end
     assert end["elapsed_seconds"] > 0 and end["core_seconds"] >= 2 * end["elapsed_seconds"]
+    # its peak memory, sampled by Slurm (the server's Python and JupyterLab: tens of MB)
+    assert end["max_rss_mb"] > 20 and "max_rss_note" not in end, end
     assert ended["record"]["start"] == start  # the job's part is kept
     # no record of alice's holds the server's token (grep, as root, every record)
     found = testbed.login_exec("root", ["grep", "-rlF", "--", ended["token"], folder],
@@ -207,6 +212,7 @@ def test_my_sessions_in_the_browser_and_start_again(ended, batch_run, hub, testb
             f"{used // 3600}:{used % 3600 // 60:02d}:{used % 60:02d}"
         assert row.locator(".session-core-hours").inner_text() == \
             f"{end['core_seconds'] / 3600:.3f}"
+        assert row.locator(".session-memory").inner_text() == f"{end['max_rss_mb']:.0f} MB"
         packages = len(rec["start"]["packages"]["requirements"])
         summary = row.locator(".session-packages summary")
         assert summary.inner_text() == f"{packages} packages, 1 modules"

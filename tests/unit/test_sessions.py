@@ -157,12 +157,21 @@ def test_array_tasks_share_the_arrays_id():
 class FakeClient:
     """Accounting answers in turn; a home of files (the user's side of the client)."""
 
-    def __init__(self, answers, files=None) -> None:
+    def __init__(self, answers, files=None, sampling=None) -> None:
         self.answers = list(answers)
         self.files = dict(files or {})
+        self.sampling = sampling
+        self.sampling_asked = 0
+
+    async def memory_sampling(self, as_user=None):
+        self.sampling_asked += 1
+        if isinstance(self.sampling, Exception):
+            raise self.sampling
+        return self.sampling
 
     async def accounting(self, ids, as_user=None):
-        answer = self.answers.pop(0)
+        # the last answer stays the scheduler's answer
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -236,3 +245,91 @@ def test_complete_rewrites_a_corrupted_record_from_the_request():
 def test_core_hours():
     assert record.core_hours({"end": {"core_seconds": 7200}}) == 2.0
     assert record.core_hours({"end": None}) is None
+
+
+CONFIG = (Path(__file__).parents[1] / "fixtures" / "slurm" / "scontrol_show_config.txt")
+
+
+def test_the_sampling_interval_from_slurms_config():
+    dialect = SlurmDialect()
+    assert dialect.memory_sampling_command().argv == ("scontrol", "show", "config")
+    assert dialect.parse_memory_sampling(CONFIG.read_text()) == 5  # the testbed's task=5
+    for line, seconds in (("JobAcctGatherFrequency  = 30", 30),
+                          ("JobAcctGatherFrequency  = energy=60,task=15", 15),
+                          ("JobAcctGatherFrequency  = energy=60", 30),  # Slurm's default
+                          ("JobAcctGatherFrequency  = task=0", 0),
+                          ("JobAcctGatherFrequency  = task=x", None), ("nothing", None)):
+        assert dialect.parse_memory_sampling(line + "\n") == seconds, line
+    none = "JobAcctGatherFrequency  = 30\nJobAcctGatherType       = jobacct_gather/none\n"
+    assert dialect.parse_memory_sampling(none) == 0
+
+
+def test_a_record_without_peak_memory_says_why():
+    def end(elapsed, rss, sampling):
+        text = (f"7|7|COMPLETED|0:0|1|{elapsed}|00:01|||c2|2026-11-30T07:00:00|"
+                f"2026-11-30T07:00:30\n7.batch|7.batch|COMPLETED|0:0|1|{elapsed}|00:01|"
+                f"{rss}||c2|2026-11-30T07:00:00|2026-11-30T07:00:30\n")
+        acct = SlurmDialect().parse_accounting(text, ["7"])["7"]
+        return complete.end_part(acct, None, "hub", sampling)
+
+    short = end(3, "", 5)
+    assert short["max_rss_mb"] is None and short["max_rss_note"] == (
+        "not sampled: the job ran 3 s, shorter than the scheduler's sampling interval (5 s)")
+    assert end(12, "92108K", 5)["max_rss_mb"] == 89 and "max_rss_note" not in \
+        end(12, "92108K", 5)
+    assert end(40, "", 30)["max_rss_note"] == "not measured by the scheduler"
+    assert end(3, "", None)["max_rss_note"] == "not measured by the scheduler"
+    assert "samples no job's memory" in end(3, "", 0)["max_rss_note"]
+    assert "max_rss_note" not in complete.end_part(None, None, "hub", 5)
+
+
+def test_complete_asks_the_interval_only_without_a_peak():
+    client = FakeClient([ended_acct()], sampling=30)  # 30 s job, no MaxRSS
+    done = asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
+                                         sleep=no_sleep))
+    assert done["end"]["max_rss_note"] == "not measured by the scheduler"
+    assert client.sampling_asked == 1
+    client = FakeClient([ended_acct()], sampling=SchedulerUnavailable("down"))
+    done = asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
+                                         sleep=no_sleep))  # a failed ask costs the note only
+    assert done["end"]["max_rss_note"] == "not measured by the scheduler"
+    text = ("7|7|COMPLETED|0:0|1|30|00:01|||c2|2026-11-30T07:00:00|2026-11-30T07:00:30\n"
+            "7.batch|7.batch|COMPLETED|0:0|1|30|00:01|2048K||c2|2026-11-30T07:00:00|"
+            "2026-11-30T07:00:30\n")
+    client = FakeClient([SlurmDialect().parse_accounting(text, ["7"])], sampling=5)
+    done = asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
+                                         sleep=no_sleep))
+    assert done["end"]["max_rss_mb"] == 2.0 and client.sampling_asked == 0
+
+
+def test_complete_waits_for_the_steps_of_a_cancelled_job():
+    """scancel ends the job at once; its step (and the step's peak memory) ends when
+    its processes are gone, KillWait later: the end waits for it, a while."""
+    def acct(step_state, rss):
+        return SlurmDialect().parse_accounting(
+            "7|7|CANCELLED by 2001|0:0|1|25|00:01|||c1|2026-11-30T07:00:00|"
+            "2026-11-30T07:00:25\n"
+            f"7.batch|7.batch|{step_state}|0:0|1|25|00:01|{rss}||c1|2026-11-30T07:00:00|"
+            "2026-11-30T07:00:30\n", ["7"])
+
+    assert not acct("RUNNING", "")["7"].settled and acct("CANCELLED", "1024K")["7"].settled
+    client = FakeClient([acct("RUNNING", ""), acct("CANCELLED", "184816K")])
+    done = asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
+                                         sleep=no_sleep))
+    assert done["end"]["max_rss_mb"] == 180 and done["end"]["state"] == "cancelled"
+    # the step reads CANCELLED before its usage came (seen on Slurm 24.11)
+    client = FakeClient([acct("CANCELLED", ""), acct("COMPLETED", "184816K")])
+    done = asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
+                                         sleep=no_sleep))
+    assert done["end"]["max_rss_mb"] == 180
+    # no peak memory ever (a short job; a step that never ends) holds the end back for
+    # SETTLE_SECONDS only, with the note; a failed node's job not at all
+    client = FakeClient([acct("RUNNING", "")] * 5, sampling=30)
+    done = asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
+                                         pauses=(20.0,) * 4, sleep=no_sleep))
+    assert done["end"]["state"] == "cancelled" and len(client.answers) == 2  # 0, 20, 40 s
+    assert "shorter than the scheduler's sampling interval" in done["end"]["max_rss_note"]
+    client = FakeClient([ended_acct()] * 3)
+    asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
+                                  pauses=(20.0,) * 2, sleep=no_sleep))
+    assert len(client.answers) == 2

@@ -85,9 +85,13 @@ def test_users_may_keep_a_crontab_on_both_generations():
         assert "ScronParameters=enable" in config.slurm_conf(3, generations.get(slurm))
 
 
-def test_only_24_11_compute_nodes_may_clone_namespaces():
-    assert config.compute_capabilities(generations.get("22.05")) == []
-    assert config.compute_capabilities(generations.get("24.11")) == ["SYS_ADMIN"]
+def test_compute_node_capabilities_and_memory_sampling():
+    """24.11's slurmd clones namespaces; on both, slurmstepd reads a job's /proc/PID/io
+    (else jobacct_gather drops the sample: no MaxRSS) and samples every 5 s."""
+    for slurm in ("22.05", "24.11"):
+        assert "JobAcctGatherFrequency=task=5" in config.slurm_conf(3, generations.get(slurm))
+    assert config.compute_capabilities(generations.get("22.05")) == ["SYS_PTRACE"]
+    assert config.compute_capabilities(generations.get("24.11")) == ["SYS_ADMIN", "SYS_PTRACE"]
 
 
 def test_exec_starts_root_in_its_own_home():
