@@ -1,4 +1,5 @@
-"""Input files and folders of a batch run (``hpcbridge run --input PATH``): checked before
+"""Input files and folders of a batch run (``hpcbridge run --input PATH``, JupyterLab's
+"Run job with input folder"): checked before
 anything is stored, then copied into the job's folder, which is the notebook's working
 directory, so the notebook reads them by their names as it would beside it.
 
@@ -64,6 +65,22 @@ def check_inputs(paths: Sequence[Path], root: Path, folder: Path, taken: Iterabl
                                "notebook's parameters)")
         found.append(resolved)
     return found
+
+
+def folder_inputs(notebook: Path, folder: Path) -> list[Path]:
+    """JupyterLab's "Run job with input folder": what the notebook's folder holds beside
+    it, to copy into the job's ``folder`` (then checked by :func:`check_inputs`, as
+    ``--input`` paths are). Hidden entries (``.ipynb_checkpoints``, a home's ``.ssh``)
+    are left out; RequestError when the notebook's folder holds the jobs' folder (a
+    notebook in the home folder itself would copy the home)."""
+    source = notebook.parent.resolve()
+    if folder.resolve().is_relative_to(source):
+        raise RequestError(f"the notebook's folder {source.name or source}/ holds the "
+                           f"jobs' folder ({folder.parent.name}/): put the notebook and "
+                           "the files it reads into a folder of their own to run it "
+                           "with its input folder")
+    return sorted(notebook.parent / p.name for p in source.iterdir()
+                  if not p.name.startswith(".") and p.name != notebook.name)
 
 
 def copy_inputs(paths: Sequence[Path], folder: Path) -> None:

@@ -144,8 +144,8 @@ class RecurringJobs:
         with the reason. ``folder``: the existing definition's, when updating."""
         config = self.profile.clusters[self.cluster]
         if want.get("package_input_folder"):
-            raise RequestError("running with the input folder is not supported yet: the "
-                               "job's folder receives the notebook only")
+            raise RequestError("a job definition runs without its input folder (each run "
+                               "receives the notebook only); a single job can run with it")
         formats = list(dict.fromkeys(["ipynb", *(want.get("output_formats") or ())]))
         unknown = [f for f in formats if f not in FORMATS]
         if unknown:

@@ -48,6 +48,7 @@ from traitlets import Type as TypeTrait
 
 from hpcbridge.batch.app import Refused
 from hpcbridge.batch.environments import CLUSTER_ENV
+from hpcbridge.batch.inputs import folder_inputs
 from hpcbridge.batch.jobdefs import RecurringJobs
 from hpcbridge.batch.request import notebook_parameters
 from hpcbridge.sessions.complete import complete_in_background
@@ -153,9 +154,6 @@ class HpcScheduler(RecurringJobs, Scheduler):
 
     def _formats(self, model: CreateJob) -> list[str]:
         """The outputs asked for (the notebook always), or Refused."""
-        if model.package_input_folder:
-            raise Refused("running with the input folder is not supported yet: the "
-                          "job's folder receives the notebook only")
         if model.job_definition_id:
             raise Refused("a job definition's runs start on its schedule or with "
                           "its Run button")
@@ -175,13 +173,15 @@ class HpcScheduler(RecurringJobs, Scheduler):
             content = read_notebook(path, root, model.input_uri)
             parameters, sets = split_sweep(model.parameters, notebook_parameters(content), root)
             names = self.get_job_filenames(probe)
+            folder = Path(self.get_local_output_path(probe))
             return prepare(
                 self.profile, self.user, cluster=self.cluster, notebook=path,
-                content=content, folder=Path(self.get_local_output_path(probe)),
+                content=content, folder=folder,
                 job_id=probe.job_id, outputs={f: names[f] for f in model.output_formats},
                 parameters=parameters, environment=model.runtime_environment_name,
                 compute_type=model.compute_type, options=model.runtime_environment_parameters,
-                sweep=sets)
+                sweep=sets, home=root,
+                inputs=folder_inputs(path, folder) if model.package_input_folder else ())
         except FileNotFoundError:
             raise InputUriError(model.input_uri) from None
         except HpcBridgeError as exc:

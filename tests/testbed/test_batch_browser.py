@@ -87,6 +87,8 @@ def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testb
         fill_create_job(page, hub, "batchtests/slow-square.ipynb", name, ("n", "6"))
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "batch-create-job.png"))
+        # the notebook's folder goes with it (copied into the job's folder, as --input)
+        page.get_by_label("Run job with input folder").check()
         # alice's QOS runs 4 jobs at once: her server and 3 sleepers make the job queue
         sleepers = sbatch_sleepers(testbed, "alice", 3)
         deadline = time.monotonic() + 60
@@ -132,6 +134,10 @@ def test_create_job_in_jupyterlab_runs_it_on_a_compute_node(lab: Lab, hub, testb
         f["file_path"] for f in job["job_files"] if f["file_format"] == "ipynb")))
     assert "square 36" in json.dumps(executed)  # the dialog's parameter took effect
     assert home_text(testbed, "alice", "cat", f"{job_folder(job)}/square.txt") == "36"
+    # "Run job with input folder": the notebook's neighbours were copied in beside it
+    spec = json.loads(home_text(testbed, "alice", "cat", f"{job_folder(job)}/hpcbridge-job.json"))
+    assert "square.ipynb" in spec["inputs"] and "slow-square.ipynb" not in spec["inputs"]
+    assert "square.ipynb" in home_text(testbed, "alice", "ls", job_folder(job)).split()
 
 
 def test_a_sweep_from_the_dialog_runs_as_one_array_and_shows_each_task(

@@ -285,7 +285,7 @@ async def test_a_definition_becomes_a_crontab_entry_beside_the_users_own(make, h
     ({"input_uri": "../bob/nb.ipynb"}, "outside your home folder"),
     ({"input_uri": "work/missing.ipynb"}, "does not exist"),
     ({"output_formats": ["pdf"]}, "output format 'pdf' is not offered"),
-    ({"package_input_folder": True}, "input folder is not supported"),
+    ({"package_input_folder": True}, "a job definition runs without its input folder"),
 ])
 async def test_a_refused_definition_stores_nothing(make, home: Path, tmp_path: Path, change,
                                                    message) -> None:

@@ -187,7 +187,6 @@ async def test_create_job_stages_submits_as_the_user_and_records(make, home: Pat
     ({"input_uri": "work/link.ipynb"}, "outside your home folder"),
     ({"input_uri": "work/missing.ipynb"}, "does not exist"),
     ({"output_formats": ["pdf"]}, "output format 'pdf' is not offered"),
-    ({"package_input_folder": True}, "input folder is not supported"),
     ({"runtime_environment_name": "nope"}, "no such environment 'nope'"),
     ({"compute_type": "huge"}, "no such preset 'huge'"),
 ])
@@ -324,3 +323,43 @@ def test_servers_the_spawner_starts_use_the_batch_backend() -> None:
     classes = dict(a.removeprefix("--SchedulerApp.").split("=") for a in argv[3:])
     assert import_item(classes["scheduler_class"]) is HpcScheduler
     assert import_item(classes["environment_manager_class"]) is ProfileEnvironments
+
+
+async def test_run_job_with_input_folder(make, home: Path, tmp_path: Path,
+                                         monkeypatch) -> None:
+    """JupyterLab's "Run job with input folder": what the notebook's folder holds is
+    copied into the job's folder, checked as `hpcbridge run --input` checks its paths
+    (hidden entries stay behind); refused with nothing stored outside the home, over
+    2 GiB, or for a notebook in the home folder itself (its folder holds ~/jobs)."""
+    work = home / "work"
+    (work / "data").mkdir()
+    (work / "data" / "t.csv").write_text("1,2\n")
+    (work / "config.yaml").write_text("k: 1\n")
+    (work / ".ipynb_checkpoints").mkdir()
+    slurm = FakeSlurm()
+    sched = make(slurm, VirtualClock())
+    job_id = await sched.create_job(create(package_input_folder=True))
+    folder = home / "jobs" / f"nb-{job_id}"
+    assert BatchSpec.read(folder).inputs == ["config.yaml", "data"]
+    assert (folder / "data" / "t.csv").read_text() == "1,2\n"
+    assert not (folder / ".ipynb_checkpoints").exists()
+    assert len(slurm.scripts) == 1 and len(rows(sched)) == 1
+
+    async def attempt(**change) -> None:  # type: ignore[no-untyped-def]
+        await sched.create_job(create(package_input_folder=True, **change))
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (work / "elsewhere").symlink_to(outside)
+    with pytest.raises(SchedulerError, match="outside your home folder"):
+        await attempt()
+    (work / "elsewhere").unlink()
+    monkeypatch.setattr("hpcbridge.batch.inputs.MAX_INPUT_BYTES", 3)
+    with pytest.raises(SchedulerError, match="inputs are larger than"):
+        await attempt()
+    monkeypatch.setattr("hpcbridge.batch.inputs.MAX_INPUT_BYTES", 2 * 2**30)
+    (home / "nb.ipynb").write_text(json.dumps(PARAMETERIZED))
+    with pytest.raises(SchedulerError, match="holds the jobs' folder"):
+        await attempt(input_uri="nb.ipynb")
+    assert len(list((home / "jobs").iterdir())) == 1 and len(slurm.scripts) == 1
+    assert len(rows(sched)) == 1
