@@ -372,7 +372,12 @@ class SchedulerClient:
         if command is None:
             raise SchedulerError(f"{self.dialect.name} keeps no crontab")
         result = await self._crontab(command, user)
-        return self.dialect.parse_crontab(result.returncode, result.stdout)
+        try:
+            return self.dialect.parse_crontab(result.returncode, result.stdout)
+        except ValueError as exc:  # e.g. scrontab is disabled on this cluster
+            raise self.dialect.classify_error(Operation.CRONTAB, result.returncode,
+                                              f"{result.stderr}\n{result.stdout}") or \
+                SubmitRefused(f"the crontab cannot be read: {exc}") from exc
 
     async def write_crontab(self, user: str, text: str) -> None:
         """Replace ``user``'s crontab with ``text``, as her. SubmitRefused with the

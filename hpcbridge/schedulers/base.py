@@ -412,7 +412,8 @@ class SchedulerDialect(Protocol):
         ...
 
     def parse_crontab(self, returncode: int, stdout: str) -> str:
-        """The crontab's text read by ``crontab_read_command`` ("" for none)."""
+        """The crontab's text read by ``crontab_read_command`` ("" for none); ValueError
+        when the read failed."""
         ...
 
     def crontab_write_command(self, text: str) -> Command | None:

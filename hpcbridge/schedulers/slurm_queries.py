@@ -261,9 +261,13 @@ _NOT_IN_SCRON = ("--no-requeue",)
 
 
 def parse_crontab(returncode: int, stdout: str) -> str:
-    if returncode != 0 and stdout.startswith(_NO_CRONTAB) and stdout.count("\n") <= 1:
+    """The crontab ``scrontab -l`` printed; ValueError when it failed otherwise (e.g.
+    "scrontab is disabled on this cluster"): its output is no crontab to write back."""
+    if returncode == 0:
+        return stdout
+    if stdout.startswith(_NO_CRONTAB) and stdout.count("\n") <= 1:
         return ""
-    return stdout
+    raise ValueError(f"scrontab -l exited with {returncode}")
 
 
 def crontab_directives(req: ValidatedRequest) -> list[str]:

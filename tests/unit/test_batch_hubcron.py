@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_scheduler.exceptions import SchedulerError
 from jupyter_scheduler.models import UpdateJobDefinition
 
 from hpcbridge.batch import hubclient, hubcron
@@ -217,6 +218,7 @@ class FakeHub:
         return self.answer
 
 
+DISABLED = SubmitRefused("scrontab refused the crontab: scrontab is disabled on this cluster")
 NO_SCRONTAB = SubmitRefused("this machine has no scrontab command, which recurring jobs "
                             "need; ask the site to install it")
 
@@ -230,10 +232,15 @@ def fake_hub(monkeypatch) -> FakeHub:  # type: ignore[no-untyped-def]
     return hub
 
 
-async def test_without_scrontab_auto_gives_the_definition_to_the_hub(make, home: Path,
-                                                                     fake_hub: FakeHub) -> None:
+@pytest.mark.parametrize("why", [NO_SCRONTAB, DISABLED])
+async def test_without_scrontab_auto_gives_the_definition_to_the_hub(
+        make, home: Path, fake_hub: FakeHub, why: Exception) -> None:  # type: ignore[no-untyped-def]
     slurm = FakeScron()
-    slurm.read_crontab = _refuse  # type: ignore[method-assign]
+
+    async def refuse(user: str) -> str:
+        raise why
+
+    slurm.read_crontab = refuse  # type: ignore[method-assign]
     sched = make(slurm, VirtualClock())
     def_id = await sched.create_job_definition(definition())
     folder = home / "jobs" / "recurring" / f"nb-{def_id}"
@@ -262,6 +269,20 @@ def _definition_files(home: Path) -> list[Path]:
 
 async def _refuse(user: str) -> str:
     raise NO_SCRONTAB
+
+
+async def test_auto_does_not_guess_while_the_scheduler_cannot_be_asked(
+        make, home: Path, fake_hub: FakeHub) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeScron()
+
+    async def away(user: str) -> str:
+        raise SchedulerUnavailable("slurmctld does not answer")
+
+    slurm.read_crontab = away  # type: ignore[method-assign]
+    sched = make(slurm, VirtualClock())
+    with pytest.raises(SchedulerError, match="cannot be asked"):
+        await sched.create_job_definition(definition())
+    assert fake_hub.calls == [] and definition_rows(sched) == []
 
 
 async def test_a_definition_the_hub_refuses_stores_nothing(make, home: Path,

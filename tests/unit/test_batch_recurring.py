@@ -207,6 +207,8 @@ async def test_the_client_reads_and_writes_the_crontab_as_the_user() -> None:
                                              "cluster\n")
     with pytest.raises(SubmitRefused, match="scrontab is disabled on this cluster"):
         await client.write_crontab("alice", "")
+    with pytest.raises(SubmitRefused, match="scrontab is disabled on this cluster"):
+        await client.read_crontab("alice")  # not an empty crontab (recurring: auto asks)
     node.answers["scrontab"] = TransportError("command not found: scrontab")
     with pytest.raises(SubmitRefused, match="this machine has no scrontab command"):
         await client.read_crontab("alice")
