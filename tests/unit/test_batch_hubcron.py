@@ -295,3 +295,18 @@ async def test_a_definition_the_hub_refuses_stores_nothing(make, home: Path,
         await sched.create_job_definition(definition())
     assert not _definition_files(home) and definition_rows(sched) == []
     assert [c[0] for c in fake_hub.calls] == ["PUT", "DELETE"]  # the rollback asks too
+
+
+def test_on_pbs_the_hub_submits_the_same_launcher_as_a_pbs_job() -> None:
+    from hpcbridge.profiles import load_profile, render_script
+
+    profile = load_profile(Path(__file__).resolve().parents[2] / "site_profiles"
+                           / "example-pbspro.yaml")
+    cluster = profile.clusters["derecho"].model_copy(update={"recurring": "hub"})
+    profile = profile.model_copy(update={"clusters": {"derecho": cluster}})
+    entry = hubcron.parse_entry({**BODY, "cluster": "derecho", "compute_type": None,
+                                 "options": {"partition": "develop"}}, "alice", DEF_ID, 0.0)
+    script = render_script(profile, hubcron.launcher_for(profile, entry))
+    assert "#PBS -N hpcb-cron" in script and "#PBS -l select=1:ncpus=1:mem=1gb" in script
+    assert script.rstrip().endswith("exec /opt/venv/bin/python -m hpcbridge.batch.recurring "
+                                    "/home/alice/jobs/recurring/sq")
