@@ -47,6 +47,11 @@ def rss_note(acct: Accounting | None, sampling: int | None) -> str | None:
     if sampling and elapsed is not None and elapsed < sampling:
         return (f"not sampled: the job ran {elapsed} s, shorter than the scheduler's "
                 f"sampling interval ({sampling} s)")
+    if sampling and elapsed is not None and elapsed < 2 * sampling:
+        # the first sample comes an interval after the task started, which is after
+        # the job's start (its login shell, the environment): a job of 6 s may miss it
+        return (f"not sampled: the job ran {elapsed} s, the scheduler samples every "
+                f"{sampling} s")
     return "not measured by the scheduler"
 
 

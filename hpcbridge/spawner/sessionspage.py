@@ -18,6 +18,7 @@ same checks as every batch submission and answers with the job or the refusal.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -110,12 +111,55 @@ async def user_rows(site: Site, user: str) -> tuple[list[dict[str, Any]], list[s
         except HpcBridgeError as exc:
             problems.append(f"cluster {name}: cannot read your records now ({exc})")
             continue
+        files = await with_ends(site, user, {n: t for n, t in files.items() if n not in seen})
         for file_name, text in files.items():
-            if file_name not in seen:
-                seen.add(file_name)
-                rows.append(row(site.profile, user, file_name, text))
+            seen.add(file_name)
+            rows.append(row(site.profile, user, file_name, text))
     rows.sort(key=lambda r: r["id"], reverse=True)
     return rows, problems
+
+
+#: records one page load completes at most (each costs an accounting query)
+MAX_COMPLETIONS = 20
+
+
+async def with_ends(site: Site, user: str, files: dict[str, str]) -> dict[str, str]:
+    """``files`` (name -> text), the end written into the records whose job ended since
+    (a batch run's: nobody else watches it; a server's end a restarted hub missed): one
+    status query per cluster for all open records, then the accounting of those that
+    ended, without waiting for more (``hpcbridge/sessions/complete.py``)."""
+    from hpcbridge.sessions.complete import complete
+
+    open_: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, text in files.items():
+        try:
+            rec = record.loads(text)
+        except ValueError:
+            continue
+        if not rec.get("end") and rec.get("job_id") and rec.get("user") == user and \
+                rec["cluster"] in site.profile.clusters:
+            open_.setdefault(rec["cluster"], []).append((name, rec))
+    out, budget = dict(files), MAX_COMPLETIONS
+    for cluster, recs in open_.items():
+        client = site.client(cluster)
+        home = record.home_of(site.profile.clusters[cluster].home, user)
+        try:
+            states = await client.status([r["job_id"] for _, r in recs], as_user=user)
+        except HpcBridgeError:
+            continue  # shown as they are; the next load asks again
+        ended = [(n, r) for n, r in recs
+                 if (info := states.get(r["job_id"])) is not None and info.state.is_terminal]
+        ended, budget = ended[:budget], budget - len(ended[:budget])
+        done = await asyncio.gather(*(
+            complete(client, user, home, r, r["job_id"], info=states[r["job_id"]],
+                     by="hub", pauses=()) for _, r in ended), return_exceptions=True)
+        for (name, _), result in zip(ended, done, strict=True):
+            if isinstance(result, dict):
+                out[name] = record.dumps(result)
+            elif isinstance(result, BaseException):
+                log.warning("cannot complete session record %s of %s: %s", name, user,
+                            result)
+    return out
 
 
 #: how long the login node may take to check and submit a batch run again

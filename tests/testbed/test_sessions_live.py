@@ -268,6 +268,18 @@ def test_my_sessions_in_the_browser_and_start_again(ended, batch_run, hub, testb
                                  check=False).returncode and time.monotonic() < deadline:
             time.sleep(1)
         assert home_text(testbed, "alice", "cat", f"{refolder}/square.txt") == "36"
+        # both batch runs ended: the page writes their ends (nobody else watches them)
+        deadline = time.monotonic() + 60  # square.txt comes before the runner's end
+        while [r for r in squeue(testbed, "alice", "%i") if r[0] == rerun] and \
+                time.monotonic() < deadline:
+            time.sleep(1)
+        page.goto(f"{hub.url}/hub/sessions")
+        for rid in (batch["id"], respec["session"]["id"]):
+            assert page.locator(f'tr[data-session="{rid}"] .session-state').inner_text() \
+                == "completed"
+        ends = [wait_record(testbed, "alice", rid, lambda r: r.get("end"), timeout=5)["end"]
+                for rid in (batch["id"], respec["session"]["id"])]
+        assert all(e["state"] == "completed" and e["recorded_by"] == "hub" for e in ends)
     finally:
         page.close()
         testbed.login_exec("alice", ["rm", "-f", "--", *(

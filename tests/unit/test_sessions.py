@@ -277,14 +277,16 @@ def test_a_record_without_peak_memory_says_why():
         "not sampled: the job ran 3 s, shorter than the scheduler's sampling interval (5 s)")
     assert end(12, "92108K", 5)["max_rss_mb"] == 89 and "max_rss_note" not in \
         end(12, "92108K", 5)
-    assert end(40, "", 30)["max_rss_note"] == "not measured by the scheduler"
+    assert end(40, "", 30)["max_rss_note"] == \
+        "not sampled: the job ran 40 s, the scheduler samples every 30 s"
+    assert end(60, "", 30)["max_rss_note"] == "not measured by the scheduler"
     assert end(3, "", None)["max_rss_note"] == "not measured by the scheduler"
     assert "samples no job's memory" in end(3, "", 0)["max_rss_note"]
     assert "max_rss_note" not in complete.end_part(None, None, "hub", 5)
 
 
 def test_complete_asks_the_interval_only_without_a_peak():
-    client = FakeClient([ended_acct()], sampling=30)  # 30 s job, no MaxRSS
+    client = FakeClient([ended_acct()], sampling=10)  # 30 s job, no MaxRSS
     done = asyncio.run(complete.complete(client, "alice", "/home/alice", session(), "7",
                                          sleep=no_sleep))
     assert done["end"]["max_rss_note"] == "not measured by the scheduler"

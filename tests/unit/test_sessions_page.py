@@ -92,3 +92,46 @@ def test_read_small_files_one_entry_per_file_whatever_the_text(tmp_path):
     assert json.loads(found["a.json"]) == {"a": [1, 2]}
     assert asyncio.run(client.read_small_files(getpass.getuser(), str(tmp_path / "none"),
                                                ".json", max_bytes=2048)) == {}
+
+
+def test_the_page_writes_the_end_of_records_whose_job_ended():
+    """A batch run's record has no end until someone sees the job end: the page asks
+    once for all open records (one status query), completes those that ended from
+    accounting and shows them so; running ones and others' records stay as they are."""
+    from hpcbridge.jobs import JobInfo, JobState
+    from tests.unit.test_sessions import FakeClient
+
+    ended_text = ("7|7|COMPLETED|0:0|1|12|00:01|||c2|2026-11-30T07:00:00|"
+                  "2026-11-30T07:00:12\n7.batch|7.batch|COMPLETED|0:0|1|12|00:01|92108K||c2|"
+                  "2026-11-30T07:00:00|2026-11-30T07:00:12\n")
+
+    queries: list[list[str]] = []
+
+    class Client(FakeClient):
+        async def status(self, ids, as_user=None):
+            queries.append(list(ids))
+            return {"7": JobInfo("7", JobState.COMPLETED), "8": JobInfo("8", JobState.RUNNING)}
+
+    client = Client([SlurmDialect().parse_accounting(ended_text, ["7"])])
+
+    class Site:
+        profile = PROFILE
+
+        def client(self, name):
+            return client
+
+    batch = a_record(kind="batch", folder="/home/alice/jobs/nb-1", job_id="7", end=None)
+    running = a_record(id="20261130T070001Z-bbbbbb", job_id="8", end=None)
+    foreign = a_record(id="20261130T070002Z-cccccc", job_id="7", end=None, user="bob")
+    files = {f"{r['id']}.json": record.dumps(r) for r in (batch, running, foreign)}
+    for name, text in files.items():
+        client.files[f"/home/alice/{record.FOLDER}/{name}"] = text
+    out = asyncio.run(sessionspage.with_ends(Site(), "alice", files))
+    assert queries == [["7", "8"]]  # one query for the open records
+    done = record.loads(out[f"{RID}.json"])
+    assert done["end"]["state"] == "completed" and done["end"]["max_rss_mb"] == 89
+    assert record.loads(client.files[f"/home/alice/{record.FOLDER}/{RID}.json"])["end"]
+    assert out[f"{running['id']}.json"] == files[f"{running['id']}.json"]
+    assert out[f"{foreign['id']}.json"] == files[f"{foreign['id']}.json"]
+    row = sessionspage.row(PROFILE, "alice", f"{RID}.json", out[f"{RID}.json"])
+    assert (row["state"], row["memory"]) == ("completed", ("89 MB", ""))
