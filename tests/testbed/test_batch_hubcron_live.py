@@ -1,11 +1,13 @@
 """Schedules the hub keeps, on the Slurm 22.05 testbed: Debian bookworm's Slurm client has
 no ``scrontab``, so the testbed profile's ``recurring: auto`` gives the definition to the
 hub (hpcbridge/batch/hubcron.py), which submits each run's launcher as alice while no
-server of hers runs. Real slurmctld, real JupyterHub, real minutes (no faked clock)."""
+server of hers runs, also after it was killed and restarted over a minute of the
+schedule. Real slurmctld, real JupyterHub, real minutes (no faked clock)."""
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
@@ -14,6 +16,15 @@ from tests.testbed.batchtools import SERVER, open_lab
 from tests.testbed.test_batch_live import _runs
 
 pytestmark = pytest.mark.testbed
+
+
+def _wait_runs(testbed, folder: str, count: int, hub) -> list[dict]:  # type: ignore[no-untyped-def]
+    deadline, runs = time.monotonic() + 150, []  # a loaded machine may skip a minute
+    while len(runs) < count and time.monotonic() < deadline:
+        time.sleep(2)
+        runs = _runs(testbed, folder)
+    assert len(runs) >= count, (runs, _kept(hub))
+    return runs
 
 
 def _kept(hub) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -48,20 +59,31 @@ def test_the_hub_runs_a_schedule_where_scrontab_is_missing(hub, testbed) -> None
         hub.wait_stopped("alice", SERVER)
         stopped = time.monotonic()
 
-        # no server of alice's runs: the hub submits a launcher each minute, as her
-        deadline, runs = time.monotonic() + 200, []  # a loaded machine may skip a minute
-        while len(runs) < 2 and time.monotonic() < deadline:
-            time.sleep(2)
-            runs = _runs(testbed, folder)
-        assert len(runs) >= 2, (runs, _kept(hub))
+        # no server of alice's runs: the hub submits a launcher at the next minute, as her
+        runs = _wait_runs(testbed, folder, 1, hub)
+        # the hub dies hard and stays down over the next minute; back, it reads its file
+        # and runs the missed minute once, with no server asking it to
+        (before,) = _kept(hub)
+        hub.runner.kill(signal.SIGKILL)
+        time.sleep(62 - time.time() % 60)  # the real clock: past the next minute
+        down_until = time.time()
+        hub.runner.restart()
+        deadline, entry = time.monotonic() + 60, before
+        while entry["last_run"] < down_until and time.monotonic() < deadline:
+            time.sleep(1)
+            (entry,) = _kept(hub)
+        # at its start, not at the next minute (which comes 60 s after down_until)
+        assert entry["definition_id"] == def_id and \
+            down_until <= entry["last_run"] < down_until + 45, (entry, down_until)
+        catch_up = entry["last_run"] - down_until
+        runs = _wait_runs(testbed, folder, 2, hub)
         assert all(r["scheduler_job_id"] and not r["error"] for r in runs), runs
         print(f"\nhub-kept schedule: two runs {time.monotonic() - stopped:.0f} s after the "
-              f"server stopped")
-        (entry,) = _kept(hub)
-        launcher = entry["last_job"]
-        account = testbed.login_exec("alice", ["sacct", "-n", "-X", "-P", "-j", launcher,
-                                               "-o", "User,JobName"]).stdout.decode()
-        assert account.strip() == "alice|hpcb-cron", account
+              f"server stopped, the second submitted {catch_up:.0f} s after the hub was "
+              f"started again (job {before['last_job']} before, {entry['last_job']} after)")
+        account = testbed.login_exec("alice", ["sacct", "-n", "-X", "-P", "-j",
+                                               entry["last_job"], "-o", "User,JobName"])
+        assert account.stdout.decode().strip() == "alice|hpcb-cron", account
 
         next(lab_session, None)  # its clean-up (the server stopped already)
         lab_session = open_lab(hub, testbed)
