@@ -175,7 +175,9 @@ def plot_warm(warm: dict, out: Path) -> Path | None:
 
 def scale_series(scale: dict, pick: Callable[[dict], float | None]
                  ) -> list[tuple[int, float]]:
-    return [(s["n"], v) for s in scale.get("steps", []) if (v := pick(s)) is not None]
+    """(running servers, figure) of each step (fewer than asked when spawns failed)."""
+    return [(s.get("running_jobs", s["n"]), v) for s in scale.get("steps", [])
+            if (v := pick(s)) is not None]
 
 
 def plot_scale_rpc(scale: dict, out: Path) -> Path | None:
@@ -189,7 +191,7 @@ def plot_scale_rpc(scale: dict, out: Path) -> Path | None:
     xs, ys = zip(*ours, strict=True)
     ax.plot(xs, [max(y, 0.1) for y in ys], "o-", color=COLORS[OURS], label=OURS)
     for kind, marker in (("measured", "s-"), ("computed", "s--")):
-        pts = [(s["n"], bs["rpc_per_min_at_30s"]) for s in scale["steps"]
+        pts = [(s.get("running_jobs", s["n"]), bs["rpc_per_min_at_30s"]) for s in scale["steps"]
                if (bs := s.get("batchspawner"))
                and bool(bs.get("computed")) == (kind == "computed")]
         if pts:
@@ -207,7 +209,7 @@ def plot_scale_rpc(scale: dict, out: Path) -> Path | None:
     ax.set_xlabel("running notebook servers")
     ax.set_ylabel("slurmctld RPCs per minute (sdiag)")
     ax.set_title("One hub at scale: scheduler load")
-    ax.legend(loc="upper left")
+    ax.legend(loc="center right")
     ax.grid(alpha=0.3)
     return _save(fig, out)
 

@@ -35,8 +35,8 @@ from pathlib import Path
 from bench import scale_measure as m
 from bench import stages
 from bench._common import write_results
-from bench.spawn_client import Driver, percentile, slots, summary, wait_queue_empty
-from bench.spawn_scale import caps_for, hub_uids, qos_for
+from bench.spawn_client import Driver, left_after, percentile, slots, summary, wait_queue_empty
+from bench.spawn_scale import ORPHAN_WAIT, caps_for, hub_uids, qos_for
 from hpcbridge.hubrun import Hub
 from slurm_testbed.cluster import Testbed, testbed_name
 from slurm_testbed.engine import REPO
@@ -163,8 +163,7 @@ def burst(tb: Testbed, sh: ScaleHub, caps: dict[str, int], n: int, timeout: floa
     print(f"burst of {n}: {result['outcomes']}, all ready after "
           f"{result['time_to_all_ready_s']} s, p50 {result['p50_s']} s, p95 "
           f"{result['p95_s']} s; stages {per_stage}", flush=True)
-    sh.driver.stop_all(tb, pairs, timeout=300)
-    return result
+    return {**result, "after_stop": stop_every_server(tb, sh, pairs)}
 
 
 def run(tb: Testbed, args: argparse.Namespace) -> dict:
@@ -185,15 +184,28 @@ def run(tb: Testbed, args: argparse.Namespace) -> dict:
                         spawns = spawn_chunks(sh.driver, new, args.spawn_timeout)
                         running += new
                         steps.append({**step(tb, sh, n, args, uids, per_server),
-                                      "spawned": summary(spawns)})
+                                      "spawned": {**summary(spawns), "not_ready": [
+                                          r.row() for r in spawns if r.outcome != "ready"
+                                      ][:10]}})
                 finally:
-                    sh.driver.stop_all(tb, running, timeout=600)
-                wait_queue_empty(tb, 120)
+                    after_ramp = stop_every_server(tb, sh, running)
                 burst_result = burst(tb, sh, caps, args.burst, args.spawn_timeout)
         finally:
             errors = log_errors(sh.hub.dir / "jupyterhub.log")
             sh.hub.down()
-    return {"idle": idle, "steps": steps, "burst": burst_result, "hub_log_errors": errors}
+    return {"idle": idle, "steps": steps, "after_ramp": after_ramp, "burst": burst_result,
+            "hub_log_errors": errors}
+
+
+def stop_every_server(tb: Testbed, sh: ScaleHub, pairs: list[tuple[str, str]]) -> dict:
+    """Stop ``pairs`` through the hub; what is left: servers the hub still lists, and jobs
+    still queued or running once the hub answered every stop (then cancelled by hand)."""
+    stuck = sh.driver.stop_servers(pairs, timeout=600)
+    left = left_after(tb, ORPHAN_WAIT)
+    wait_queue_empty(tb, 5)  # cancels them
+    if left:
+        print(f"{len(left)} jobs still queued or running after every stop: {left}", flush=True)
+    return {"servers_not_stopped": len(stuck), "jobs_left_after_stop": left}
 
 
 def log_errors(log: Path, keep: int = 12) -> dict:
@@ -237,6 +249,11 @@ NOTES = (
 )
 
 
+def _running(step: dict) -> str:
+    n, jobs = step["n"], step.get("running_jobs", step["n"])
+    return f"{n} running" if jobs == n else f"{n} ({jobs}) running"
+
+
 def summary_rows(data: dict) -> list[dict]:
     """Rows for docs/benchmarks.md's overview: per step and for the burst."""
     rows: list[dict] = []
@@ -245,21 +262,24 @@ def summary_rows(data: dict) -> list[dict]:
         bs = s.get("batchspawner") or {}
         theirs = bs.get("rpc_per_min_at_30s")
         label = " (batchspawner computed)" if bs.get("computed") else ""
-        rows.append({"measure": f"scale: slurmctld RPCs/min, {s['n']} running{label}",
+        rows.append({"measure": f"scale: slurmctld RPCs/min, {_running(s)}{label}",
                      "hpcbridge": ours, "batchspawner": theirs,
                      "ratio": round(theirs / ours, 1) if ours and theirs else None,
                      "ratio_is": "batchspawner/hpcbridge"})
     for s in data["steps"]:
         lag = s["loop_lag"]
-        rows.append({"measure": f"scale: {s['n']} running: hub RSS MiB / CPU % during a "
+        rows.append({"measure": f"scale: {_running(s)}: hub RSS MiB / CPU % during a "
                                 f"poll / loop lag p99 ms (during polls)",
                      "hpcbridge": f"{s['hub_rss_mib']} / "
                                   f"{s['hub_cpu_percent']['during_polls']} / "
                                   f"{lag['all']['p99_ms']} ({lag['during_polls']['p99_ms']})"})
     b = data["burst"]
+    ready = b["outcomes"].get("ready", 0)
+    others = ", ".join(f"{v} {k}" for k, v in b["outcomes"].items() if k != "ready")
     rows.append({"measure": f"scale: burst of {b['n']} spawns: ready / time to all ready s "
-                            f"/ p95 s", "hpcbridge": f"{b['outcomes']} / "
-                                                      f"{b['time_to_all_ready_s']} / {b['p95_s']}"})
+                            f"/ p95 s of those ready",
+                 "hpcbridge": f"{ready} of {b['n']}{f' ({others})' if others else ''} / "
+                              f"{b['time_to_all_ready_s'] or 'not all'} / {b['p95_s']}"})
     return rows
 
 
