@@ -126,11 +126,7 @@ class SshTransport(FileOpsMixin):
 
     def _run_blocking(self, user: str, line: str, stdin: bytes | None, limit: float) -> Result:
         deadline = time.monotonic() + limit
-        try:
-            chan = self._open_channel(user)
-        except (paramiko.SSHException, EOFError, OSError):
-            self._forget(user)  # the kept connection died; a new one is safe to try
-            chan = self._open_channel(user)
+        client, chan = self._channel(user, deadline)
         try:
             chan.settimeout(max(0.1, deadline - time.monotonic()))
             chan.exec_command(line)
@@ -138,24 +134,49 @@ class SshTransport(FileOpsMixin):
                 chan.sendall(stdin)
             chan.shutdown_write()
             return _collect(chan, deadline, f"{line.split(' ', 1)[0]} on {self.host} as {user}")
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            self._forget(user)
-            raise Unreachable(f"connection to {self.host} as {user} failed: {exc}") from exc
+        except _LINK_ERRORS as exc:
+            self._forget_if_dead(user, client)
+            raise Unreachable(f"connection to {self.host} as {user} failed: "
+                              f"{_said(exc)}") from exc
         finally:
             chan.close()
 
-    def _open_channel(self, user: str) -> paramiko.Channel:
-        client = self._client(user)
-        transport = client.get_transport()
-        if transport is None or not transport.is_active():
-            raise paramiko.SSHException("connection is closed")
-        return transport.open_session(timeout=self.connect_timeout)
+    def _channel(self, user: str, deadline: float) -> tuple[paramiko.SSHClient, paramiko.Channel]:
+        """A session channel on the user's kept connection. A dead connection is replaced
+        (once); a channel the server refuses on a live one (sshd's MaxSessions, while other
+        commands of the user run on it) is asked for again until the deadline, and the
+        connection with those commands on it stays open. Anything else: Unreachable."""
+        replaced = False
+        while True:
+            client = self._client(user)  # connects anew when the kept one is closed
+            transport = client.get_transport()
+            try:
+                if transport is None or not transport.is_active():
+                    raise paramiko.SSHException("connection is closed")
+                wait = max(0.1, min(self.connect_timeout, deadline - time.monotonic()))
+                return client, transport.open_session(timeout=wait)
+            except _LINK_ERRORS as exc:
+                alive = self._forget_if_dead(user, client)
+                if not alive and not replaced:
+                    replaced = True
+                    continue
+                if alive and time.monotonic() + _REFUSED_RETRY < deadline:
+                    time.sleep(_REFUSED_RETRY)
+                    continue
+                raise Unreachable(f"cannot open a session on {self.host} as {user}: "
+                                  f"{_said(exc)}") from None
 
-    def _forget(self, user: str) -> None:
+    def _forget_if_dead(self, user: str, client: paramiko.SSHClient) -> bool:
+        """Close and drop ``client`` when its connection is dead; whether it is alive.
+        A live one stays: the user's other commands may be running on it."""
+        transport = client.get_transport()
+        if transport is not None and transport.is_active():
+            return True
         with self._lock:
-            client = self._clients.pop(user, None)
-        if client is not None:
-            client.close()
+            if self._clients.get(user) is client:
+                del self._clients[user]
+        client.close()
+        return False
 
     def _client(self, user: str) -> paramiko.SSHClient:
         with self._lock:
@@ -163,6 +184,8 @@ class SshTransport(FileOpsMixin):
             transport = client.get_transport() if client else None
             if client is not None and transport is not None and transport.is_active():
                 return client
+            if client is not None:
+                client.close()  # its connection died
             client = self._connect(user)
             self._clients[user] = client
             return client
@@ -207,6 +230,18 @@ class SshTransport(FileOpsMixin):
         transport.set_keepalive(self.keepalive)
         _no_delay(transport.sock)
         return client
+
+
+#: what paramiko raises when a connection or a channel fails (ChannelException, a channel
+#: refused on a live connection, is an SSHException too)
+_LINK_ERRORS = (paramiko.SSHException, EOFError, OSError)
+#: seconds between asking again for a channel the server refused on a live connection
+_REFUSED_RETRY = 0.25
+
+
+def _said(exc: BaseException) -> str:
+    """An exception's words; its type where it has none (paramiko's EOFError)."""
+    return str(exc) or type(exc).__name__
 
 
 def _collect(chan: paramiko.Channel, deadline: float, what: str) -> Result:

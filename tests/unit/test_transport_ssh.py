@@ -58,6 +58,22 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    yield from _sshd(tmp_path_factory, "")
+
+
+@pytest.fixture(scope="module")
+def sshd_two_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """An sshd that opens at most two sessions on one connection (MaxSessions 2)."""
+    yield from _sshd(tmp_path_factory, "MaxSessions 2\n")
+
+
+@pytest.fixture(scope="module")
+def sshd_no_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """An sshd that lets users log in and refuses every session (MaxSessions 0)."""
+    yield from _sshd(tmp_path_factory, "MaxSessions 0\n")
+
+
+def _sshd(tmp_path_factory: pytest.TempPathFactory, extra: str) -> Iterator[Sshd]:
     d = tmp_path_factory.mktemp("sshd")
     _keygen(d / "host_key")
     _keygen(d / "user_key")
@@ -68,7 +84,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         f"PidFile {d / 'sshd.pid'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
         "StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\n"
-        f"AllowUsers {getpass.getuser()}\n")
+        f"AllowUsers {getpass.getuser()}\n{extra}")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
@@ -148,6 +164,30 @@ async def test_reconnects_after_the_server_drops_the_connection(sshd: Sshd) -> N
         sshd.drop_connections()
         await asyncio.sleep(0.2)
         assert (await t.run(["echo", "after"])).stdout == "after\n"
+    finally:
+        await t.close()
+
+
+async def test_sessions_refused_on_a_live_connection_wait_and_spare_the_running_ones(
+        sshd_two_sessions: Sshd) -> None:
+    # six commands of one user at once on her one connection, two sessions allowed: the
+    # refused ones ask again, and no command loses its connection to another's refusal
+    t = transport(sshd_two_sessions)
+    try:
+        results = await asyncio.gather(*(t.run(["sh", "-c", f"sleep 0.3; echo {i}"],
+                                               timeout=30) for i in range(6)))
+        assert [r.stdout for r in results] == [f"{i}\n" for i in range(6)]
+        assert len(t._clients) == 1
+    finally:
+        await t.close()
+
+
+async def test_sessions_refused_until_the_deadline_are_unreachable_not_raw(
+        sshd_no_sessions: Sshd) -> None:
+    t = transport(sshd_no_sessions)
+    try:
+        with pytest.raises(Unreachable, match=r"cannot open a session on 127\.0\.0\.1"):
+            await t.run(["true"], timeout=1.0)
     finally:
         await t.close()
 
