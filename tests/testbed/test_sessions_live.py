@@ -130,16 +130,7 @@ def test_export_rebuilds_the_kernels_packages(ended, testbed, tmp_path):
     """`hpcbridge session export` on the login node, as alice: its requirements.txt pins
     exactly the nodes' locked environment, and a fresh venv installs from it (a few of
     its pure Python packages, at exactly the recorded versions)."""
-    rid = ended["record"]["id"]
-    out = f"/home/alice/export-{rid}"
-    done = testbed.login_exec("alice", ["/opt/hpcbridge/venv/bin/python", "-m", "hpcbridge",
-                                        "session", "export", rid, "--to", out])
-    assert done.returncode == 0, done.stderr
-    listed = testbed.login_exec("alice", ["ls", out]).stdout.decode().split()
-    assert {"record.json", "requirements.txt", "environment.yml", "job.sh",
-            "job.log"} <= set(listed), listed
-    text = testbed.login_exec("alice", ["cat", f"{out}/requirements.txt"]).stdout.decode()
-    testbed.login_exec("alice", ["rm", "-rf", "--", out])
+    text = exported_requirements(testbed, ended["record"]["id"])
     pins = {canonical(line) for line in text.splitlines() if line and not line.startswith("#")}
     assert any(line.startswith("# not from an index: hpcbridge") for line in text.splitlines())
     # the pins are the nodes' lock (from which the image was built, hash-checked), plus
@@ -164,6 +155,55 @@ def test_export_rebuilds_the_kernels_packages(ended, testbed, tmp_path):
     frozen = {canonical(line) for line in subprocess.run(
         [*pip, "freeze"], capture_output=True, text=True, check=True).stdout.split()}
     assert set(few) <= frozen, (few, frozen)
+
+
+#: what a kernel of the nodes imports from its environment, checked in the rebuilt venv
+KERNEL_IMPORTS = "import dask.distributed, ipykernel, numpy, pandas, papermill, xarray, netCDF4"
+
+
+@pytest.mark.parametrize("slurm_generation", ["22.05"], indirect=True)
+def test_export_rebuilds_every_package_in_a_fresh_venv(ended, testbed, tmp_path):
+    """The whole export: every pin of its requirements.txt installs into a fresh venv
+    (`pip install -r`, each at its recorded version, binary wheels only) and the kernel's
+    packages import there. On 22.05, whose nodes run the same Python minor version as
+    this machine's tests."""
+    python = ".".join(ended["record"]["start"]["python_version"].split(".")[:2])
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert python == here, f"the record's Python {python} is not this machine's {here}"
+    text = exported_requirements(testbed, ended["record"]["id"])
+    pins = sorted({canonical(line) for line in text.splitlines()
+                   if line and not line.startswith("#")})
+    assert len(pins) > 100, pins  # the nodes' whole environment, not a sample
+    (tmp_path / "requirements.txt").write_text(text)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+           "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--only-binary=:all:", "-r",
+                    str(tmp_path / "requirements.txt")], check=True, timeout=900)
+    frozen = {canonical(line) for line in subprocess.run(
+        [*pip, "freeze", "--all"], capture_output=True, text=True, check=True).stdout.split()}
+    assert set(pins) <= frozen, sorted(set(pins) - frozen)[:10]
+    imported = subprocess.run([str(venv / "bin" / "python"), "-c", KERNEL_IMPORTS],
+                              capture_output=True, text=True, timeout=300)
+    assert imported.returncode == 0, imported.stderr[-2000:]
+
+
+def exported_requirements(testbed, record_id: str) -> str:
+    """`hpcbridge session export` of alice's record on the login node, as her: the files
+    it wrote, and its requirements.txt."""
+    out = f"/home/alice/export-{record_id}"
+    done = testbed.login_exec("alice", ["/opt/hpcbridge/venv/bin/python", "-m", "hpcbridge",
+                                        "session", "export", record_id, "--to", out])
+    assert done.returncode == 0, done.stderr
+    try:
+        listed = testbed.login_exec("alice", ["ls", out]).stdout.decode().split()
+        assert {"record.json", "requirements.txt", "environment.yml", "job.sh",
+                "job.log"} <= set(listed), listed
+        return testbed.login_exec("alice", ["cat", f"{out}/requirements.txt"]).stdout.decode()
+    finally:
+        testbed.login_exec("alice", ["rm", "-rf", "--", out])
 
 
 def canonical(pin: str) -> str:
