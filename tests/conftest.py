@@ -58,6 +58,8 @@ def pytest_collection_modifyitems(config, items):
             return 3
         if not item.get_closest_marker("testbed"):
             return 0
+        if item.get_closest_marker("beside") and generation_split.may_split(config):
+            return 2  # to the second pytest, with the other generation's tests
         # another generation's tests after the default's: its testbed and hub start late
         callspec = getattr(item, "callspec", None)
         other = callspec is not None and callspec.params.get("slurm_generation",
@@ -77,6 +79,10 @@ def pytest_configure(config):
         "markers", "session_end: runs last of all, after the session's testbed went down")
     config.addinivalue_line(
         "markers", "both_generations: runs once on every Slurm generation of the testbed")
+    config.addinivalue_line(
+        "markers", "beside: a slow module that runs in the second pytest of a split session, "
+                   "on that one's own testbed of the default generation "
+                   "(tests/generation_split.py)")
 
 
 def _default_generation(config) -> str:

@@ -6,7 +6,9 @@ two-cluster tests). They ran one after the other, though the machine idles throu
 of both: the tests wait on Slurm, on walltimes and on timeouts, not on the CPU. So when a
 session holds both groups, the other generation's runs in a child pytest on testbeds of
 its own (``<name>-g2``, ``<name>-g2-slurm2205``) and hub ports of its own, started once
-the session's own testbed is up (so the two never build one image at once).
+the session's own testbed is up (so the two never build one image at once). Slow modules
+marked ``beside`` go with it and run on the child's own testbed of the default
+generation, so the two halves take about as long.
 
 The child sends each report back as it is made (pytest's own report serialization, the
 one pytest-xdist uses). When the session reaches the first item of that group, it logs
@@ -167,12 +169,18 @@ _child: Child | None = None
 _group: set[str] = set()
 
 
+def may_split(config: pytest.Config) -> bool:
+    """Whether this session may hand tests to a child (not in one, not turned off)."""
+    return not (os.environ.get(SWITCH_ENV, "1") == "0" or os.environ.get(REPORTS_ENV)
+                or config.getoption("collectonly"))
+
+
 def plan(config: pytest.Config, items: list[pytest.Item], other: set[str]) -> None:
-    """Hand the other generation's items (nodeids in ``other``) to a child pytest when the
-    session also runs the default generation's testbed tests."""
+    """Hand the other generation's items and those marked ``beside`` (nodeids in
+    ``other``) to a child pytest when the session also runs the default generation's
+    testbed tests."""
     global _child
-    if (os.environ.get(SWITCH_ENV, "1") == "0" or os.environ.get(REPORTS_ENV)
-            or config.getoption("collectonly")):
+    if not may_split(config):
         return
     if not other or not any(item.get_closest_marker("testbed") and item.nodeid not in other
                             for item in items):

@@ -39,7 +39,19 @@ def run(path: Path) -> dict:
     finally:
         nbformat.write(notebook, path)
     return {"notebook": path.name, "seconds": round(time.monotonic() - started, 1),
-            "error": error}
+            "error": error, "outputs": outputs_text(notebook)}
+
+
+def outputs_text(notebook: dict) -> str:
+    """Every stream and plain-text output of an executed notebook, in order."""
+    parts = []
+    for cell in notebook["cells"]:
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                parts.append("".join(out["text"]))
+            elif "text/plain" in out.get("data", {}):
+                parts.append("".join(out["data"]["text/plain"]))
+    return "\n".join(parts)
 
 
 def main(argv: list[str]) -> int:

@@ -14,7 +14,8 @@ from tests.chaos.observe import chromium_available
 from tests.chaos.world import BROWSER_EVERY, InvariantBroken, World
 from tests.testbed.hubtools import port_offset
 
-pytestmark = pytest.mark.testbed
+# a slow module: in the second pytest of a split session (tests/generation_split.py)
+pytestmark = [pytest.mark.testbed, pytest.mark.beside]
 
 #: chosen so that the 40 steps hold every action of CI_ACTIONS (a unit test checks it)
 SEED = 20261468

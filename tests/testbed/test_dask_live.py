@@ -28,7 +28,8 @@ from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
 from hpcbridge.site import Site
 from slurm_testbed.profiles import load_bundled_profile, site_on_testbed
 
-pytestmark = pytest.mark.testbed
+# a slow module: in the second pytest of a split session (tests/generation_split.py)
+pytestmark = [pytest.mark.testbed, pytest.mark.beside]
 
 SMALL = {"cores": 1, "memory": "1G", "walltime": "00:05:00"}
 PROFILES = Path(__file__).resolve().parents[2] / "site_profiles"

@@ -9,7 +9,9 @@ alice still spawns on the demo and her server answers.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import pytest
 import requests
@@ -32,8 +34,10 @@ def test_the_demo_beside_the_session_is_untouched_and_alice_still_spawns(demo_be
     api = demo_beside.api()
     r = api.spawn(demo.USER, {"preset": "debug"})
     assert r.status_code in (201, 202), r.text
+    session_id = None
     try:
-        job_id = api.wait_ready(demo.USER)["state"]["job_id"]
+        state = api.wait_ready(demo.USER)["state"]
+        job_id, session_id = state["job_id"], state["session"]["id"]
         token = api.user_token(demo.USER)
         status = requests.get(f"{demo.DEMO_URL}/user/{demo.USER}/api/status", timeout=30,
                               headers={"Authorization": f"token {token}"})
@@ -45,5 +49,21 @@ def test_the_demo_beside_the_session_is_untouched_and_alice_still_spawns(demo_be
     finally:
         api.stop(demo.USER)
         api.wait_stopped(demo.USER)
-        # her server wrote its log: what the session's own teardown must leave from now on
+        if session_id:  # the hub writes the record's end after the stop (in the background)
+            _wait_record_end(demo_beside.testbed, demo.USER, session_id)
+        # her server wrote its log and record: what the session's own teardown must leave
+        # from now on
         demo_beside.before = demo_beside.snapshot()
+
+
+def _wait_record_end(testbed, user: str, session_id: str, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
+    """Until her session record has its end (docs/sessions.md: the hub writes it from the
+    scheduler's accounting, waiting up to 35 s for the step's peak memory)."""
+    path = f"/home/{user}/.hpcbridge/sessions/{session_id}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        read = testbed.login_exec(user, ["cat", path])
+        if read.returncode == 0 and json.loads(read.stdout).get("end"):
+            return
+        time.sleep(2)
+    raise AssertionError(f"{user}'s session record {session_id} got no end in {timeout} s")

@@ -18,7 +18,8 @@ from bench.spawn_warm import wait_warm_ready, warm_jobs, warm_profile
 from slurm_testbed.hub import up_hub
 from tests.testbed.hubtools import HubApi, port_offset, squeue
 
-pytestmark = pytest.mark.testbed
+# a slow module: in the second pytest of a split session (tests/generation_split.py)
+pytestmark = [pytest.mark.testbed, pytest.mark.beside]
 
 @pytest.fixture(scope="module")
 def warm_hub(testbed, tmp_path_factory):
