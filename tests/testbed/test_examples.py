@@ -18,6 +18,7 @@ import json
 import re
 import shlex
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from hpcbridge.profiles.jobcopy import JOB_PROFILE_ENV, job_copy_json
 from slurm_testbed.cluster import PYTHON
 from slurm_testbed.profiles import load_bundled_profile
 from tests.testbed.examples_runner import outputs_text
+from tests.testbed.hubtools import squeue
 
 pytestmark = pytest.mark.testbed
 
@@ -96,7 +98,23 @@ def run_examples(testbed, workdir: str, names: tuple[str, ...]) -> list[dict]:  
 
 
 @pytest.fixture
-def workdir(testbed):  # type: ignore[no-untyped-def]
+def alice_free(testbed, hub):  # type: ignore[no-untyped-def]
+    """Her QOS runs 4 jobs and this test needs all of them (2 workers, the batch job and
+    its worker): her server on the session's hub, an earlier module's, stops, and jobs an
+    earlier test left are cancelled. In CI the batch job found no room for its worker."""
+    if hub.server(USER):
+        hub.stop(USER)
+        hub.wait_stopped(USER, timeout=120)
+    deadline = time.monotonic() + 60
+    while squeue(testbed, USER, "%i"):
+        if time.monotonic() > deadline:
+            testbed.exec("ctl", ["scancel", f"--user={USER}"], timeout=60)
+            deadline = time.monotonic() + 60
+        time.sleep(2)
+
+
+@pytest.fixture
+def workdir(testbed, alice_free):  # type: ignore[no-untyped-def]
     for user, home in ((USER, WORKDIR), (SWEEP_USER, f"/home/{SWEEP_USER}/hpcbridge-examples")):
         testbed.login_exec(user, ["rm", "-rf", home])
         run_as(testbed, user, ["mkdir", "-p", home])
