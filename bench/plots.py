@@ -103,21 +103,28 @@ def plot_rpc(spawn: dict, out: Path) -> Path | None:
         for x, y in zip(xs, ys, strict=True):
             ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(4, 6),
                         fontsize=8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")  # a count of 0 is not drawn on it: it falls below the axis
+    _rpc_axes(ax, sorted({x for p in series.values() for x, _ in p}),
+              "Scheduler load of the hub's status queries", "upper left")
+    # a count of 0 is not drawn on the log scale: it falls below the axis
     values = [y for p in series.values() for _, y in p]
     ax.set_ylim(max(0.5, min((y for y in values if y > 0), default=1) / 2),
                 max(values, default=1) * 3)
-    ax.get_yaxis().set_major_formatter(_plain_ticks())
-    ax.set_xticks(sorted({x for p in series.values() for x, _ in p}))
+    return _save(fig, out)
+
+
+def _rpc_axes(ax, xs: list, title: str, legend: str) -> None:  # type: ignore[no-untyped-def]
+    """Log-log axes of slurmctld RPCs per minute against running servers, plain ticks."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(xs)
     ax.get_xaxis().set_major_formatter(_plain_ticks())
     ax.get_xaxis().set_minor_formatter(_plain_ticks(minor=True))
+    ax.get_yaxis().set_major_formatter(_plain_ticks())
     ax.set_xlabel("running notebook servers")
     ax.set_ylabel("slurmctld RPCs per minute (sdiag)")
-    ax.set_title("Scheduler load of the hub's status queries")
-    ax.legend(loc="upper left")
+    ax.set_title(title)
+    ax.legend(loc=legend)
     ax.grid(alpha=0.3)
-    return _save(fig, out)
 
 
 def _plain_ticks(minor: bool = False):  # type: ignore[no-untyped-def]
@@ -200,17 +207,7 @@ def plot_scale_rpc(scale: dict, out: Path) -> Path | None:
                     mfc="none" if kind == "computed" else None,
                     label=f"batchspawner ({kind})")
     ax.axhline(6, color="#2ca02c", lw=0.8, ls=":", label="goal: 6 per minute")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(list(xs))
-    ax.get_xaxis().set_major_formatter(_plain_ticks())
-    ax.get_xaxis().set_minor_formatter(_plain_ticks(minor=True))
-    ax.get_yaxis().set_major_formatter(_plain_ticks())
-    ax.set_xlabel("running notebook servers")
-    ax.set_ylabel("slurmctld RPCs per minute (sdiag)")
-    ax.set_title("One hub at scale: scheduler load")
-    ax.legend(loc="center right")
-    ax.grid(alpha=0.3)
+    _rpc_axes(ax, list(xs), "One hub at scale: scheduler load", "center right")
     return _save(fig, out)
 
 

@@ -226,7 +226,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 # -- in the child ----------------------------------------------------------------------
 
-def _write(config: pytest.Config, entry: dict) -> None:
+def _write(entry: dict) -> None:
     path = os.environ[REPORTS_ENV]
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry, default=str) + "\n")
@@ -236,12 +236,12 @@ def _write(config: pytest.Config, entry: dict) -> None:
 def pytest_runtest_logreport(report: TestReport) -> None:
     if os.environ.get(REPORTS_ENV) and _config is not None:
         data = _config.hook.pytest_report_to_serializable(config=_config, report=report)
-        _write(_config, {"nodeid": report.nodeid, "report": data})
+        _write({"nodeid": report.nodeid, "report": data})
 
 
 def pytest_runtest_logfinish(nodeid: str) -> None:
     if os.environ.get(REPORTS_ENV) and _config is not None:
-        _write(_config, {"finished": nodeid})
+        _write({"finished": nodeid})
 
 
 _config: pytest.Config | None = None
