@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from hpcbridge.errors import HostKeyError, PermissionDenied, Unreachable
@@ -121,6 +122,35 @@ def test_the_one_quoting_function() -> None:
     assert remote_command_line(["echo", "$(id)", "a b"]) == "echo '$(id)' 'a b'"
     with pytest.raises(ValueError):
         remote_command_line(["echo", "a\0b"])
+    assert remote_command_line(["echo", "<x"], no_stdin=True) == "echo '<x' </dev/null"
+
+
+async def test_only_a_command_given_input_gets_an_end_of_input_from_the_hub(
+        sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An EOF the hub sends for a channel sshd has already freed ends the whole
+    connection ("ieof packet referred to nonexistent channel"), and paramiko can send it
+    after the channel's close; so a command without input reads /dev/null and the hub
+    sends it no EOF at all (the one race the scale benchmark's burst lost spawns to)."""
+    sent: list[int] = []
+    original = paramiko.Channel.shutdown_write
+
+    def counted(chan: paramiko.Channel) -> None:
+        sent.append(chan.get_id())
+        original(chan)
+
+    monkeypatch.setattr(paramiko.Channel, "shutdown_write", counted)
+    t = transport(sshd)
+    try:
+        # reading its input ends at once: /dev/null, not a channel left open
+        quick = await asyncio.gather(*(t.run(["sh", "-c", "cat; echo $?"], timeout=5)
+                                       for _ in range(20)))
+        assert [r.stdout for r in quick] == ["0\n"] * 20 and sent == []
+        given = await t.run(["wc", "-c"], stdin=b"four")
+        assert given.stdout.strip() == "4" and len(sent) == 1
+        empty = await t.run(["wc", "-c"], stdin=b"")
+        assert empty.stdout.strip() == "0" and len(sent) == 2
+    finally:
+        await t.close()
 
 
 async def test_hostile_argv_arrives_verbatim(sshd: Sshd) -> None:
