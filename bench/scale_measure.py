@@ -124,6 +124,18 @@ def server_jobs(tb: Testbed) -> dict[str, str]:
             if name.startswith("hpcb-nb")}
 
 
+def ended_server_jobs(tb: Testbed, keep: int = 10) -> list[dict]:
+    """The hub's notebook jobs accounting has as ended, each with its state, exit code,
+    node and run time: why a server that was ready is no longer running."""
+    out = tb.exec("ctl", ["sacct", "-a", "-X", "-n", "-P", "-S", "now-2hours", "-o",
+                          "JobID,User,JobName,State,ExitCode,NodeList,Elapsed"],
+                  timeout=60).stdout.decode()
+    rows = [dict(zip(("job", "user", "name", "state", "exit", "node", "elapsed"),
+                     line.split("|"), strict=False)) for line in out.splitlines() if line]
+    return [r for r in rows if r.get("name", "").startswith("hpcb-nb")
+            and r.get("state") not in ("RUNNING", "PENDING")][:keep]
+
+
 def batchspawner_round(tb: Testbed, jobs: dict[str, str], uids: dict[str, int]) -> dict:
     """One round of batchspawner's per-server query (``squeue -j ID`` as the owner, as
     :mod:`bench.poller_load` measures it) for every running server: slurmctld RPCs of
