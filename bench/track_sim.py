@@ -18,8 +18,9 @@ the jobs change state (queued jobs start, running ones end and are read from ``s
   the longest the loop was held by one of its callbacks (:class:`LoopWatch`): the lag the
   hub's own work causes, whatever the load; and the load averages at the time;
 * memory per tracked job (``tracemalloc``: what tracking and one round's state keep);
-* subscribers: 0, 100 or 500 spawners following one job each (every change is offered to
-  every subscriber: the CPU grows with changes x subscribers);
+* subscribers: 0, 100 or 500 spawners following one job each, as they do (subscribed to
+  their own job: a change reaches only its job's followers), and 500 subscribed to every
+  change, as spawners were before (the CPU grows with changes x subscribers);
 * a hub restart: ``servers`` spawners ask :meth:`hpcbridge.site.Site.fresh_info` for their
   jobs at once, all answered by one round (the time until the last has its answer).
 
@@ -233,9 +234,11 @@ async def _restart(n: int, servers: int, seed: int) -> dict:
             "loop_hold_cpu_ms": _ms(hold)}
 
 
-async def _subscribers(n: int, servers: int, share: float, seed: int) -> dict:
-    """``servers`` spawners follow one job each, as ``spawner.following`` does: each
-    subscribes and ignores other jobs' changes, so a round costs changes x subscribers."""
+async def _subscribers(n: int, servers: int, share: float, seed: int,
+                       per_job: bool = True) -> dict:
+    """``servers`` spawners follow one job each, as ``spawner.following`` does: subscribed
+    to their own job (``per_job``), or to every change, ignoring other jobs' (a round then
+    costs changes x subscribers)."""
     slurm = SimulatedSlurm(n, random.Random(seed))
     poller = _poller(slurm)
     for job in slurm.jobs.values():
@@ -250,14 +253,15 @@ async def _subscribers(n: int, servers: int, share: float, seed: int) -> dict:
         return on_change
 
     for job_id in list(slurm.jobs)[:servers]:
-        poller.subscribe(follower(job_id))
+        poller.subscribe(follower(job_id), job_id=job_id if per_job else None)
     cpu: list[float] = []
     for _ in range(3):
         slurm.advance(share)
         start = time.process_time()
         await poller.poll_once()
         cpu.append(time.process_time() - start)
-    return {"tracked": n, "subscribers": servers, "changed_per_round": int(n * share),
+    return {"tracked": n, "subscribers": servers, "per_job": per_job,
+            "changed_per_round": int(n * share), "heard": len(heard),
             "cpu_ms_per_round_p50": _ms(statistics.median(cpu))}
 
 
@@ -299,8 +303,9 @@ def bench(args: argparse.Namespace) -> dict:
                "restart": [asyncio.run(_restart(sizes[-1], servers, args.seed))
                            for servers in ((100, 500) if args.quick else (100, 250, 500))],
                "subscribers": [asyncio.run(_subscribers(sizes[-1], servers, args.share,
-                                                        args.seed))
-                               for servers in (0, 100, 500)],
+                                                        args.seed, per_job))
+                               for servers, per_job in ((0, True), (100, True), (500, True),
+                                                        (500, False))],
                "share_changed_per_round": args.share, "quick": args.quick,
                # wall-clock figures (loop lag) grow with the machine's other load
                "load_average_1min": round(load_before[0], 1),
@@ -315,8 +320,10 @@ def bench(args: argparse.Namespace) -> dict:
               f"{r['memory_bytes_per_tracked_job']} B per job, "
               f"{r['queries_per_round']} queries per round")
     for r in results["subscribers"]:
-        print(f"{r['subscribers']} spawners subscribed, {r['tracked']} jobs: "
-              f"{r['cpu_ms_per_round_p50']} ms CPU per round")
+        print(f"{r['subscribers']} spawners subscribed "
+              f"{'to their own job' if r['per_job'] else 'to every change'}, "
+              f"{r['tracked']} jobs: {r['cpu_ms_per_round_p50']} ms CPU per round "
+              f"({r['heard']} changes heard by their followers)")
     for r in results["restart"]:
         print(f"restart, {r['servers']} servers of {r['tracked']} jobs: all answered in "
               f"{r['seconds_to_all_answers']} s ({r['cpu_ms']} ms CPU)")

@@ -114,6 +114,8 @@ class StatusPoller:
         self._infos: dict[str, JobInfo] = {}
         self._last_known: dict[str, JobInfo] = {}
         self._subscribers: list[Subscriber] = []
+        #: subscribers to one job's changes, by job id
+        self._job_subscribers: dict[str, list[Subscriber]] = {}
         #: futures of :meth:`answer`, by job id
         self._answers: dict[str, list[asyncio.Future[JobInfo]]] = {}
         self._wake = asyncio.Event()
@@ -159,11 +161,26 @@ class StatusPoller:
 
     # -- subscribers -----------------------------------------------------------------
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(change)`` (sync or async) on every change; returns unsubscribe."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers \
-            else None
+    def subscribe(self, callback: Subscriber, *, job_id: str | None = None
+                  ) -> Callable[[], None]:
+        """Call ``callback(change)`` (sync or async) on every change, or with ``job_id``
+        only on that job's; returns unsubscribe. A subscriber to one job costs nothing
+        when the others change (a spawner follows its own job: with 500 of them, a round
+        of 10,000 jobs offered every change to every spawner)."""
+        if job_id is None:
+            self._subscribers.append(callback)
+            return lambda: self._subscribers.remove(callback) \
+                if callback in self._subscribers else None
+        self._job_subscribers.setdefault(job_id, []).append(callback)
+
+        def unsubscribe() -> None:
+            those = self._job_subscribers.get(job_id, [])
+            if callback in those:
+                those.remove(callback)
+            if not those:
+                self._job_subscribers.pop(job_id, None)
+
+        return unsubscribe
 
     def answer(self, job_id: str) -> asyncio.Future[JobInfo]:
         """A future of the next word on ``job_id`` (tracked by the caller). Unlike a
@@ -275,7 +292,7 @@ class StatusPoller:
         return None
 
     async def _announce(self, change: StateChange) -> None:
-        for callback in list(self._subscribers):
+        for callback in [*self._subscribers, *self._job_subscribers.get(change.job_id, ())]:
             # called here, awaited only when it returns an awaitable: hundreds of spawners
             # subscribe, each callback mostly returns at once (not its job), and a
             # coroutine per call would double what a change costs

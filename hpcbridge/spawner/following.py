@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 def follow(spawner: HpcSpawner) -> None:
     """Subscribe to this job's state changes and have the shared poller track it."""
     poller = spawner._poller()
-    if spawner._unsubscribe is None:
-        spawner._unsubscribe = poller.subscribe(functools.partial(on_change, spawner))
+    if spawner._following != (poller, spawner.job_id):  # its job, on its cluster's poller
+        unfollow(spawner)
+        spawner._unsubscribe = poller.subscribe(functools.partial(on_change, spawner),
+                                                job_id=spawner.job_id)
+        spawner._following = (poller, spawner.job_id)
     if spawner.job_id not in poller.tracked:
         poller.track(spawner.job_id, spawner.user.name)
     elif (known := poller.info(spawner.job_id)) is not None:
@@ -28,6 +31,7 @@ def unfollow(spawner: HpcSpawner) -> None:
     if spawner._unsubscribe is not None:
         spawner._unsubscribe()
         spawner._unsubscribe = None
+    spawner._following = None
 
 
 def learn(spawner: HpcSpawner, info: JobInfo) -> None:

@@ -139,6 +139,8 @@ class HpcSpawner(Spawner):
         self._events: asyncio.Queue[dict] = asyncio.Queue()
         self._warned = False
         self._unsubscribe = None
+        #: the poller and job id ``_unsubscribe`` follows (spawner/following.py)
+        self._following: tuple[object, str | None] | None = None
         self._info: JobInfo | None = None
         self._node_known = asyncio.Event()
         #: a queued job of a hub that stopped before the job ran; JupyterHub must not

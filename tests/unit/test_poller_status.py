@@ -207,6 +207,27 @@ async def test_a_failing_subscriber_does_not_stop_others() -> None:
     assert got == ["1"]
 
 
+async def test_a_subscriber_to_one_job_hears_only_that_job() -> None:
+    poller = StatusPoller(FinishesAfterOneRound(), forget_terminal=False)
+    everything: list[str] = []
+    mine: list[tuple[str, JobState]] = []
+    poller.subscribe(lambda c: everything.append(c.job_id))
+    unsubscribe = poller.subscribe(lambda c: mine.append((c.job_id, c.current.state)),
+                                   job_id="2")
+    also = poller.subscribe(lambda c: mine.append(("again", c.current.state)), job_id="2")
+    for job in ("1", "2", "3"):
+        poller.track(job, wake=False)
+    await poller.poll_once()
+    assert sorted(everything) == ["1", "2", "3"]
+    assert mine == [("2", JobState.RUNNING), ("again", JobState.RUNNING)]
+    also()
+    await poller.poll_once()  # all three complete
+    assert mine[2:] == [("2", JobState.COMPLETED)]
+    unsubscribe()
+    unsubscribe()  # twice is harmless
+    assert poller._job_subscribers == {}  # nothing kept for a job nobody follows
+
+
 async def test_untrack_while_querying_drops_the_answer() -> None:
     source = AllRunning()
     poller = StatusPoller(source)

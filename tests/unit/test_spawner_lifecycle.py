@@ -80,7 +80,7 @@ class FakeCluster:
         return subprocess.CompletedProcess(argv, 0, "", "")
 
     # -- poller --
-    def subscribe(self, callback):
+    def subscribe(self, callback, job_id=None):  # offers every change, as with none
         self.subscribers.append(callback)
         self._changed.set()
         return lambda: self.subscribers.remove(callback)

@@ -47,7 +47,7 @@ class Recorder:
         self.scripts.append((user, script))
         return str(1000 + len(self.scripts))
 
-    def subscribe(self, callback):
+    def subscribe(self, callback, job_id=None):  # offers every change, as with none
         self.subscribers.append(callback)
         return lambda: self.subscribers.remove(callback)
 
