@@ -302,6 +302,10 @@ def _print_step(r: dict) -> None:
           f"{r['nodes']['rss_mib']} MiB; batchspawner {bs.get('rpc_per_min_at_30s')}/min"
           f"{' (computed)' if bs.get('computed') else ''}; load {r['load_avg_1m']}",
           flush=True)
+    stalls = r.get("stalls", {})
+    for s in stalls.get("longest", [])[:3]:
+        print(f"  loop away {s['ms']} ms ({s['cpu_ms']} ms CPU after it was seen; "
+              f"{stalls['count']} stalls in all): {s['stack'][:200]}", flush=True)
 
 
 def parser() -> argparse.ArgumentParser:

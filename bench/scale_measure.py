@@ -112,7 +112,17 @@ def hub_window(tb: Testbed, hub_pid: int, probe: Path, seconds: float,
                      "during_polls": lag_summary(in_poll)},
         "polls": [{k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()
                    if k != "at"} for p in polls],
+        "stalls": stall_summary(hub_probe.read_stalls(probe, since, until)),
     }
+
+
+def stall_summary(stalls: list[dict], keep: int = 5) -> dict:
+    """How often the loop stayed away over 100 ms, and the longest times with where it was
+    and how much CPU the hub used meanwhile."""
+    longest = sorted(stalls, key=lambda s: -s["ms"])[:keep]
+    return {"count": len(stalls), "total_ms": round(sum(s["ms"] for s in stalls), 1),
+            "longest": [{"ms": s["ms"], "cpu_ms": s["cpu_ms"], "stack": s["stack"][:400]}
+                        for s in longest]}
 
 
 def server_jobs(tb: Testbed) -> dict[str, str]:

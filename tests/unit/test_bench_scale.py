@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from bench import hub_probe, report, scale
+from bench import hub_probe, report, scale, scale_measure
 from hpcbridge.poller import StatusPoller
 
 
@@ -80,3 +81,38 @@ def test_scale_section_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(report, "RESULTS", results)
     text = report.render(results)
     assert "## Scale: one hub" in text and "benchmarks/scale_rpc.png" in text
+
+
+def test_a_stall_of_the_hubs_loop_is_recorded_with_where_it_was_and_its_cpu(
+        tmp_path: Path) -> None:
+    probe = tmp_path / "probe.log"
+
+    def waits_in_a_blocking_call() -> None:
+        time.sleep(0.4)
+
+    def keeps_the_loop_busy() -> None:
+        end = time.process_time() + 0.4
+        while time.process_time() < end:
+            pass
+
+    async def hub() -> None:
+        hub_probe.start(str(probe), every=0.02, stall=0.1)
+        await asyncio.sleep(0.1)
+        waits_in_a_blocking_call()
+        await asyncio.sleep(0.1)
+        keeps_the_loop_busy()
+        await asyncio.sleep(1.2)  # the ticker writes its lines about once a second
+        for task in hub_probe._tasks:
+            task.cancel()
+
+    since = time.time()
+    asyncio.run(hub())
+    blocked, busy = hub_probe.read_stalls(probe, since, time.time())
+    assert "waits_in_a_blocking_call" in blocked["stack"].split(" < ")[0]
+    assert "keeps_the_loop_busy" in busy["stack"]
+    assert blocked["ms"] >= 350 and busy["ms"] >= 350
+    # CPU from when the watchdog saw the stall (after 120 ms) until the loop was back
+    assert blocked["cpu_ms"] < 100 < 200 < busy["cpu_ms"]
+    summary = scale_measure.stall_summary([blocked, busy], keep=1)
+    assert summary["count"] == 2 and summary["longest"][0]["ms"] == max(blocked["ms"],
+                                                                        busy["ms"])
