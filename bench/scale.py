@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import secrets
 import tempfile
 import time
@@ -135,11 +134,8 @@ def step(tb: Testbed, sh: ScaleHub, n: int, args: argparse.Namespace,
            **sh.facts(), "nodes": m.node_memory_mib(tb), **window}
     if len(jobs) < n:  # a server that was ready has gone: say which job ended, and how
         row["ended_jobs"] = m.ended_server_jobs(tb)
-        ended = re.compile(r"\b(?:job |job_id=)(?:" + "|".join(
-            re.escape(r["job"]) for r in row["ended_jobs"]) + r")\b")
-        log = (sh.hub.dir / "jupyterhub.log").read_text(errors="replace").splitlines()
-        row["ended_jobs_hub_log"] = [line[:300] for line in log
-                                     if row["ended_jobs"] and ended.search(line)][-20:]
+        row["ended_jobs_hub_log"] = m.log_lines_about(
+            sh.hub.dir / "jupyterhub.log", [r["job"] for r in row["ended_jobs"]])
         print(f"n={n}: {n - len(jobs)} fewer jobs running than servers spawned; ended: "
               f"{row['ended_jobs']}", flush=True)
     if len(jobs) <= args.batchspawner_max:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from pathlib import Path
 
@@ -144,6 +145,15 @@ def ended_server_jobs(tb: Testbed, keep: int = 10) -> list[dict]:
                      line.split("|"), strict=False)) for line in out.splitlines() if line]
     return [r for r in rows if r.get("name", "").startswith("hpcb-nb")
             and r.get("state") not in ("RUNNING", "PENDING")][:keep]
+
+
+def log_lines_about(log: Path, job_ids: list[str], keep: int = 20) -> list[str]:
+    """The last ``keep`` lines of the hub's log that name one of ``job_ids``."""
+    if not job_ids:
+        return []
+    named = re.compile(r"\b(?:job |job_id=)(?:" + "|".join(map(re.escape, job_ids)) + r")\b")
+    lines = log.read_text(errors="replace").splitlines()
+    return [line[:300] for line in lines if named.search(line)][-keep:]
 
 
 def batchspawner_round(tb: Testbed, jobs: dict[str, str], uids: dict[str, int]) -> dict:
